@@ -1,0 +1,174 @@
+//! Events and verdicts: the vocabulary shared by the gate, delivery and plugins.
+
+use serde::{Deserialize, Serialize};
+
+/// When an event is emitted relative to the change it describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Before the change: the emitter waits for an allow or a deny.
+    Before,
+    /// After the change: the event is delivered to receivers as a webhook.
+    After,
+}
+
+impl Phase {
+    /// The lowercase name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Before => "before",
+            Phase::After => "after",
+        }
+    }
+}
+
+/// Something that happened, or is about to happen, in the host system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Stable across every delivery attempt, so receivers can deduplicate.
+    pub id: String,
+    /// The kind of object concerned, such as `app` or `api`.
+    pub object_type: String,
+    /// What happened to it: `created`, `updated`, `deleted`, or tenant-defined.
+    pub action: String,
+    /// Before or after the change.
+    pub phase: Phase,
+    /// Who caused it, if known.
+    pub actor: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The object itself.
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    /// The JSON body POSTed to callback URLs, before any plugin transform.
+    ///
+    /// One function builds it so that the gate, delivery and `plugin run`
+    /// show plugins exactly the same envelope.
+    pub fn envelope(&self) -> serde_json::Value {
+        serde_json::json!({
+            "type": format!("{}.{}", self.object_type, self.action),
+            "timestamp": rfc3339(self.timestamp_ms),
+            "event_id": self.id,
+            "object_type": self.object_type,
+            "action": self.action,
+            "phase": self.phase,
+            "actor": self.actor,
+            "data": self.data,
+        })
+    }
+}
+
+/// An event as a client submits it: `id` and the timestamp are optional and
+/// filled in by [`NewEvent::into_event`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvent {
+    /// Client-chosen id, used as an idempotency key.
+    pub id: Option<String>,
+    /// The kind of object concerned.
+    pub object_type: String,
+    /// What happened to it.
+    pub action: String,
+    /// Before or after the change.
+    pub phase: Phase,
+    /// Who caused it.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// The object itself.
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl NewEvent {
+    /// Completes the event with a fresh `evt_` id if none was given, and the
+    /// given timestamp.
+    pub fn into_event(self, timestamp_ms: u64) -> Event {
+        Event {
+            id: self
+                .id
+                .unwrap_or_else(|| format!("evt_{}", ulid::Ulid::new())),
+            object_type: self.object_type,
+            action: self.action,
+            phase: self.phase,
+            actor: self.actor,
+            timestamp_ms,
+            data: self.data,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The answer to a before-event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", content = "reason", rename_all = "lowercase")]
+pub enum Verdict {
+    /// Let the change go ahead.
+    Allow,
+    /// Refuse the change, saying why.
+    Deny(String),
+}
+
+/// Formats milliseconds since the epoch as an RFC 3339 UTC timestamp.
+pub fn rfc3339(timestamp_ms: u64) -> String {
+    let secs = (timestamp_ms / 1000) as i64;
+    let millis = timestamp_ms % 1000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_649_367_553_123), "2022-04-07T21:39:13.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn envelope_carries_type_and_data() {
+        let event = Event {
+            id: "evt_1".into(),
+            object_type: "app".into(),
+            action: "created".into(),
+            phase: Phase::After,
+            actor: Some("alice".into()),
+            timestamp_ms: 0,
+            data: serde_json::json!({"name": "weather"}),
+        };
+        let body = event.envelope();
+        assert_eq!(body["type"], "app.created");
+        assert_eq!(body["phase"], "after");
+        assert_eq!(body["data"]["name"], "weather");
+    }
+}

@@ -1,0 +1,160 @@
+//! The `hookgate` binary: parses the command line, sets up tracing and hands
+//! over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hookgate::cli::{self, CliError, HookName, RunOptions};
+use hookgate::plugin::{Limits, PluginConfig};
+use tracing_subscriber::EnvFilter;
+
+/// Hookgate: a self-hosted callback runtime.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with plugins locally, without a server.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Validate a plugin and print its exports, imports and size.
+    Check {
+        /// The plugin component (.wasm).
+        file: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Run one hook of a plugin on an event and print the result as JSON.
+    Run {
+        /// The plugin component (.wasm).
+        file: PathBuf,
+        /// The event, as JSON: object_type, action, phase, actor, data (id optional).
+        #[arg(long)]
+        event: PathBuf,
+        /// The hook to call.
+        #[arg(long, value_enum, default_value_t = Hook::Decide)]
+        hook: Hook,
+        /// Plugin configuration, repeatable.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        /// The callback's answer for `judge`: {"status", "headers", "body"}.
+        #[arg(long)]
+        response: Option<PathBuf>,
+        /// The status `judge` compares the answer with.
+        #[arg(long, default_value_t = 200)]
+        expected_status: u16,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Hook {
+    Transform,
+    Decide,
+    Judge,
+}
+
+/// Sandbox limits; the defaults are the server's.
+#[derive(Args)]
+struct LimitArgs {
+    /// Fuel per call (about one unit per WebAssembly instruction).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Wall-clock deadline per call, in milliseconds.
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Linear memory limit, in MiB.
+    #[arg(long)]
+    memory_mib: Option<usize>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        let mut limits = Limits::default();
+        if let Some(fuel) = self.fuel {
+            limits.fuel = fuel;
+        }
+        if let Some(ms) = self.deadline_ms {
+            limits.deadline = Duration::from_millis(ms);
+        }
+        if let Some(mib) = self.memory_mib {
+            limits.memory_bytes = mib << 20;
+        }
+        // One call at a time needs one pool slot, not the server's many.
+        limits.max_concurrent_calls = 1;
+        limits
+    }
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{text}`"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("hookgate=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let result = match cli.command {
+        Command::Plugin(PluginCommand::Check { file, limits }) => {
+            cli::check(&file, limits.limits()).await
+        }
+        Command::Plugin(PluginCommand::Run {
+            file,
+            event,
+            hook,
+            config,
+            response,
+            expected_status,
+            limits,
+        }) => {
+            let options = RunOptions {
+                hook: match hook {
+                    Hook::Transform => HookName::Transform,
+                    Hook::Decide => HookName::Decide,
+                    Hook::Judge => HookName::Judge,
+                },
+                event,
+                config: config.into_iter().collect::<PluginConfig>(),
+                response,
+                expected_status,
+            };
+            cli::run(&file, options, limits.limits()).await
+        }
+    };
+    match result {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("JSON serializes")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(CliError::Plugin(err)) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+        Err(CliError::Input(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

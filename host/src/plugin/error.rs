@@ -1,0 +1,174 @@
+//! Everything that can go wrong with a plugin, in the plugin author's terms.
+
+/// A plugin failed validation, loading or a call.
+///
+/// Each case names its cause or the limit that was hit, because this text is
+/// what a tenant sees in an upload error, a deny reason or a delivery's history.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// The upload is larger than the configured component size cap.
+    #[error("plugin is {size} bytes, over the {limit}-byte component size limit")]
+    TooLarge {
+        /// Size of the upload.
+        size: usize,
+        /// The configured cap.
+        limit: usize,
+    },
+    /// The bytes are not WebAssembly at all.
+    #[error("not a WebAssembly binary: {reason}")]
+    NotWasm {
+        /// What was found instead.
+        reason: String,
+    },
+    /// A core module was uploaded where a component is needed.
+    #[error(
+        "this is a core WebAssembly module, not a component; build the plugin with \
+         `cargo build --target wasm32-wasip2` (or another component-model toolchain)"
+    )]
+    NotAComponent,
+    /// Wasmtime refused to compile the component.
+    #[error("component does not compile: {reason}")]
+    Invalid {
+        /// Wasmtime's explanation.
+        reason: String,
+    },
+    /// The component imports something outside the sandbox's allow-list.
+    #[error(
+        "component imports `{import}`, which plugins may not use; allowed imports are \
+         hookgate:plugin/host@0.1.0, hookgate:plugin/types@0.1.0 and wasi:io, wasi:cli, \
+         wasi:clocks, wasi:random and wasi:filesystem (which sees no files)"
+    )]
+    ForbiddenImport {
+        /// The import's full name.
+        import: String,
+    },
+    /// An allowed import whose type does not match what the host provides.
+    #[error("component import does not match this host: {reason}")]
+    ImportMismatch {
+        /// Wasmtime's explanation, naming the import.
+        reason: String,
+    },
+    /// One of `transform`, `decide` or `judge` is absent.
+    #[error(
+        "component does not export `{export}`; a plugin must target the \
+         hookgate:plugin/plugin@0.1.0 world, which exports transform, decide and judge"
+    )]
+    MissingExport {
+        /// The missing export.
+        export: &'static str,
+    },
+    /// An export exists but has the wrong signature.
+    #[error("component exports do not match the hookgate:plugin/plugin@0.1.0 world: {reason}")]
+    ExportMismatch {
+        /// Wasmtime's explanation, naming the export.
+        reason: String,
+    },
+    /// A precompiled artifact was produced by another engine or host version
+    /// and must be recompiled from the original bytes.
+    #[error("precompiled plugin artifact does not match this host: {reason}")]
+    StaleArtifact {
+        /// Why it cannot be loaded.
+        reason: String,
+    },
+    /// The event and request handed to the plugin are over the input cap.
+    #[error("plugin input is {size} bytes, over the {limit}-byte input limit")]
+    InputTooLarge {
+        /// Bytes of input.
+        size: usize,
+        /// The configured cap.
+        limit: usize,
+    },
+    /// The plugin returned more than the output cap.
+    #[error("plugin output is {size} bytes, over the {limit}-byte output limit")]
+    OutputTooLarge {
+        /// Bytes of output.
+        size: usize,
+        /// The configured cap.
+        limit: usize,
+    },
+    /// The plugin executed more instructions than its fuel allows.
+    #[error("plugin ran out of fuel after {limit} units (an infinite loop, or too much work)")]
+    OutOfFuel {
+        /// Fuel granted per call.
+        limit: u64,
+    },
+    /// The call ran past its wall-clock deadline.
+    #[error("plugin exceeded its {limit_ms} ms deadline")]
+    DeadlineExceeded {
+        /// The deadline in milliseconds.
+        limit_ms: u64,
+    },
+    /// The plugin asked for more linear memory than allowed.
+    #[error("plugin exceeded its memory limit of {limit} bytes")]
+    MemoryLimit {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The plugin's call stack overflowed, usually from runaway recursion.
+    #[error("plugin overflowed its call stack (runaway recursion?)")]
+    StackOverflow,
+    /// The plugin trapped: a panic, an abort, or an invalid operation.
+    #[error("plugin trapped: {message}{}", guest.as_deref().map(|g| format!("; the plugin said: {g}")).unwrap_or_default())]
+    Trap {
+        /// What the engine reported.
+        message: String,
+        /// The tail of what the plugin wrote to stderr, such as a panic message.
+        guest: Option<String>,
+    },
+    /// `transform` returned a body that should be JSON but is not.
+    #[error("plugin transform returned a body that is not valid JSON: {reason}")]
+    InvalidJson {
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The plugin itself reported a failure.
+    #[error("plugin failed ({code}): {message}")]
+    Failed {
+        /// The plugin's failure code.
+        code: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The host could not set up the sandbox; not the plugin's fault.
+    #[error("plugin runtime error: {reason}")]
+    Runtime {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl PluginError {
+    /// A stable, machine-readable name for the error's kind, used in API
+    /// responses, history records and metrics labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PluginError::TooLarge { .. } => "too_large",
+            PluginError::NotWasm { .. } => "not_wasm",
+            PluginError::NotAComponent => "not_a_component",
+            PluginError::Invalid { .. } => "invalid",
+            PluginError::ForbiddenImport { .. } => "forbidden_import",
+            PluginError::ImportMismatch { .. } => "import_mismatch",
+            PluginError::MissingExport { .. } => "missing_export",
+            PluginError::ExportMismatch { .. } => "export_mismatch",
+            PluginError::StaleArtifact { .. } => "stale_artifact",
+            PluginError::InputTooLarge { .. } => "input_too_large",
+            PluginError::OutputTooLarge { .. } => "output_too_large",
+            PluginError::OutOfFuel { .. } => "out_of_fuel",
+            PluginError::DeadlineExceeded { .. } => "deadline_exceeded",
+            PluginError::MemoryLimit { .. } => "memory_limit",
+            PluginError::StackOverflow => "stack_overflow",
+            PluginError::Trap { .. } => "trap",
+            PluginError::InvalidJson { .. } => "invalid_json",
+            PluginError::Failed { .. } => "plugin_failure",
+            PluginError::Runtime { .. } => "runtime",
+        }
+    }
+}
+
+/// Renders a wasmtime error with its whole cause chain on one line.
+pub(crate) fn chain(err: &wasmtime::Error) -> String {
+    err.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}

@@ -1,0 +1,697 @@
+//! The sandboxed WebAssembly component runtime.
+//!
+//! One [`Runtime`] (one wasmtime engine) serves the whole process. Uploads go
+//! through [`Runtime::compile`], which validates them and returns a ready
+//! [`Plugin`] plus a precompiled [`Artifact`] for storage; after a restart,
+//! [`Runtime::load`] turns the artifact back into a plugin without
+//! recompiling. Each hook call instantiates the plugin into a fresh store with
+//! fuel, memory and deadline limits, so no state survives between events.
+//!
+//! Layout:
+//! - `bindings`: the generated host side of the WIT world (the only `bindgen!`);
+//! - `sandbox`: per-call store state, WASI lock-down and the `host` imports;
+//! - `validate`: upload-time checks;
+//! - `error`: [`PluginError`].
+
+mod bindings;
+mod error;
+mod sandbox;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+pub use self::error::PluginError;
+use self::error::chain;
+use self::sandbox::{Sandbox, clamp};
+use crate::event::{Event, Phase, Verdict};
+
+/// How often the epoch ticker advances the engine's clock. Deadlines are
+/// enforced to within one tick.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Fuel a plugin burns between cooperative yields to the async executor, so
+/// that a plugin spinning until its deadline shares the worker thread.
+const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
+/// Bytes of a trapped plugin's stderr quoted in the error.
+const MAX_GUEST_MESSAGE: usize = 1024;
+
+/// A plugin's key-value configuration, set per callback.
+pub type PluginConfig = BTreeMap<String, String>;
+
+/// Resource limits applied to every plugin call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum linear memory per call, in bytes.
+    pub memory_bytes: usize,
+    /// Fuel per call: roughly one unit per WebAssembly instruction. It stops
+    /// runaway loops deterministically, whatever the machine's speed.
+    pub fuel: u64,
+    /// Wall-clock deadline per call, including instantiation and host calls.
+    pub deadline: Duration,
+    /// Maximum bytes in and out of a call (payload, body, headers, reasons).
+    pub max_io_bytes: usize,
+    /// Maximum size of an uploaded component.
+    pub max_component_bytes: usize,
+    /// Calls that may run at once; more wait for a slot. Sizes the
+    /// pooling allocator, which reserves virtual memory per slot up front.
+    pub max_concurrent_calls: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 32 << 20,
+            // 100M units is several times what transforming a 1 MiB payload
+            // costs, and stops a tight infinite loop in about 50 ms.
+            fuel: 100_000_000,
+            deadline: Duration::from_millis(100),
+            max_io_bytes: 1 << 20,
+            max_component_bytes: 8 << 20,
+            max_concurrent_calls: 128,
+        }
+    }
+}
+
+/// What validation learned about a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    /// Hex SHA-256 of the uploaded component bytes.
+    pub sha256: String,
+    /// Size of the uploaded component in bytes.
+    pub size: usize,
+    /// The component's function exports.
+    pub exports: Vec<String>,
+    /// The component's imports, all within the allow-list.
+    pub imports: Vec<String>,
+}
+
+/// A compiled plugin in the engine's native form, for storage.
+///
+/// It is only ever produced by [`Runtime::compile`] and only loaded by a
+/// runtime with the same `engine` hash: deserializing is trusted native code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// What validation learned when this was compiled.
+    pub info: PluginInfo,
+    /// The compatibility hash of the engine that produced it.
+    pub engine: String,
+    /// The serialized component.
+    pub bytes: Vec<u8>,
+}
+
+/// A validated, compiled plugin version, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct Plugin {
+    pre: bindings::PluginPre<Sandbox>,
+    info: Arc<PluginInfo>,
+}
+
+impl Plugin {
+    /// What validation learned about this plugin.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+}
+
+/// A newly compiled plugin and its artifact.
+pub struct Compiled {
+    /// The plugin, ready to call.
+    pub plugin: Plugin,
+    /// The artifact to store for fast loading after a restart.
+    pub artifact: Artifact,
+}
+
+/// A request about to be POSTed to a callback URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Extra or replacement headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// A callback URL's answer to a before-event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// Response body, possibly truncated.
+    pub body: Vec<u8>,
+}
+
+/// What `transform` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transformed {
+    /// Send this request.
+    Send(Outgoing),
+    /// Send nothing, for this reason.
+    Skip(String),
+}
+
+/// A hook's result with what the call cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome<T> {
+    /// What the plugin returned.
+    pub value: T,
+    /// Fuel the call consumed, including instantiation.
+    pub fuel_used: u64,
+    /// Wall-clock time of the call, including waiting for a slot.
+    pub duration: Duration,
+}
+
+/// The process-wide plugin engine. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    engine_hash: String,
+    linker: Linker<Sandbox>,
+    limits: Limits,
+    slots: Semaphore,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A hook invocation, in the generated types.
+enum Hook {
+    Transform(bindings::Event, bindings::Outgoing),
+    Decide(bindings::Event),
+    Judge(bindings::Event, bindings::Incoming, bindings::Verdict),
+}
+
+/// A hook's successful return, in the generated types.
+enum HookOutput {
+    Transformed(bindings::Transformed),
+    Verdict(bindings::Verdict),
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator, fuel, epoch interruption), the
+    /// linker with locked-down WASI, and starts the epoch ticker thread.
+    pub fn new(limits: Limits) -> Result<Self, PluginError> {
+        let slots = limits.max_concurrent_calls.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        // A Rust component holds a handful of core instances (the program,
+        // the WASI adapter and shims), each with tables and maybe a memory.
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 16)
+            .total_memories(slots * 2)
+            .total_tables(slots * 16)
+            .total_stacks(slots)
+            .max_memories_per_component(2)
+            .max_memory_size(limits.memory_bytes);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .consume_fuel(true)
+            .epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(runtime_error)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(runtime_error)?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |sandbox| sandbox)
+            .map_err(runtime_error)?;
+
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = format!("{:016x}", hasher.finish());
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.clone();
+        let stop = stop_ticker.clone();
+        std::thread::Builder::new()
+            .name("hookgate-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .map_err(|e| PluginError::Runtime {
+                reason: format!("cannot start the epoch ticker: {e}"),
+            })?;
+
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                engine_hash,
+                linker,
+                slots: Semaphore::new(slots as usize),
+                limits,
+                stop_ticker,
+            }),
+        })
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Identifies the engine build and settings; artifacts from another
+    /// engine hash must be recompiled. Stores key artifacts by
+    /// `(sha256, engine_hash)`.
+    pub fn engine_hash(&self) -> &str {
+        &self.inner.engine_hash
+    }
+
+    /// Validates and compiles an uploaded component on a blocking thread,
+    /// off the async workers.
+    pub async fn compile(&self, wasm: Vec<u8>) -> Result<Compiled, PluginError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.compile(&wasm))
+            .await
+            .map_err(|e| PluginError::Runtime {
+                reason: format!("compilation task failed: {e}"),
+            })?
+    }
+
+    /// Turns a stored artifact back into a plugin without recompiling.
+    pub async fn load(&self, artifact: Artifact) -> Result<Plugin, PluginError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.load(&artifact))
+            .await
+            .map_err(|e| PluginError::Runtime {
+                reason: format!("loading task failed: {e}"),
+            })?
+    }
+
+    /// Runs `transform`: shape, or skip, the request for a callback URL.
+    ///
+    /// A body sent on must be JSON unless the plugin set a non-JSON
+    /// `content-type` header.
+    pub async fn transform(
+        &self,
+        plugin: &Plugin,
+        config: Arc<PluginConfig>,
+        event: &Event,
+        request: Outgoing,
+    ) -> Result<Outcome<Transformed>, PluginError> {
+        let input = event_size(event) + request_size(&request.headers, &request.body);
+        let hook = Hook::Transform(wit_event(event), wit_outgoing(request));
+        let outcome = self.call(plugin, config, input, hook).await?;
+        let HookOutput::Transformed(transformed) = outcome.value else {
+            unreachable!("transform returns a transformed value")
+        };
+        let value = match transformed {
+            bindings::Transformed::Send(out) => {
+                check_json(&out.headers, &out.body)?;
+                Transformed::Send(Outgoing {
+                    headers: out.headers,
+                    body: out.body,
+                })
+            }
+            bindings::Transformed::Skip(reason) => Transformed::Skip(reason),
+        };
+        Ok(Outcome {
+            value,
+            fuel_used: outcome.fuel_used,
+            duration: outcome.duration,
+        })
+    }
+
+    /// Runs `decide`: answer a before-event locally.
+    pub async fn decide(
+        &self,
+        plugin: &Plugin,
+        config: Arc<PluginConfig>,
+        event: &Event,
+    ) -> Result<Outcome<Verdict>, PluginError> {
+        let hook = Hook::Decide(wit_event(event));
+        let outcome = self.call(plugin, config, event_size(event), hook).await?;
+        Ok(verdict_outcome(outcome))
+    }
+
+    /// Runs `judge`: interpret a callback's answer; `expected` is the verdict
+    /// from the status code alone.
+    pub async fn judge(
+        &self,
+        plugin: &Plugin,
+        config: Arc<PluginConfig>,
+        event: &Event,
+        response: Incoming,
+        expected: Verdict,
+    ) -> Result<Outcome<Verdict>, PluginError> {
+        let input = event_size(event) + request_size(&response.headers, &response.body);
+        let response = bindings::Incoming {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        };
+        let expected = match expected {
+            Verdict::Allow => bindings::Verdict::Allow,
+            Verdict::Deny(reason) => bindings::Verdict::Deny(reason),
+        };
+        let hook = Hook::Judge(wit_event(event), response, expected);
+        let outcome = self.call(plugin, config, input, hook).await?;
+        Ok(verdict_outcome(outcome))
+    }
+
+    /// Calls `decide` `times` times on a single instance and returns the
+    /// last verdict. Production never reuses an instance; this exists so the
+    /// benchmarks can separate the cost of a call from that of a fresh
+    /// sandbox.
+    #[doc(hidden)]
+    pub async fn decide_warm(
+        &self,
+        plugin: &Plugin,
+        config: Arc<PluginConfig>,
+        event: &Event,
+        times: u64,
+    ) -> Result<Verdict, PluginError> {
+        let mut store = Store::new(&self.inner.engine, Sandbox::new(config, usize::MAX));
+        store.set_fuel(u64::MAX).map_err(runtime_error)?;
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| runtime_error(chain(&e)))?;
+        let event = wit_event(event);
+        let mut verdict = bindings::Verdict::Allow;
+        for _ in 0..times {
+            verdict = instance
+                .call_decide(&mut store, &event)
+                .await
+                .map_err(|e| runtime_error(chain(&e)))?
+                .map_err(|f| PluginError::Failed {
+                    code: f.code,
+                    message: f.message,
+                })?;
+        }
+        Ok(match verdict {
+            bindings::Verdict::Allow => Verdict::Allow,
+            bindings::Verdict::Deny(reason) => Verdict::Deny(reason),
+        })
+    }
+
+    /// Instantiates the plugin into a fresh store and runs one hook under
+    /// every limit, turning each way it can fail into a [`PluginError`].
+    async fn call(
+        &self,
+        plugin: &Plugin,
+        config: Arc<PluginConfig>,
+        input: usize,
+        hook: Hook,
+    ) -> Result<Outcome<HookOutput>, PluginError> {
+        let limits = &self.inner.limits;
+        if input > limits.max_io_bytes {
+            return Err(PluginError::InputTooLarge {
+                size: input,
+                limit: limits.max_io_bytes,
+            });
+        }
+        let started = Instant::now();
+        let _slot = self.inner.slots.acquire().await.map_err(runtime_error)?;
+
+        let mut store = Store::new(
+            &self.inner.engine,
+            Sandbox::new(config, limits.memory_bytes),
+        );
+        store.limiter(|sandbox| &mut sandbox.limiter);
+        store.set_fuel(limits.fuel).map_err(runtime_error)?;
+        store
+            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+            .map_err(runtime_error)?;
+        let ticks = limits.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64;
+        store.set_epoch_deadline(ticks.max(1) + 1);
+        store.epoch_deadline_trap();
+
+        // The epoch deadline interrupts running wasm; the timeout also covers
+        // time spent waiting in host calls, such as a guest sleeping on a clock.
+        let ran = tokio::time::timeout(
+            limits.deadline + EPOCH_TICK * 2,
+            run(plugin, &mut store, hook),
+        )
+        .await;
+        let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+        let sandbox = store.data();
+        sandbox.flush_output();
+        let output = match ran {
+            Err(_elapsed) => Err(PluginError::DeadlineExceeded {
+                limit_ms: limits.deadline.as_millis() as u64,
+            }),
+            Ok(Err(trap)) => Err(self.classify(&trap, sandbox)),
+            Ok(Ok(Err(failure))) => Err(PluginError::Failed {
+                code: clamp(&failure.code, 64).to_string(),
+                message: clamp(&failure.message, 1024).to_string(),
+            }),
+            Ok(Ok(Ok(output))) => Ok(output),
+        }?;
+        let size = output_size(&output);
+        if size > limits.max_io_bytes {
+            return Err(PluginError::OutputTooLarge {
+                size,
+                limit: limits.max_io_bytes,
+            });
+        }
+        Ok(Outcome {
+            value: output,
+            fuel_used,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// Names the limit or cause behind a failed call.
+    fn classify(&self, err: &wasmtime::Error, sandbox: &Sandbox) -> PluginError {
+        let limits = &self.inner.limits;
+        // A refused memory.grow usually surfaces as the guest aborting, so
+        // the limiter's record wins over whatever trap followed.
+        if sandbox.limiter.hit {
+            return PluginError::MemoryLimit {
+                limit: limits.memory_bytes,
+            };
+        }
+        let guest = guest_message(&sandbox.stderr.text());
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => PluginError::OutOfFuel { limit: limits.fuel },
+            Some(Trap::Interrupt) => PluginError::DeadlineExceeded {
+                limit_ms: limits.deadline.as_millis() as u64,
+            },
+            Some(Trap::StackOverflow) => PluginError::StackOverflow,
+            Some(trap) => PluginError::Trap {
+                message: trap.to_string(),
+                guest,
+            },
+            None => match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(exit) => PluginError::Trap {
+                    message: format!("plugin exited with status {}", exit.0),
+                    guest,
+                },
+                None => PluginError::Trap {
+                    message: chain(err),
+                    guest,
+                },
+            },
+        }
+    }
+}
+
+impl Inner {
+    fn compile(&self, wasm: &[u8]) -> Result<Compiled, PluginError> {
+        validate::check_binary(wasm, self.limits.max_component_bytes)?;
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|e| PluginError::Invalid { reason: chain(&e) })?;
+        let info = PluginInfo {
+            sha256: hex::encode(Sha256::digest(wasm)),
+            size: wasm.len(),
+            imports: validate::check_imports(&component, &self.engine)?,
+            exports: validate::check_exports(&component, &self.engine)?,
+        };
+        let plugin = self.prepare(&component, info.clone())?;
+        let bytes = component.serialize().map_err(runtime_error)?;
+        Ok(Compiled {
+            plugin,
+            artifact: Artifact {
+                info,
+                engine: self.engine_hash.clone(),
+                bytes,
+            },
+        })
+    }
+
+    #[expect(
+        unsafe_code,
+        reason = "deserializing is loading native code; only artifacts this \
+                  host produced, for this exact engine, reach this point"
+    )]
+    fn load(&self, artifact: &Artifact) -> Result<Plugin, PluginError> {
+        if artifact.engine != self.engine_hash {
+            return Err(PluginError::StaleArtifact {
+                reason: format!(
+                    "it was compiled by engine {}, this host runs {}",
+                    artifact.engine, self.engine_hash
+                ),
+            });
+        }
+        // SAFETY: the bytes come from `Component::serialize` in `compile`,
+        // stored by the host itself, and wasmtime re-checks the engine and
+        // version compatibility header before mapping them.
+        let component = unsafe { Component::deserialize(&self.engine, &artifact.bytes) }
+            .map_err(|e| PluginError::StaleArtifact { reason: chain(&e) })?;
+        self.prepare(&component, artifact.info.clone())
+    }
+
+    /// Links the component against the sandbox and type-checks its exports.
+    fn prepare(&self, component: &Component, info: PluginInfo) -> Result<Plugin, PluginError> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| PluginError::ImportMismatch { reason: chain(&e) })?;
+        let pre = bindings::PluginPre::new(pre)
+            .map_err(|e| PluginError::ExportMismatch { reason: chain(&e) })?;
+        Ok(Plugin {
+            pre,
+            info: Arc::new(info),
+        })
+    }
+}
+
+/// Instantiates and calls one hook; the store is fresh, so is the instance.
+async fn run(
+    plugin: &Plugin,
+    store: &mut Store<Sandbox>,
+    hook: Hook,
+) -> wasmtime::Result<Result<HookOutput, bindings::Failure>> {
+    let instance = plugin.pre.instantiate_async(&mut *store).await?;
+    Ok(match hook {
+        Hook::Transform(event, request) => instance
+            .call_transform(&mut *store, &event, &request)
+            .await?
+            .map(HookOutput::Transformed),
+        Hook::Decide(event) => instance
+            .call_decide(&mut *store, &event)
+            .await?
+            .map(HookOutput::Verdict),
+        Hook::Judge(event, response, expected) => instance
+            .call_judge(&mut *store, &event, &response, &expected)
+            .await?
+            .map(HookOutput::Verdict),
+    })
+}
+
+fn wit_event(event: &Event) -> bindings::Event {
+    bindings::Event {
+        id: event.id.clone(),
+        object_type: event.object_type.clone(),
+        action: event.action.clone(),
+        phase: match event.phase {
+            Phase::Before => bindings::Phase::Before,
+            Phase::After => bindings::Phase::After,
+        },
+        actor: event.actor.clone(),
+        timestamp_ms: event.timestamp_ms,
+        data: event.data.to_string(),
+    }
+}
+
+fn wit_outgoing(request: Outgoing) -> bindings::Outgoing {
+    bindings::Outgoing {
+        headers: request.headers,
+        body: request.body,
+    }
+}
+
+fn verdict_outcome(outcome: Outcome<HookOutput>) -> Outcome<Verdict> {
+    let HookOutput::Verdict(verdict) = outcome.value else {
+        unreachable!("decide and judge return verdicts")
+    };
+    Outcome {
+        value: match verdict {
+            bindings::Verdict::Allow => Verdict::Allow,
+            bindings::Verdict::Deny(reason) => Verdict::Deny(reason),
+        },
+        fuel_used: outcome.fuel_used,
+        duration: outcome.duration,
+    }
+}
+
+fn event_size(event: &Event) -> usize {
+    // Serializing just to measure would double the work on the hot path;
+    // the payload dominates, so the estimate counts the fields' text.
+    let data = match &event.data {
+        serde_json::Value::String(s) => s.len(),
+        other => other.to_string().len(),
+    };
+    data + event.id.len()
+        + event.object_type.len()
+        + event.action.len()
+        + event.actor.as_ref().map_or(0, String::len)
+}
+
+fn request_size(headers: &[(String, String)], body: &[u8]) -> usize {
+    body.len()
+        + headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
+fn output_size(output: &HookOutput) -> usize {
+    match output {
+        HookOutput::Transformed(bindings::Transformed::Send(out)) => {
+            request_size(&out.headers, &out.body)
+        }
+        HookOutput::Transformed(bindings::Transformed::Skip(reason))
+        | HookOutput::Verdict(bindings::Verdict::Deny(reason)) => reason.len(),
+        HookOutput::Verdict(bindings::Verdict::Allow) => 0,
+    }
+}
+
+/// A body sent on is JSON unless the plugin declared another content type.
+fn check_json(headers: &[(String, String)], body: &[u8]) -> Result<(), PluginError> {
+    let declared_other = headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("content-type") && !value.to_ascii_lowercase().contains("json")
+    });
+    if declared_other {
+        return Ok(());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|e| PluginError::InvalidJson {
+            reason: e.to_string(),
+        })
+}
+
+/// The end of what a trapped guest wrote to stderr, on one line.
+fn guest_message(stderr: &str) -> Option<String> {
+    let text = stderr.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let mut start = text.len().saturating_sub(MAX_GUEST_MESSAGE);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    Some(
+        text[start..]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+fn runtime_error(err: impl std::fmt::Display) -> PluginError {
+    PluginError::Runtime {
+        reason: err.to_string(),
+    }
+}

@@ -1,0 +1,209 @@
+//! What one plugin call can see: a locked-down WASI context, the `host`
+//! imports, captured stdio and a memory limiter. A fresh [`Sandbox`] backs
+//! every call, so nothing leaks from one event to the next.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{self, Level};
+
+/// Longest log line kept from a plugin. Guest input is hostile, so every
+/// string it hands the host is clamped before it reaches the log.
+const MAX_LOG_LINE: usize = 4 * 1024;
+/// Log lines kept per call; the rest are counted and dropped, so a chatty
+/// plugin cannot flood the host's log.
+const MAX_LOG_LINES: u32 = 100;
+/// Bytes of stdout and of stderr kept per call.
+const MAX_STDIO: usize = 16 * 1024;
+
+/// Per-call store state.
+pub(crate) struct Sandbox {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    config: Arc<BTreeMap<String, String>>,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) stdout: CappedPipe,
+    pub(crate) stderr: CappedPipe,
+    logs_dropped: u32,
+    logs_kept: u32,
+}
+
+impl Sandbox {
+    pub(crate) fn new(config: Arc<BTreeMap<String, String>>, memory_limit: usize) -> Self {
+        let stdout = CappedPipe::default();
+        let stderr = CappedPipe::default();
+        // The builder's defaults are already closed: no preopened dirs, no
+        // env, no args, all socket addresses denied and no name lookups.
+        // They are spelled out here because they are the security boundary.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Sandbox {
+            wasi,
+            table: ResourceTable::new(),
+            config,
+            limiter: MemoryLimiter::new(memory_limit),
+            stdout,
+            stderr,
+            logs_dropped: 0,
+            logs_kept: 0,
+        }
+    }
+
+    /// Sends what the plugin printed to the host log, and reports dropped lines.
+    pub(crate) fn flush_output(&self) {
+        for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let text = pipe.text();
+            if !text.is_empty() {
+                tracing::debug!(target: "hookgate::plugin::guest", stream, "{}", text.trim_end());
+            }
+        }
+        if self.logs_dropped > 0 {
+            tracing::warn!(
+                target: "hookgate::plugin::guest",
+                dropped = self.logs_dropped,
+                "plugin logged more than {MAX_LOG_LINES} lines in one call; the rest were dropped"
+            );
+        }
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::hookgate::plugin::types::Host for Sandbox {}
+
+impl bindings::hookgate::plugin::host::Host for Sandbox {
+    fn log(&mut self, level: Level, message: String) {
+        if self.logs_kept >= MAX_LOG_LINES {
+            self.logs_dropped += 1;
+            return;
+        }
+        self.logs_kept += 1;
+        let message = clamp(&message, MAX_LOG_LINE);
+        match level {
+            Level::Trace => tracing::trace!(target: "hookgate::plugin::guest", "{message}"),
+            Level::Debug => tracing::debug!(target: "hookgate::plugin::guest", "{message}"),
+            Level::Info => tracing::info!(target: "hookgate::plugin::guest", "{message}"),
+            Level::Warn => tracing::warn!(target: "hookgate::plugin::guest", "{message}"),
+            Level::Error => tracing::error!(target: "hookgate::plugin::guest", "{message}"),
+        }
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+pub(crate) fn clamp(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Refuses linear-memory growth past the limit and remembers that it did,
+/// so that the guest's resulting abort is reported as a memory limit rather
+/// than an anonymous trap.
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+    pub(crate) hit: bool,
+}
+
+impl MemoryLimiter {
+    fn new(limit: usize) -> Self {
+        MemoryLimiter { limit, hit: false }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.limit;
+        self.hit |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; 100k is far beyond any real plugin.
+        Ok(desired <= 100_000)
+    }
+}
+
+/// A stdout/stderr sink that keeps the first [`MAX_STDIO`] bytes and
+/// silently discards the rest. Discarding rather than failing matters: a
+/// guest whose `println!` fails would panic, turning chatty into broken.
+#[derive(Clone, Default)]
+pub(crate) struct CappedPipe(Arc<Mutex<Vec<u8>>>);
+
+impl CappedPipe {
+    pub(crate) fn text(&self) -> String {
+        let buf = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+impl IsTerminal for CappedPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedPipe {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl AsyncWrite for CappedPipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut buf = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
+        let room = MAX_STDIO.saturating_sub(buf.len());
+        buf.extend_from_slice(&data[..data.len().min(room)]);
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
