@@ -3,11 +3,30 @@
 //! get a synchronous allow or deny; after-events become signed, retried
 //! webhooks. Tenants extend both with sandboxed WebAssembly plugins.
 //!
-//! Layout:
-//! - [`event`]: events and verdicts, the shared vocabulary;
-//! - [`plugin`]: the wasmtime component runtime that runs plugins;
-//! - [`cli`]: the `hookgate plugin` commands.
+//! Layout, in the direction data flows:
+//! - [`api`]: the HTTP surface; handlers parse, authorize and call services;
+//! - services: [`tenants`], [`registry`] (plugins), [`callbacks`], [`events`]
+//!   (intake) and [`gate`] (before-events);
+//! - [`store`]: persistence behind the [`store::Storage`] trait (sled);
+//! - [`plugin`]: the wasmtime component runtime; [`outbound`]: HTTP to
+//!   callback URLs;
+//! - [`app`]: wiring and lifecycle; [`config`]; [`cli`]: `hookgate plugin`.
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod callbacks;
 pub mod cli;
+pub mod config;
+pub mod error;
 pub mod event;
+pub mod events;
+pub mod gate;
+pub mod ids;
+pub mod input;
+pub mod model;
+pub mod outbound;
 pub mod plugin;
+pub mod registry;
+pub mod store;
+pub mod tenants;

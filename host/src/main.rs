@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use hookgate::app::Application;
 use hookgate::cli::{self, CliError, HookName, RunOptions};
+use hookgate::config::Config;
 use hookgate::plugin::{Limits, PluginConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -20,6 +22,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server, with its data in embedded sled.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Where to keep data [default: ./hookgate-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A TOML file overriding the defaults (see config.default.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Work with plugins locally, without a server.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -114,6 +128,11 @@ async fn main() -> ExitCode {
         .init();
 
     let result = match cli.command {
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+        } => return serve(listen, data_dir, config).await,
         Command::Plugin(PluginCommand::Check { file, limits }) => {
             cli::check(&file, limits.limits()).await
         }
@@ -156,5 +175,62 @@ async fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+async fn serve(
+    listen: Option<std::net::SocketAddr>,
+    data_dir: Option<PathBuf>,
+    file: Option<PathBuf>,
+) -> ExitCode {
+    let mut config = match Config::load(file.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!("listening on http://{}", app.local_addr());
+    match app.run_until_stopped(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
     }
 }

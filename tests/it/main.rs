@@ -1,8 +1,14 @@
 //! End-to-end tests for Hookgate, in one test binary.
 //!
 //! - `plugins`: every example and hostile plugin through the real runtime;
-//! - `cli`: the `hookgate plugin` commands, run as a real process.
+//! - `cli`: the `hookgate plugin` commands, run as a real process;
+//! - `api`, `events`, `restart`: the real server on port 0 with a temp data
+//!   dir, and real receivers on 127.0.0.1.
 
+mod api;
 mod cli;
+mod events;
 mod fixtures;
+mod helpers;
 mod plugins;
+mod restart;

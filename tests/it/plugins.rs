@@ -414,9 +414,14 @@ async fn plugin_failure_keeps_its_code_and_message() {
 }
 
 #[tokio::test]
-async fn log_flood_is_capped_and_the_call_completes() {
+async fn log_flood_is_stopped_with_a_clear_error() {
     let rt = runtime();
-    assert_eq!(hostile_decide(&rt, "log-flood").await, Ok(Verdict::Allow));
+    let err = hostile_decide(&rt, "log-flood").await.unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Trap { message, .. } if message.contains("flooded the log")),
+        "{err:?}"
+    );
+    still_serves(&rt).await;
 }
 
 #[tokio::test]
@@ -485,7 +490,7 @@ async fn every_hostile_mode_at_once_leaves_the_host_serving() {
     });
     for (mode, call) in modes.into_iter().zip(calls) {
         let result = call.await.expect("no call panics the host");
-        let harmless = matches!(mode, "log-flood" | "snoop");
+        let harmless = mode == "snoop";
         assert_eq!(result.is_ok(), harmless, "{mode}: {result:?}");
     }
     still_serves(&rt).await;

@@ -9,6 +9,9 @@ wasmtime::component::bindgen!({
     // Plugin calls yield to the executor while they burn fuel, so a slow
     // plugin never monopolises a worker thread.
     exports: { default: async },
+    // Logging can trap, so that a plugin flooding the log is stopped early
+    // instead of copying gigabytes of text until its deadline.
+    imports: { "hookgate:plugin/host.log": trappable },
 });
 
 pub(crate) use self::hookgate::plugin::host::Level;

@@ -21,6 +21,9 @@ const MAX_LOG_LINE: usize = 4 * 1024;
 /// Log lines kept per call; the rest are counted and dropped, so a chatty
 /// plugin cannot flood the host's log.
 const MAX_LOG_LINES: u32 = 100;
+/// Log calls after which the plugin is stopped: every call copies its text
+/// out of the guest, so an endless stream of them is a denial of service.
+const MAX_LOG_CALLS: u32 = 1000;
 /// Bytes of stdout and of stderr kept per call.
 const MAX_STDIO: usize = 16 * 1024;
 
@@ -92,10 +95,15 @@ impl WasiView for Sandbox {
 impl bindings::hookgate::plugin::types::Host for Sandbox {}
 
 impl bindings::hookgate::plugin::host::Host for Sandbox {
-    fn log(&mut self, level: Level, message: String) {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         if self.logs_kept >= MAX_LOG_LINES {
             self.logs_dropped += 1;
-            return;
+            if self.logs_kept + self.logs_dropped > MAX_LOG_CALLS {
+                wasmtime::bail!(
+                    "plugin flooded the log: more than {MAX_LOG_CALLS} lines in one call"
+                );
+            }
+            return Ok(());
         }
         self.logs_kept += 1;
         let message = clamp(&message, MAX_LOG_LINE);
@@ -106,6 +114,7 @@ impl bindings::hookgate::plugin::host::Host for Sandbox {
             Level::Warn => tracing::warn!(target: "hookgate::plugin::guest", "{message}"),
             Level::Error => tracing::error!(target: "hookgate::plugin::guest", "{message}"),
         }
+        Ok(())
     }
 
     fn config(&mut self, key: String) -> Option<String> {

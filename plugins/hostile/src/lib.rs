@@ -43,8 +43,12 @@ impl Plugin for Hostile {
         Ok(misbehave(&mode())?.map_or(Verdict::Allow, Verdict::Deny))
     }
 
-    fn judge(_event: Event, _response: Incoming, expected: Verdict) -> Result<Verdict, Failure> {
-        Ok(misbehave(&mode())?.map_or(expected, Verdict::Deny))
+    fn judge(_event: Event, response: Incoming, expected: Verdict) -> Result<Verdict, Failure> {
+        Ok(match mode().as_str() {
+            "judge-allow" => Verdict::Allow,
+            "judge-deny" => Verdict::deny(format!("plugin overruled HTTP {}", response.status)),
+            mode => misbehave(mode)?.map_or(expected, Verdict::Deny),
+        })
     }
 }
 

@@ -1,0 +1,130 @@
+//! The HTTP API. Each resource module exposes a `router()`; [`router`]
+//! composes them with tracing, metrics and the body limit. Handlers parse,
+//! check the caller's role, call a service and map the result.
+
+mod callbacks;
+mod error;
+mod events;
+mod keys;
+mod ops;
+mod plugins;
+mod tenants;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use serde::de::DeserializeOwned;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::error::Error;
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .merge(ops::router())
+        .merge(tenants::router())
+        .merge(keys::router())
+        .merge(plugins::router())
+        .merge(callbacks::router())
+        .merge(events::router())
+        .fallback(|| async { Error::NotFound("no such endpoint".into()) })
+        .layer(middleware::from_fn(track))
+        .layer(TraceLayer::new_for_http())
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Counts requests by route and status, and times them.
+async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("hookgate_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("hookgate_http_request_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The raw request body, with an over-limit body reported as a JSON 413.
+pub struct Body(pub Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Error> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge {
+                    limit: state.config.max_body_bytes,
+                },
+                _ => Error::Malformed(rejection.body_text()),
+            })
+    }
+}
+
+/// A JSON body: malformed JSON is a 400, a wrong shape a 422 naming the field.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Error> {
+        let Body(bytes) = Body::from_request(request, state).await?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(shape_error)?;
+        deserializer
+            .end()
+            .map_err(|e| Error::Malformed(format!("malformed JSON: {e}")))?;
+        Ok(Json(value))
+    }
+}
+
+/// Deserializes a JSON value, reporting a wrong shape as a 422 naming the field.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
+    serde_path_to_error::deserialize(value).map_err(shape_error)
+}
+
+fn shape_error(err: serde_path_to_error::Error<serde_json::Error>) -> Error {
+    use serde_json::error::Category;
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    match inner.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            Error::Malformed(format!("malformed JSON: {inner}"))
+        }
+        Category::Data => Error::Invalid {
+            field: if path == "." { String::new() } else { path },
+            message: inner.to_string(),
+        },
+    }
+}
+
+/// Query parameters, with bad values reported as a 422.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| Error::invalid("query", e.body_text()))
+    }
+}

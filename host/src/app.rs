@@ -1,0 +1,210 @@
+//! Wiring: open storage, start the plugin runtime, load plugins, bind the
+//! listener, and serve until told to stop.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+use crate::callbacks::Callbacks;
+use crate::config::Config;
+use crate::events::Events;
+use crate::gate::Gate;
+use crate::ids::new_token;
+use crate::plugin::Runtime;
+use crate::registry::Registry;
+use crate::store::{Db, SledStore, Storage};
+
+/// Everything a request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Storage.
+    pub db: Db,
+    /// Plugins.
+    pub registry: Registry,
+    /// Callbacks.
+    pub callbacks: Callbacks,
+    /// Event intake.
+    pub events: Events,
+    /// The loaded configuration.
+    pub config: Arc<Config>,
+    /// SHA-256 of the administrator token.
+    pub admin_token_sha256: [u8; 32],
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+/// A Hookgate server, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    storage: Arc<dyn Storage>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory or database is unusable.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The plugin runtime failed to start.
+    #[error("plugin runtime: {0}")]
+    Runtime(String),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl Application {
+    /// Opens the data directory, loads plugins and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StartError::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
+        })?;
+        let admin_token_sha256 = admin_token(&config)?;
+        let storage: Arc<dyn Storage> = Arc::new(
+            SledStore::open(&config.data_dir.join("db"))
+                .map_err(|e| StartError::Storage(e.to_string()))?,
+        );
+        let db = Db::new(storage.clone());
+        let runtime =
+            Runtime::new(config.plugin.limits()).map_err(|e| StartError::Runtime(e.to_string()))?;
+        let registry = Registry::new(runtime, db.clone());
+        let loaded = registry
+            .load_all()
+            .await
+            .map_err(|e| StartError::Storage(e.to_string()))?;
+        tracing::info!(plugins = loaded, "plugins ready");
+
+        let http = crate::outbound::client();
+        let callbacks = Callbacks::new(db.clone());
+        let gate = Gate::new(
+            registry.clone(),
+            http,
+            Duration::from_millis(config.gate.timeout_ms),
+        );
+        let events = Events::new(db.clone(), callbacks.clone(), gate, config.max_event_depth);
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Application {
+            listener,
+            state: AppState {
+                db,
+                registry,
+                callbacks,
+                events,
+                config: Arc::new(config),
+                admin_token_sha256,
+                metrics: metrics_handle(),
+            },
+            storage,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting requests, lets
+    /// in-flight ones finish within the configured grace period, and
+    /// flushes storage.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let app = crate::api::router(self.state);
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new requests, finishing in-flight ones");
+            let _ = stopping_tx.send(());
+        });
+        let mut server = tokio::spawn(server.into_future());
+        let result = tokio::select! {
+            result = &mut server => result,
+            _ = async {
+                let _ = stopping_rx.await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("in-flight requests outlived the {grace:?} grace period; stopping anyway");
+                server.abort();
+                Ok(Ok(()))
+            }
+        };
+        let storage = self.storage;
+        tokio::task::spawn_blocking(move || storage.flush())
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
+        tracing::info!("storage flushed; stopped");
+        result.map_err(std::io::Error::other)?
+    }
+}
+
+/// The recorder is process-wide, so every application in a process
+/// (tests start several) shares one.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}
+
+/// The administrator token's hash: from the configuration, or from the data
+/// directory, or generated now, stored as a hash and printed once.
+fn admin_token(config: &Config) -> Result<[u8; 32], StartError> {
+    if let Some(token) = &config.admin_token {
+        return Ok(Sha256::digest(token.as_bytes()).into());
+    }
+    let path = config.data_dir.join("admin-token.sha256");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => decode_hash(&path, text.trim()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = new_token("hgadm_");
+            let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            std::fs::write(&path, hex::encode(hash)).map_err(|e| {
+                StartError::Storage(format!("cannot write {}: {e}", path.display()))
+            })?;
+            println!(
+                "Generated an administrator token; it is shown only this once (only its hash is kept in {}):\n\n    {token}\n\nSet HOOKGATE_ADMIN_TOKEN to use a token of your own instead.",
+                path.display()
+            );
+            Ok(hash)
+        }
+        Err(e) => Err(StartError::Storage(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn decode_hash(path: &Path, text: &str) -> Result<[u8; 32], StartError> {
+    hex::decode(text)
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| {
+            StartError::Storage(format!("{} does not hold a SHA-256 hash", path.display()))
+        })
+}

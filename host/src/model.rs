@@ -1,0 +1,289 @@
+//! The records Hookgate keeps: tenants, keys, plugins, callbacks, events,
+//! deliveries and activations. They are what the storage trait persists and
+//! what the API shows, so every field here is part of the API.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, Phase};
+
+/// A customer of this Hookgate: everything else belongs to exactly one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// `ten_…`
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything within the tenant.
+    Manage,
+    /// Emit events only: the credential a host system, or a receiver calling
+    /// back, uses.
+    Emit,
+    /// Read history only.
+    Read,
+}
+
+/// A tenant API key. Only the hash of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// `key_…`
+    pub id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// What the key is for.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Hex SHA-256 of the secret; never shown by the API.
+    pub hash: String,
+    /// The first characters of the secret, so people can tell keys apart.
+    pub prefix: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// An uploaded plugin version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    /// `plg_…`
+    pub id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// Name shared by all versions.
+    pub name: String,
+    /// 1 for the first upload of a name, then 2, 3, …
+    pub version: u32,
+    /// Hex SHA-256 of the component.
+    pub sha256: String,
+    /// Component size in bytes.
+    pub size: usize,
+    /// The component's function exports.
+    pub exports: Vec<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// The plugin a callback runs, and its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRef {
+    /// A plugin version id.
+    pub id: String,
+    /// Values the plugin reads with `config(key)`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// How an after-callback's failed deliveries are retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; 1 means never retry.
+    pub max_attempts: u32,
+    /// Delay before each retry, in seconds; the last repeats if needed.
+    #[serde(default)]
+    pub schedule_secs: Vec<u64>,
+}
+
+/// A tenant's registration: run this for these events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Callback {
+    /// `cb_…`
+    pub id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// Unique within the tenant; before-callbacks run in name order.
+    pub name: String,
+    /// The object type it listens to.
+    pub object_type: String,
+    /// Before or after.
+    pub phase: Phase,
+    /// The actions it listens to.
+    pub actions: Vec<String>,
+    /// Where to POST; optional for a before-callback that has a plugin.
+    pub url: Option<String>,
+    /// The status a before-callback's URL must answer to allow.
+    pub expected_status: Option<u16>,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, String>,
+    /// Disabled callbacks are kept but never run.
+    pub enabled: bool,
+    /// Why it was disabled, when Hookgate disabled it.
+    pub disabled_reason: Option<String>,
+    /// The plugin it runs.
+    pub plugin: Option<PluginRef>,
+    /// Per-request timeout, overriding the default.
+    pub timeout_ms: Option<u64>,
+    /// Retry policy of an after-callback, overriding the default.
+    pub retry: Option<RetryPolicy>,
+    /// Signing secret, `whsec_…`.
+    pub secret: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: u64,
+    /// Name of the key that created it.
+    pub created_by: String,
+    /// Name of the key that last changed it.
+    pub updated_by: String,
+}
+
+/// When a callback last ran and how it went. Kept apart from [`Callback`]
+/// so that frequent updates never race with edits to the callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LastRun {
+    /// Milliseconds since the Unix epoch.
+    pub last_triggered_at: Option<u64>,
+    /// The outcome: `allow`, `deny`, `succeeded`, `failed`, …
+    pub last_status: Option<String>,
+}
+
+/// One before-callback's part in a gate decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The callback.
+    pub callback_id: String,
+    /// Its name at the time.
+    pub callback_name: String,
+    /// `allow` or `deny`.
+    pub verdict: String,
+    /// Why it denied, or what happened.
+    pub reason: Option<String>,
+    /// The URL's HTTP status, when one answered.
+    pub status: Option<u16>,
+    /// Time spent on this callback.
+    pub duration_ms: f64,
+}
+
+/// An event as received, with the answer given, for history and idempotency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Owner.
+    pub tenant_id: String,
+    /// The event.
+    pub event: Event,
+    /// The ids of the events that led to this one, oldest first.
+    pub causation: Vec<String>,
+    /// The HTTP status the events endpoint answered.
+    pub status: u16,
+    /// The body it answered; a repeat of the event id gets the same.
+    pub answer: serde_json::Value,
+    /// Gate decisions, for a before-event.
+    pub decisions: Vec<Decision>,
+    /// Delivery ids, for an after-event.
+    pub deliveries: Vec<String>,
+}
+
+/// A request or response as history keeps it: secrets redacted, body capped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRecord {
+    /// The URL, for a request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The status, for a response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Headers, with secret values replaced by `[redacted]`.
+    pub headers: BTreeMap<String, String>,
+    /// The body as text, cut at the history cap.
+    pub body: String,
+    /// Whether the body was cut.
+    pub truncated: bool,
+}
+
+/// One run of a callback: a gate decision, or a delivery attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activation {
+    /// `act_…`, time-ordered.
+    pub id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// The callback that ran.
+    pub callback_id: String,
+    /// The event it ran for.
+    pub event_id: String,
+    /// The delivery this attempt belongs to, for after-callbacks.
+    pub delivery_id: Option<String>,
+    /// Attempt number within the delivery, from 1.
+    pub attempt: Option<u32>,
+    /// Milliseconds since the Unix epoch, when it started.
+    pub at: u64,
+    /// `allow`, `deny`, `succeeded`, `failed`, `skipped`, `blocked`, …
+    pub outcome: String,
+    /// HTTP status, when a URL answered.
+    pub status: Option<u16>,
+    /// How long it took.
+    pub duration_ms: f64,
+    /// The class of error, such as `timeout` or `plugin`.
+    pub error_class: Option<String>,
+    /// What went wrong, in words.
+    pub error: Option<String>,
+    /// The request sent, if any.
+    pub request: Option<HttpRecord>,
+    /// The response received, if any.
+    pub response: Option<HttpRecord>,
+    /// When the next attempt is due, if one is scheduled.
+    pub next_attempt_at: Option<u64>,
+}
+
+/// State of an after-event's delivery to one callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// The receiver accepted it.
+    Succeeded,
+    /// Attempts exhausted, or a final error.
+    Failed,
+    /// A plugin chose not to send it.
+    Skipped,
+    /// The target address is not allowed.
+    Blocked,
+}
+
+impl DeliveryStatus {
+    /// The lowercase name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Skipped => "skipped",
+            DeliveryStatus::Blocked => "blocked",
+        }
+    }
+}
+
+/// An after-event on its way to one callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// `dlv_…`; also the `webhook-id` on every attempt.
+    pub id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// Where it goes.
+    pub callback_id: String,
+    /// What it carries.
+    pub event_id: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due, while pending.
+    pub next_attempt_at: Option<u64>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: u64,
+    /// Why it failed, was skipped or blocked.
+    pub last_error: Option<String>,
+}

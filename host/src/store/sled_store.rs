@@ -1,0 +1,466 @@
+//! [`Storage`] on embedded sled.
+//!
+//! Records are JSON in one tree per kind. Tenant-owned keys are
+//! `tenant/id`, so a tenant's records are one prefix scan and ids (ULIDs)
+//! keep them in time order. Multi-record writes use sled transactions.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree, abort};
+use sled::{Transactional, Tree};
+
+use super::{DeliveryFilter, Storage, StoreError, StoreResult};
+use crate::model::{
+    Activation, ApiKey, Callback, Delivery, EventRecord, LastRun, PluginRecord, Tenant,
+};
+use crate::plugin::{Artifact, PluginInfo};
+
+/// The sled backend.
+pub struct SledStore {
+    db: sled::Db,
+    tenants: Tree,
+    keys: Tree,
+    key_hashes: Tree,
+    plugins: Tree,
+    plugin_versions: Tree,
+    plugin_wasm: Tree,
+    artifact_meta: Tree,
+    artifact_bytes: Tree,
+    callbacks: Tree,
+    callback_names: Tree,
+    last_runs: Tree,
+    events: Tree,
+    activations: Tree,
+    event_activations: Tree,
+    deliveries: Tree,
+}
+
+/// Artifact metadata, stored apart from its (large) bytes.
+#[derive(Serialize, serde::Deserialize)]
+struct ArtifactMeta {
+    info: PluginInfo,
+    engine: String,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", dir.display())))?;
+        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        Ok(SledStore {
+            tenants: tree("tenants")?,
+            keys: tree("keys")?,
+            key_hashes: tree("key_hashes")?,
+            plugins: tree("plugins")?,
+            plugin_versions: tree("plugin_versions")?,
+            plugin_wasm: tree("plugin_wasm")?,
+            artifact_meta: tree("artifact_meta")?,
+            artifact_bytes: tree("artifact_bytes")?,
+            callbacks: tree("callbacks")?,
+            callback_names: tree("callback_names")?,
+            last_runs: tree("last_runs")?,
+            events: tree("events")?,
+            activations: tree("activations")?,
+            event_activations: tree("event_activations")?,
+            deliveries: tree("deliveries")?,
+            db,
+        })
+    }
+}
+
+fn key(tenant: &str, id: &str) -> String {
+    format!("{tenant}/{id}")
+}
+
+fn backend(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialize")
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn get<T: DeserializeOwned>(tree: &Tree, key: &str) -> StoreResult<Option<T>> {
+    match tree.get(key).map_err(backend)? {
+        Some(bytes) => decode(key.as_bytes(), &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Every record under `prefix/`, in key order.
+fn scan<T: DeserializeOwned>(tree: &Tree, prefix: &str) -> StoreResult<Vec<T>> {
+    tree.scan_prefix(format!("{prefix}/"))
+        .map(|item| {
+            let (k, v) = item.map_err(backend)?;
+            decode(&k, &v)
+        })
+        .collect()
+}
+
+/// Records under `prefix/`, newest (highest key) first, strictly before
+/// `prefix/before` when given, keeping those `keep` accepts, up to `limit`.
+fn scan_back<T: DeserializeOwned>(
+    tree: &Tree,
+    prefix: &str,
+    before: Option<&str>,
+    limit: usize,
+    keep: impl Fn(&T) -> bool,
+) -> StoreResult<Vec<T>> {
+    let start = format!("{prefix}/");
+    // '0' is the byte after '/', so this bounds the whole prefix.
+    let end = match before {
+        Some(id) => format!("{prefix}/{id}"),
+        None => format!("{prefix}0"),
+    };
+    let mut out = Vec::new();
+    for item in tree.range(start..end).rev() {
+        let (k, v) = item.map_err(backend)?;
+        let record: T = decode(&k, &v)?;
+        if keep(&record) {
+            out.push(record);
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Unwraps a transaction's result, turning aborts into their error.
+fn finish<T>(result: Result<T, TransactionError<StoreError>>) -> StoreResult<T> {
+    result.map_err(|e| match e {
+        TransactionError::Abort(err) => err,
+        TransactionError::Storage(err) => backend(err),
+    })
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn tx_get<T: DeserializeOwned>(tree: &TransactionalTree, key: &str) -> TxResult<Option<T>> {
+    match tree.get(key)? {
+        Some(bytes) => match decode(key.as_bytes(), &bytes) {
+            Ok(value) => Ok(Some(value)),
+            Err(err) => abort(err),
+        },
+        None => Ok(None),
+    }
+}
+
+impl Storage for SledStore {
+    fn flush(&self) -> StoreResult<()> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    fn insert_tenant(&self, tenant: &Tenant, first_key: &ApiKey) -> StoreResult<()> {
+        let trees = (&self.tenants, &self.keys, &self.key_hashes);
+        finish(trees.transaction(|(tenants, keys, hashes)| {
+            tenants.insert(tenant.id.as_str(), encode(tenant))?;
+            let k = key(&first_key.tenant_id, &first_key.id);
+            keys.insert(k.as_str(), encode(first_key))?;
+            hashes.insert(first_key.hash.as_str(), k.as_str())?;
+            Ok(())
+        }))
+    }
+
+    fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.tenants
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn insert_key(&self, api_key: &ApiKey) -> StoreResult<()> {
+        let trees = (&self.keys, &self.key_hashes);
+        finish(trees.transaction(|(keys, hashes)| {
+            let k = key(&api_key.tenant_id, &api_key.id);
+            keys.insert(k.as_str(), encode(api_key))?;
+            hashes.insert(api_key.hash.as_str(), k.as_str())?;
+            Ok(())
+        }))
+    }
+
+    fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
+        match self.key_hashes.get(hash).map_err(backend)? {
+            Some(k) => get(&self.keys, &String::from_utf8_lossy(&k)),
+            None => Ok(None),
+        }
+    }
+
+    fn keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
+        scan(&self.keys, tenant)
+    }
+
+    fn delete_key(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let k = key(tenant, id);
+        let trees = (&self.keys, &self.key_hashes);
+        finish(trees.transaction(|(keys, hashes)| {
+            let Some(found) = tx_get::<ApiKey>(keys, &k)? else {
+                return Ok(false);
+            };
+            keys.remove(k.as_str())?;
+            hashes.remove(found.hash.as_str())?;
+            Ok(true)
+        }))
+    }
+
+    fn insert_plugin(
+        &self,
+        record: PluginRecord,
+        wasm: &[u8],
+        artifact: &Artifact,
+    ) -> StoreResult<PluginRecord> {
+        let meta = encode(&ArtifactMeta {
+            info: artifact.info.clone(),
+            engine: artifact.engine.clone(),
+        });
+        let trees = (
+            &self.plugins,
+            &self.plugin_versions,
+            &self.plugin_wasm,
+            &self.artifact_meta,
+            &self.artifact_bytes,
+        );
+        finish(
+            trees.transaction(|(plugins, versions, wasm_tree, metas, bytes)| {
+                let name_key = key(&record.tenant_id, &record.name);
+                let last: u32 = tx_get(versions, &name_key)?.unwrap_or(0);
+                let record = PluginRecord {
+                    version: last + 1,
+                    ..record.clone()
+                };
+                versions.insert(name_key.as_str(), encode(&record.version))?;
+                plugins.insert(key(&record.tenant_id, &record.id).as_str(), encode(&record))?;
+                wasm_tree.insert(record.id.as_str(), wasm)?;
+                metas.insert(record.id.as_str(), meta.as_slice())?;
+                bytes.insert(record.id.as_str(), artifact.bytes.as_slice())?;
+                Ok(record)
+            }),
+        )
+    }
+
+    fn plugin(&self, tenant: &str, id: &str) -> StoreResult<Option<PluginRecord>> {
+        get(&self.plugins, &key(tenant, id))
+    }
+
+    fn plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>> {
+        scan(&self.plugins, tenant)
+    }
+
+    fn all_plugins(&self) -> StoreResult<Vec<PluginRecord>> {
+        self.plugins
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn plugin_wasm(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .plugin_wasm
+            .get(id)
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn artifact(&self, id: &str) -> StoreResult<Option<Artifact>> {
+        let Some(meta) = get::<ArtifactMeta>(&self.artifact_meta, id)? else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.artifact_bytes.get(id).map_err(backend)? else {
+            return Ok(None);
+        };
+        Ok(Some(Artifact {
+            info: meta.info,
+            engine: meta.engine,
+            bytes: bytes.to_vec(),
+        }))
+    }
+
+    fn put_artifact(&self, id: &str, artifact: &Artifact) -> StoreResult<()> {
+        let meta = encode(&ArtifactMeta {
+            info: artifact.info.clone(),
+            engine: artifact.engine.clone(),
+        });
+        let trees = (&self.artifact_meta, &self.artifact_bytes);
+        finish(trees.transaction(|(metas, bytes)| {
+            metas.insert(id, meta.as_slice())?;
+            bytes.insert(id, artifact.bytes.as_slice())?;
+            Ok(())
+        }))
+    }
+
+    fn delete_plugin(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let trees = (
+            &self.plugins,
+            &self.plugin_wasm,
+            &self.artifact_meta,
+            &self.artifact_bytes,
+        );
+        let k = key(tenant, id);
+        finish(trees.transaction(|(plugins, wasm, metas, bytes)| {
+            if plugins.remove(k.as_str())?.is_none() {
+                return Ok(false);
+            }
+            wasm.remove(id)?;
+            metas.remove(id)?;
+            bytes.remove(id)?;
+            Ok(true)
+        }))
+    }
+
+    fn put_callback(&self, callback: &Callback) -> StoreResult<()> {
+        let trees = (&self.callbacks, &self.callback_names);
+        let k = key(&callback.tenant_id, &callback.id);
+        let name_key = key(&callback.tenant_id, &callback.name);
+        finish(trees.transaction(|(callbacks, names)| {
+            if let Some(owner) = names.get(name_key.as_str())?
+                && owner.as_ref() != callback.id.as_bytes()
+            {
+                return abort(StoreError::Conflict("name"));
+            }
+            if let Some(old) = tx_get::<Callback>(callbacks, &k)? {
+                names.remove(key(&old.tenant_id, &old.name).as_str())?;
+            }
+            names.insert(name_key.as_str(), callback.id.as_str())?;
+            callbacks.insert(k.as_str(), encode(callback))?;
+            Ok(())
+        }))
+    }
+
+    fn callback(&self, tenant: &str, id: &str) -> StoreResult<Option<Callback>> {
+        get(&self.callbacks, &key(tenant, id))
+    }
+
+    fn callbacks(&self, tenant: &str) -> StoreResult<Vec<Callback>> {
+        scan(&self.callbacks, tenant)
+    }
+
+    fn delete_callback(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let trees = (&self.callbacks, &self.callback_names);
+        let k = key(tenant, id);
+        finish(trees.transaction(|(callbacks, names)| {
+            let Some(old) = tx_get::<Callback>(callbacks, &k)? else {
+                return Ok(false);
+            };
+            callbacks.remove(k.as_str())?;
+            names.remove(key(tenant, &old.name).as_str())?;
+            Ok(true)
+        }))
+    }
+
+    fn last_run(&self, callback_id: &str) -> StoreResult<LastRun> {
+        Ok(get(&self.last_runs, callback_id)?.unwrap_or_default())
+    }
+
+    fn set_last_run(&self, callback_id: &str, last: &LastRun) -> StoreResult<()> {
+        self.last_runs
+            .insert(callback_id, encode(last))
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>> {
+        get(&self.events, &key(tenant, id))
+    }
+
+    fn insert_event(
+        &self,
+        record: &EventRecord,
+        deliveries: &[Delivery],
+        activations: &[Activation],
+    ) -> StoreResult<Option<EventRecord>> {
+        let tenant = record.tenant_id.as_str();
+        let event_key = key(tenant, &record.event.id);
+        let trees = (
+            &self.events,
+            &self.deliveries,
+            &self.activations,
+            &self.event_activations,
+        );
+        finish(
+            trees.transaction(|(events, delivery_tree, acts, event_acts)| {
+                if let Some(existing) = tx_get::<EventRecord>(events, &event_key)? {
+                    return Ok(Some(existing));
+                }
+                events.insert(event_key.as_str(), encode(record))?;
+                for delivery in deliveries {
+                    delivery_tree.insert(key(tenant, &delivery.id).as_str(), encode(delivery))?;
+                }
+                for act in activations {
+                    let act_key = format!("{tenant}/{}/{}", act.callback_id, act.id);
+                    acts.insert(act_key.as_str(), encode(act))?;
+                    let index = format!("{tenant}/{}/{}", act.event_id, act.id);
+                    event_acts.insert(index.as_str(), act_key.as_str())?;
+                }
+                Ok(None)
+            }),
+        )
+    }
+
+    fn activations(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Activation>> {
+        scan_back(
+            &self.activations,
+            &key(tenant, callback_id),
+            before,
+            limit,
+            |_| true,
+        )
+    }
+
+    fn event_activations(&self, tenant: &str, event_id: &str) -> StoreResult<Vec<Activation>> {
+        let mut out = Vec::new();
+        for item in self
+            .event_activations
+            .scan_prefix(format!("{tenant}/{event_id}/"))
+        {
+            let (_, act_key) = item.map_err(backend)?;
+            if let Some(act) = get(&self.activations, &String::from_utf8_lossy(&act_key))? {
+                out.push(act);
+            }
+        }
+        Ok(out)
+    }
+
+    fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>> {
+        get(&self.deliveries, &key(tenant, id))
+    }
+
+    fn deliveries(
+        &self,
+        tenant: &str,
+        filter: &DeliveryFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        scan_back(&self.deliveries, tenant, before, limit, |d: &Delivery| {
+            filter
+                .callback_id
+                .as_ref()
+                .is_none_or(|c| *c == d.callback_id)
+                && filter.status.is_none_or(|s| s == d.status)
+        })
+    }
+}

@@ -1,0 +1,253 @@
+//! A real server on port 0 with a temp data dir, and real HTTP receivers on
+//! 127.0.0.1 that record what they get.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use hookgate::app::Application;
+use hookgate::config::Config;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub(crate) const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running Hookgate.
+pub(crate) struct TestApp {
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) data_dir: Arc<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// A tenant and its manage key.
+pub(crate) struct Tenant {
+    pub(crate) id: String,
+    pub(crate) key: String,
+}
+
+pub(crate) async fn spawn_app() -> TestApp {
+    spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), |_| {}).await
+}
+
+/// Starts a server on `data_dir`, letting the test adjust the config.
+pub(crate) async fn spawn_app_in(
+    data_dir: Arc<TempDir>,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("hookgate=debug"))
+            .with_test_writer()
+            .try_init();
+    }
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = data_dir.path().to_path_buf();
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    adjust(&mut config);
+    let app = Application::build(config).await.expect("the server starts");
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        data_dir,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server gracefully and waits for it, keeping the data dir.
+    pub(crate) async fn stop(mut self) -> Arc<TempDir> {
+        let _ = self.stop.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap().unwrap();
+        self.data_dir.clone()
+    }
+
+    pub(crate) async fn tenant(&self, name: &str) -> Tenant {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/v1/tenants",
+                ADMIN_TOKEN,
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        Tenant {
+            id: body["id"].as_str().unwrap().into(),
+            key: body["api_key"].as_str().unwrap().into(),
+        }
+    }
+
+    /// Sends a JSON request and returns the status and JSON body (Null if empty).
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub(crate) async fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, key, None).await
+    }
+
+    pub(crate) async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, key, Some(body))
+            .await
+    }
+
+    pub(crate) async fn upload(&self, key: &str, name: &str, wasm: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(&format!("/v1/plugins?name={name}")))
+            .bearer_auth(key)
+            .header("content-type", "application/wasm")
+            .body(wasm)
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    /// Creates a callback and returns its id, failing the test otherwise.
+    pub(crate) async fn callback(&self, key: &str, body: Value) -> String {
+        let (status, created) = self.post("/v1/callbacks", key, body).await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_str().unwrap().into()
+    }
+
+    /// Emits an event and returns the status and answer.
+    pub(crate) async fn emit(&self, key: &str, event: Value) -> (u16, Value) {
+        self.post("/v1/events", key, event).await
+    }
+
+    /// The value of a counter in /metrics, summed over its label sets.
+    pub(crate) async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+/// A request a receiver got.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Received {
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Clone, Default)]
+struct ReceiverState {
+    got: Arc<Mutex<Vec<Received>>>,
+    status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+/// An HTTP receiver on 127.0.0.1 that answers every POST with a set status.
+pub(crate) struct Receiver {
+    pub(crate) addr: SocketAddr,
+    state: ReceiverState,
+}
+
+pub(crate) async fn receiver(status: u16) -> Receiver {
+    let state = ReceiverState::default();
+    state.status.store(status, Ordering::SeqCst);
+    let app =
+        axum::Router::new()
+            .fallback(
+                |State(state): State<ReceiverState>,
+                 headers: HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    state.got.lock().unwrap().push(Received {
+                        headers,
+                        body: body.to_vec(),
+                    });
+                    let delay = state.delay_ms.load(Ordering::SeqCst);
+                    if delay > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
+                    StatusCode::from_u16(state.status.load(Ordering::SeqCst)).unwrap()
+                },
+            )
+            .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Receiver { addr, state }
+}
+
+impl Receiver {
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub(crate) fn received(&self) -> Vec<Received> {
+        self.state.got.lock().unwrap().clone()
+    }
+
+    pub(crate) fn delay(&self, ms: u64) {
+        self.state.delay_ms.store(ms, Ordering::SeqCst);
+    }
+}
+
+/// A loopback URL where nothing listens: the port was bound, then released.
+pub(crate) async fn dead_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}/hook")
+}
