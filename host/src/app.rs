@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+use crate::auth::KeyCache;
 use crate::callbacks::Callbacks;
 use crate::config::Config;
 use crate::events::Events;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub events: Events,
     /// The loaded configuration.
     pub config: Arc<Config>,
+    /// Authenticated keys.
+    pub keys: KeyCache,
     /// SHA-256 of the administrator token.
     pub admin_token_sha256: [u8; 32],
     /// Renders `/metrics`.
@@ -42,7 +45,6 @@ pub struct AppState {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    storage: Arc<dyn Storage>,
 }
 
 /// Why the server could not start.
@@ -108,10 +110,10 @@ impl Application {
                 callbacks,
                 events,
                 config: Arc::new(config),
+                keys: KeyCache::default(),
                 admin_token_sha256,
                 metrics: metrics_handle(),
             },
-            storage,
         })
     }
 
@@ -131,6 +133,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let db = self.state.db.clone();
         let app = crate::api::router(self.state);
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             shutdown.await;
@@ -149,7 +152,8 @@ impl Application {
                 Ok(Ok(()))
             }
         };
-        let storage = self.storage;
+        db.settle().await;
+        let storage = db.storage();
         tokio::task::spawn_blocking(move || storage.flush())
             .await
             .map_err(std::io::Error::other)?

@@ -1,6 +1,9 @@
 //! Who is calling: the administrator, or a tenant's API key with a role.
 //! Both are bearer tokens; tenant keys are looked up by their hash.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
@@ -61,21 +64,55 @@ fn bearer(parts: &Parts) -> Result<&str, Error> {
         ))
 }
 
+/// Known keys by hash, so that authenticating a request costs no storage
+/// round trip. This process is the only writer of keys, so revoking a key
+/// clears the cache and the revocation still takes effect at once.
+#[derive(Clone, Default)]
+pub struct KeyCache(Arc<RwLock<HashMap<String, Principal>>>);
+
+impl KeyCache {
+    fn get(&self, hash: &str) -> Option<Principal> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+            .cloned()
+    }
+
+    fn insert(&self, hash: String, principal: Principal) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash, principal);
+    }
+
+    /// Forgets every key; the next request of each goes to storage.
+    pub fn clear(&self) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let hash = token_hash(bearer(parts)?);
+        if let Some(principal) = state.keys.get(&hash) {
+            return Ok(principal);
+        }
+        let lookup = hash.clone();
         let key = state
             .db
-            .run(move |s| s.key_by_hash(&hash))
+            .run(move |s| s.key_by_hash(&lookup))
             .await?
             .ok_or(Error::Unauthorized("unknown or revoked API key"))?;
-        Ok(Principal {
+        let principal = Principal {
             tenant_id: key.tenant_id,
             key_name: key.name,
             role: key.role,
-        })
+        };
+        state.keys.insert(hash, principal.clone());
+        Ok(principal)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Callbacks: what tenants register, checked field by field, and the
 //! queries the gate and delivery use to find the ones an event triggers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use crate::event::{Phase, now_ms};
 use crate::ids::{new_id, new_signing_secret};
 use crate::input;
 use crate::model::{Activation, Callback, LastRun, PluginRef, RetryPolicy};
-use crate::store::Db;
+use crate::store::{Db, Storage, StoreResult};
 
 /// Actions a callback listens to when it does not say.
 const DEFAULT_ACTIONS: [&str; 3] = ["created", "updated", "deleted"];
@@ -131,15 +132,49 @@ pub fn page_size(limit: Option<usize>) -> usize {
 }
 
 /// The callback service.
+///
+/// Each tenant's callbacks are cached in memory once read, because every
+/// event needs them. This process is the only writer, and every write
+/// through this service drops the tenant's entry.
 #[derive(Clone)]
 pub struct Callbacks {
     db: Db,
+    cache: Arc<RwLock<HashMap<String, Arc<Vec<Callback>>>>>,
 }
 
 impl Callbacks {
     /// A service over `db`.
     pub fn new(db: Db) -> Self {
-        Callbacks { db }
+        Callbacks {
+            db,
+            cache: Arc::default(),
+        }
+    }
+
+    /// All of a tenant's callbacks, from the cache when possible.
+    async fn all(&self, tenant: &str) -> Result<Arc<Vec<Callback>>> {
+        if let Some(found) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+        {
+            return Ok(found.clone());
+        }
+        let t = tenant.to_string();
+        let all = Arc::new(self.db.run(move |s| s.callbacks(&t)).await?);
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string(), all.clone());
+        Ok(all)
+    }
+
+    fn forget(&self, tenant: &str) {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tenant);
     }
 
     /// Registers a callback with a fresh signing secret.
@@ -165,7 +200,8 @@ impl Callbacks {
     pub async fn get(&self, tenant: &str, id: &str) -> Result<CallbackView> {
         let callback = self.find(tenant, id).await?;
         let key = callback.id.clone();
-        let last = self.db.run(move |s| s.last_run(&key)).await?;
+        let t = tenant.to_string();
+        let last = self.db.run(move |s| last_run(s, &t, &key)).await?;
         Ok(CallbackView { callback, last })
     }
 
@@ -218,7 +254,9 @@ impl Callbacks {
     /// Deletes a callback.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<()> {
         let (t, key) = (tenant.to_string(), id.to_string());
-        if self.db.run(move |s| s.delete_callback(&t, &key)).await? {
+        let deleted = self.db.run(move |s| s.delete_callback(&t, &key)).await?;
+        self.forget(tenant);
+        if deleted {
             Ok(())
         } else {
             Err(Error::not_found("callback", id))
@@ -227,11 +265,10 @@ impl Callbacks {
 
     /// A filtered page of a tenant's callbacks, in creation order.
     pub async fn list(&self, tenant: &str, query: ListQuery) -> Result<Page<CallbackView>> {
-        let t = tenant.to_string();
-        let all = self.db.run(move |s| s.callbacks(&t)).await?;
+        let all = self.all(tenant).await?;
         let needle = query.q.as_deref().map(str::to_lowercase);
         let limit = page_size(query.limit);
-        let mut matching = all.into_iter().filter(|c| {
+        let mut matching = all.iter().filter(|c| {
             query
                 .object_type
                 .as_ref()
@@ -243,17 +280,18 @@ impl Callbacks {
                     .is_none_or(|n| c.name.to_lowercase().contains(n))
                 && query.cursor.as_ref().is_none_or(|cursor| c.id > *cursor)
         });
-        let items: Vec<Callback> = matching.by_ref().take(limit).collect();
+        let items: Vec<Callback> = matching.by_ref().take(limit).cloned().collect();
         let next_cursor = match matching.next() {
             Some(_) => items.last().map(|c| c.id.clone()),
             None => None,
         };
         let ids: Vec<String> = items.iter().map(|c| c.id.clone()).collect();
+        let t = tenant.to_string();
         let lasts = self
             .db
             .run(move |s| {
                 ids.iter()
-                    .map(|id| s.last_run(id))
+                    .map(|id| last_run(s, &t, id))
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?;
@@ -275,18 +313,17 @@ impl Callbacks {
         object_type: &str,
         action: &str,
     ) -> Result<Vec<Callback>> {
-        let t = tenant.to_string();
         let mut found: Vec<Callback> = self
-            .db
-            .run(move |s| s.callbacks(&t))
+            .all(tenant)
             .await?
-            .into_iter()
+            .iter()
             .filter(|c| {
                 c.enabled
                     && c.phase == phase
                     && c.object_type == object_type
                     && c.actions.iter().any(|a| a == action)
             })
+            .cloned()
             .collect();
         found.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(found)
@@ -316,28 +353,15 @@ impl Callbacks {
         })
     }
 
-    /// Records that a callback ran, for `last_triggered_at` / `last_status`.
-    pub async fn touch(&self, id: &str, at: u64, status: &str) -> Result<()> {
-        let (key, last) = (
-            id.to_string(),
-            LastRun {
-                last_triggered_at: Some(at),
-                last_status: Some(status.to_string()),
-            },
-        );
-        Ok(self.db.run(move |s| s.set_last_run(&key, &last)).await?)
-    }
-
     /// Refuses to let a plugin in use be deleted, unless `force`; then the
     /// callbacks using it are disabled, with the reason recorded.
     pub async fn release_plugin(&self, tenant: &str, plugin_id: &str, force: bool) -> Result<()> {
-        let t = tenant.to_string();
         let users: Vec<Callback> = self
-            .db
-            .run(move |s| s.callbacks(&t))
+            .all(tenant)
             .await?
-            .into_iter()
+            .iter()
             .filter(|c| c.plugin.as_ref().is_some_and(|p| p.id == plugin_id))
+            .cloned()
             .collect();
         if users.is_empty() {
             return Ok(());
@@ -358,6 +382,7 @@ impl Callbacks {
             callback.updated_at = now_ms();
             self.db.run(move |s| s.put_callback(&callback)).await?;
         }
+        self.forget(tenant);
         Ok(())
     }
 
@@ -371,18 +396,17 @@ impl Callbacks {
 
     async fn save(&self, callback: Callback) -> Result<CallbackView> {
         let stored = callback.clone();
-        self.db
-            .run(move |s| s.put_callback(&stored))
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::Conflict(_) => Error::Conflict {
-                    code: "name_taken",
-                    message: format!("a callback named `{}` already exists", callback.name),
-                },
-                other => other.into(),
-            })?;
-        let key = callback.id.clone();
-        let last = self.db.run(move |s| s.last_run(&key)).await?;
+        let saved = self.db.run(move |s| s.put_callback(&stored)).await;
+        self.forget(&callback.tenant_id);
+        saved.map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => Error::Conflict {
+                code: "name_taken",
+                message: format!("a callback named `{}` already exists", callback.name),
+            },
+            other => other.into(),
+        })?;
+        let (t, key) = (callback.tenant_id.clone(), callback.id.clone());
+        let last = self.db.run(move |s| last_run(s, &t, &key)).await?;
         Ok(CallbackView { callback, last })
     }
 
@@ -537,6 +561,13 @@ impl Callbacks {
             config,
         })
     }
+}
+
+/// When a callback last ran, from its newest activation.
+fn last_run(s: &dyn Storage, tenant: &str, id: &str) -> StoreResult<LastRun> {
+    Ok(LastRun::from_latest(
+        s.activations(tenant, id, None, 1)?.first(),
+    ))
 }
 
 /// The writable fields of a callback, as input.

@@ -3,7 +3,7 @@
 //! deliveries durably before answering.
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::callbacks::Callbacks;
 use crate::error::{Error, Result};
@@ -11,9 +11,9 @@ use crate::event::{NewEvent, Phase, now_ms};
 use crate::gate::Gate;
 use crate::ids::new_id;
 use crate::input;
-use crate::model::{Activation, Delivery, DeliveryStatus, EventRecord};
+use crate::model::{Activation, Delivery, DeliveryRef, DeliveryStatus, EventRecord};
 use crate::outbound::{CAUSATION_HEADER, parse_causation};
-use crate::store::Db;
+use crate::store::{Db, Storage};
 
 /// The events service.
 #[derive(Clone)]
@@ -36,9 +36,13 @@ pub struct Answer {
 /// An event with everything that happened because of it.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventView {
-    /// The stored event and answer.
+    /// The stored event.
     #[serde(flatten)]
     pub record: EventRecord,
+    /// The status the events endpoint answered.
+    pub status: u16,
+    /// The body it answered.
+    pub answer: Value,
     /// Its deliveries' current state, for an after-event.
     pub delivery_states: Vec<Delivery>,
     /// Every activation: gate decisions or delivery attempts.
@@ -84,9 +88,10 @@ impl Events {
         if let Some(id) = &new.id
             && let Some(existing) = self.find(tenant, id).await?
         {
-            return Ok(replay(existing));
+            return Ok(replay(&existing));
         }
 
+        let client_id = new.id.is_some();
         let event = new.into_event(now_ms());
         let mut chain = ancestors.clone();
         chain.push(event.id.clone());
@@ -101,35 +106,26 @@ impl Events {
             tenant_id: tenant.to_string(),
             event,
             causation: ancestors,
-            status: 0,
-            answer: Value::Null,
             decisions: Vec::new(),
             deliveries: Vec::new(),
         };
         match record.event.phase {
             Phase::Before => {
                 let outcome = self.gate.run(&record.event, &causation, &callbacks).await;
-                record.status = 200;
-                record.answer = json!({
-                    "event_id": record.event.id,
-                    "allowed": outcome.allowed,
-                    "decisions": outcome.decisions,
-                });
                 record.decisions = outcome.decisions;
-                if let Some(existing) = self
-                    .insert(record.clone(), Vec::new(), outcome.activations)
-                    .await?
-                {
-                    return Ok(replay(existing));
-                }
-                for decision in &record.decisions {
-                    self.callbacks
-                        .touch(
-                            &decision.callback_id,
-                            record.event.timestamp_ms,
-                            &decision.verdict,
-                        )
-                        .await?;
+                let stored = record.clone();
+                let write =
+                    move |s: &dyn Storage| s.insert_event(&stored, &[], &outcome.activations);
+                // The answer does not depend on the history write, so it is
+                // queued behind the answer, in order, and reads wait for it.
+                // With a client idempotency key it is written first, so
+                // that a simultaneous repeat still gets the original answer.
+                if client_id {
+                    if let Some(existing) = self.db.run(write).await? {
+                        return Ok(replay(&existing));
+                    }
+                } else {
+                    self.db.submit("gate history", move |s| write(s).map(drop));
                 }
             }
             Phase::After => {
@@ -149,26 +145,27 @@ impl Events {
                         last_error: None,
                     })
                     .collect();
-                record.status = 202;
-                record.answer = json!({
-                    "event_id": record.event.id,
-                    "deliveries": deliveries.iter()
-                        .map(|d| json!({"id": d.id, "callback_id": d.callback_id}))
-                        .collect::<Vec<_>>(),
-                });
-                record.deliveries = deliveries.iter().map(|d| d.id.clone()).collect();
-                if let Some(existing) = self.insert(record.clone(), deliveries, Vec::new()).await? {
-                    return Ok(replay(existing));
+                record.deliveries = deliveries
+                    .iter()
+                    .map(|d| DeliveryRef {
+                        id: d.id.clone(),
+                        callback_id: d.callback_id.clone(),
+                    })
+                    .collect();
+                let stored = record.clone();
+                let existing = self
+                    .db
+                    .run(move |s| s.insert_event(&stored, &deliveries, &[]))
+                    .await?;
+                if let Some(existing) = existing {
+                    return Ok(replay(&existing));
                 }
                 // Accepted means stored: nothing is acknowledged before it
                 // would survive a crash.
                 self.db.run(|s| s.flush()).await?;
             }
         }
-        Ok(Answer {
-            status: record.status,
-            body: record.answer,
-        })
+        Ok(replay(&record))
     }
 
     /// An event with its deliveries and activations.
@@ -177,23 +174,31 @@ impl Events {
             .find(tenant, id)
             .await?
             .ok_or_else(|| Error::not_found("event", id))?;
-        let (t, event_id, ids) = (
-            tenant.to_string(),
-            id.to_string(),
-            record.deliveries.clone(),
-        );
+        let (t, stored) = (tenant.to_string(), record.clone());
         let (delivery_states, activations) = self
             .db
             .run(move |s| {
-                let deliveries = ids
+                let deliveries = stored
+                    .deliveries
                     .iter()
-                    .filter_map(|d| s.delivery(&t, d).transpose())
+                    .filter_map(|d| s.delivery(&t, &d.id).transpose())
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok((deliveries, s.event_activations(&t, &event_id)?))
+                let activations = stored
+                    .decisions
+                    .iter()
+                    .filter_map(|d| {
+                        s.activation(&t, &d.callback_id, &d.activation_id)
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((deliveries, activations))
             })
             .await?;
+        let (status, answer) = record.answer();
         Ok(EventView {
             record,
+            status,
+            answer,
             delivery_states,
             activations,
         })
@@ -203,26 +208,12 @@ impl Events {
         let (t, key) = (tenant.to_string(), id.to_string());
         Ok(self.db.run(move |s| s.event(&t, &key)).await?)
     }
-
-    async fn insert(
-        &self,
-        record: EventRecord,
-        deliveries: Vec<Delivery>,
-        activations: Vec<Activation>,
-    ) -> Result<Option<EventRecord>> {
-        Ok(self
-            .db
-            .run(move |s| s.insert_event(&record, &deliveries, &activations))
-            .await?)
-    }
 }
 
-/// The original answer to a repeated event id.
-fn replay(existing: EventRecord) -> Answer {
-    Answer {
-        status: existing.status,
-        body: existing.answer,
-    }
+/// The answer for a stored event: the original one, for a repeated id.
+fn replay(record: &EventRecord) -> Answer {
+    let (status, body) = record.answer();
+    Answer { status, body }
 }
 
 fn check(new: &NewEvent) -> Result<()> {

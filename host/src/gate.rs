@@ -96,6 +96,7 @@ impl Gate {
                 Verdict::Deny(reason) => ("deny", Some(reason.clone())),
             };
             metrics::counter!("hookgate_gate_decisions_total", "verdict" => verdict).increment(1);
+            let activation_id = new_id("act");
             outcome.decisions.push(Decision {
                 callback_id: callback.id.clone(),
                 callback_name: callback.name.clone(),
@@ -103,9 +104,10 @@ impl Gate {
                 reason: reason.clone(),
                 status: run.status,
                 duration_ms,
+                activation_id: activation_id.clone(),
             });
             outcome.activations.push(Activation {
-                id: new_id("act"),
+                id: activation_id,
                 tenant_id: callback.tenant_id.clone(),
                 callback_id: callback.id.clone(),
                 event_id: event.id.clone(),

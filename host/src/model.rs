@@ -136,14 +136,24 @@ pub struct Callback {
     pub updated_by: String,
 }
 
-/// When a callback last ran and how it went. Kept apart from [`Callback`]
-/// so that frequent updates never race with edits to the callback.
+/// When a callback last ran and how it went, read from its newest
+/// activation so that running a callback never rewrites its record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct LastRun {
     /// Milliseconds since the Unix epoch.
     pub last_triggered_at: Option<u64>,
     /// The outcome: `allow`, `deny`, `succeeded`, `failed`, …
     pub last_status: Option<String>,
+}
+
+impl LastRun {
+    /// What the newest activation says about the last run.
+    pub fn from_latest(latest: Option<&Activation>) -> Self {
+        LastRun {
+            last_triggered_at: latest.map(|a| a.at),
+            last_status: latest.map(|a| a.outcome.clone()),
+        }
+    }
 }
 
 /// One before-callback's part in a gate decision.
@@ -161,6 +171,8 @@ pub struct Decision {
     pub status: Option<u16>,
     /// Time spent on this callback.
     pub duration_ms: f64,
+    /// The activation that records it in full.
+    pub activation_id: String,
 }
 
 /// An event as received, with the answer given, for history and idempotency.
@@ -172,14 +184,41 @@ pub struct EventRecord {
     pub event: Event,
     /// The ids of the events that led to this one, oldest first.
     pub causation: Vec<String>,
-    /// The HTTP status the events endpoint answered.
-    pub status: u16,
-    /// The body it answered; a repeat of the event id gets the same.
-    pub answer: serde_json::Value,
     /// Gate decisions, for a before-event.
     pub decisions: Vec<Decision>,
-    /// Delivery ids, for an after-event.
-    pub deliveries: Vec<String>,
+    /// Deliveries created, for an after-event.
+    pub deliveries: Vec<DeliveryRef>,
+}
+
+impl EventRecord {
+    /// The events endpoint's answer: 200 with the gate's verdict for a
+    /// before-event, 202 with the deliveries for an after-event. Rebuilt
+    /// from the record, so a repeated event id gets exactly the original.
+    pub fn answer(&self) -> (u16, serde_json::Value) {
+        match self.event.phase {
+            Phase::Before => (
+                200,
+                serde_json::json!({
+                    "event_id": self.event.id,
+                    "allowed": self.decisions.iter().all(|d| d.verdict == "allow"),
+                    "decisions": self.decisions,
+                }),
+            ),
+            Phase::After => (
+                202,
+                serde_json::json!({"event_id": self.event.id, "deliveries": self.deliveries}),
+            ),
+        }
+    }
+}
+
+/// A delivery as an event lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRef {
+    /// The delivery.
+    pub id: String,
+    /// Where it goes.
+    pub callback_id: String,
 }
 
 /// A request or response as history keeps it: secrets redacted, body capped.

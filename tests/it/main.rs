@@ -12,3 +12,4 @@ mod fixtures;
 mod helpers;
 mod plugins;
 mod restart;
+mod serve;

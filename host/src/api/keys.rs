@@ -44,5 +44,6 @@ async fn revoke(
 ) -> Result<StatusCode> {
     who.require(&[Role::Manage], "manage keys")?;
     tenants::revoke_key(&state.db, &who.tenant_id, &id).await?;
+    state.keys.clear();
     Ok(StatusCode::NO_CONTENT)
 }

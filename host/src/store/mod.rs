@@ -7,12 +7,14 @@
 
 mod sled_store;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use tokio::sync::watch;
 
 pub use self::sled_store::SledStore;
 use crate::model::{
-    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, LastRun, PluginRecord,
-    Tenant,
+    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, PluginRecord, Tenant,
 };
 use crate::plugin::Artifact;
 
@@ -98,10 +100,6 @@ pub trait Storage: Send + Sync + 'static {
     fn callbacks(&self, tenant: &str) -> StoreResult<Vec<Callback>>;
     /// Deletes a callback; false if the tenant has no such callback.
     fn delete_callback(&self, tenant: &str, id: &str) -> StoreResult<bool>;
-    /// When a callback last ran.
-    fn last_run(&self, callback_id: &str) -> StoreResult<LastRun>;
-    /// Records when a callback last ran.
-    fn set_last_run(&self, callback_id: &str, last: &LastRun) -> StoreResult<()>;
 
     /// A tenant's event.
     fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>>;
@@ -123,8 +121,13 @@ pub trait Storage: Send + Sync + 'static {
         before: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<Activation>>;
-    /// An event's activations, oldest first.
-    fn event_activations(&self, tenant: &str, event_id: &str) -> StoreResult<Vec<Activation>>;
+    /// One activation of a callback.
+    fn activation(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<Activation>>;
 
     /// A tenant's delivery.
     fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>>;
@@ -138,27 +141,127 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StoreResult<Vec<Delivery>>;
 }
 
-/// The async face of a [`Storage`]: each call runs on the blocking pool.
+/// Threads that run storage work. Two keep sled busy on both cores while
+/// one of them waits on the disk; more only add contention.
+const STORAGE_THREADS: usize = 2;
+
+type Job = Box<dyn FnOnce(&dyn Storage) + Send>;
+
+/// The async face of a [`Storage`]: each call runs on a small, dedicated
+/// pool of storage threads, and writes nobody waits for can be queued
+/// behind a single writer thread.
+///
+/// A fixed pool, rather than the runtime's blocking pool, matters under
+/// load: the blocking pool grows a thread per concurrent call, and dozens
+/// of threads taking turns on a couple of cores spend more time switching
+/// than storing. The threads stop when the last `Db` is dropped.
 #[derive(Clone)]
 pub struct Db {
+    jobs: mpsc::Sender<Job>,
+    behind: Arc<WriteBehind>,
     storage: Arc<dyn Storage>,
 }
 
+/// Writes queued with [`Db::submit`], applied in order by one thread.
+struct WriteBehind {
+    jobs: Mutex<mpsc::Sender<Job>>,
+    submitted: AtomicU64,
+    done: watch::Receiver<u64>,
+}
+
 impl Db {
-    /// Wraps a storage backend.
+    /// Wraps a storage backend and starts its threads.
     pub fn new(storage: Arc<dyn Storage>) -> Self {
-        Db { storage }
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..STORAGE_THREADS {
+            let (queue, storage) = (queue.clone(), storage.clone());
+            spawn(&format!("hookgate-store-{n}"), move || {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    match next {
+                        Ok(job) => job(storage.as_ref()),
+                        Err(_) => break,
+                    }
+                }
+            });
+        }
+        let (behind_jobs, behind_queue) = mpsc::channel::<Job>();
+        let (done_tx, done) = watch::channel(0u64);
+        let writer_storage = storage.clone();
+        spawn("hookgate-writer", move || {
+            for job in behind_queue {
+                job(writer_storage.as_ref());
+                done_tx.send_modify(|done| *done += 1);
+            }
+        });
+        Db {
+            jobs,
+            behind: Arc::new(WriteBehind {
+                jobs: Mutex::new(behind_jobs),
+                submitted: AtomicU64::new(0),
+                done,
+            }),
+            storage,
+        }
     }
 
-    /// Runs `f` against the storage on a blocking thread.
+    /// Runs `f` against the storage on a storage thread, after every write
+    /// queued with [`Db::submit`] before this call, so reads see them.
     pub async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&dyn Storage) -> StoreResult<T> + Send + 'static,
     {
-        let storage = self.storage.clone();
-        tokio::task::spawn_blocking(move || f(storage.as_ref()))
-            .await
-            .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+        self.settle().await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |storage| {
+            let _ = tx.send(f(storage));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Backend("storage threads have stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Backend("a storage call panicked".into()))?
     }
+
+    /// Queues a write without waiting for it. Writes apply in submission
+    /// order; a failure is logged, since nobody is waiting to hear of it.
+    pub fn submit<F>(&self, what: &'static str, f: F)
+    where
+        F: FnOnce(&dyn Storage) -> StoreResult<()> + Send + 'static,
+    {
+        let job: Job = Box::new(move |storage| {
+            if let Err(err) = f(storage) {
+                tracing::error!("cannot store {what}: {err}");
+            }
+        });
+        let jobs = self.behind.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        self.behind.submitted.fetch_add(1, Ordering::SeqCst);
+        if jobs.send(job).is_err() {
+            tracing::error!("cannot store {what}: the writer thread has stopped");
+        }
+    }
+
+    /// Waits until every write submitted so far has been applied.
+    pub async fn settle(&self) {
+        let target = self.behind.submitted.load(Ordering::SeqCst);
+        if *self.behind.done.borrow() >= target {
+            return;
+        }
+        let mut done = self.behind.done.clone();
+        let _ = done.wait_for(|done| *done >= target).await;
+    }
+
+    /// The backend itself, for the final flush at shutdown.
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        self.storage.clone()
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .expect("storage threads start");
 }

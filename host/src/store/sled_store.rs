@@ -12,9 +12,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 
 use super::{DeliveryFilter, Storage, StoreError, StoreResult};
-use crate::model::{
-    Activation, ApiKey, Callback, Delivery, EventRecord, LastRun, PluginRecord, Tenant,
-};
+use crate::model::{Activation, ApiKey, Callback, Delivery, EventRecord, PluginRecord, Tenant};
 use crate::plugin::{Artifact, PluginInfo};
 
 /// The sled backend.
@@ -30,10 +28,8 @@ pub struct SledStore {
     artifact_bytes: Tree,
     callbacks: Tree,
     callback_names: Tree,
-    last_runs: Tree,
     events: Tree,
     activations: Tree,
-    event_activations: Tree,
     deliveries: Tree,
 }
 
@@ -63,10 +59,8 @@ impl SledStore {
             artifact_bytes: tree("artifact_bytes")?,
             callbacks: tree("callbacks")?,
             callback_names: tree("callback_names")?,
-            last_runs: tree("last_runs")?,
             events: tree("events")?,
             activations: tree("activations")?,
-            event_activations: tree("event_activations")?,
             deliveries: tree("deliveries")?,
             db,
         })
@@ -365,17 +359,6 @@ impl Storage for SledStore {
         }))
     }
 
-    fn last_run(&self, callback_id: &str) -> StoreResult<LastRun> {
-        Ok(get(&self.last_runs, callback_id)?.unwrap_or_default())
-    }
-
-    fn set_last_run(&self, callback_id: &str, last: &LastRun) -> StoreResult<()> {
-        self.last_runs
-            .insert(callback_id, encode(last))
-            .map(|_| ())
-            .map_err(backend)
-    }
-
     fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>> {
         get(&self.events, &key(tenant, id))
     }
@@ -388,30 +371,21 @@ impl Storage for SledStore {
     ) -> StoreResult<Option<EventRecord>> {
         let tenant = record.tenant_id.as_str();
         let event_key = key(tenant, &record.event.id);
-        let trees = (
-            &self.events,
-            &self.deliveries,
-            &self.activations,
-            &self.event_activations,
-        );
-        finish(
-            trees.transaction(|(events, delivery_tree, acts, event_acts)| {
-                if let Some(existing) = tx_get::<EventRecord>(events, &event_key)? {
-                    return Ok(Some(existing));
-                }
-                events.insert(event_key.as_str(), encode(record))?;
-                for delivery in deliveries {
-                    delivery_tree.insert(key(tenant, &delivery.id).as_str(), encode(delivery))?;
-                }
-                for act in activations {
-                    let act_key = format!("{tenant}/{}/{}", act.callback_id, act.id);
-                    acts.insert(act_key.as_str(), encode(act))?;
-                    let index = format!("{tenant}/{}/{}", act.event_id, act.id);
-                    event_acts.insert(index.as_str(), act_key.as_str())?;
-                }
-                Ok(None)
-            }),
-        )
+        let trees = (&self.events, &self.deliveries, &self.activations);
+        finish(trees.transaction(|(events, delivery_tree, acts)| {
+            if let Some(existing) = tx_get::<EventRecord>(events, &event_key)? {
+                return Ok(Some(existing));
+            }
+            events.insert(event_key.as_str(), encode(record))?;
+            for delivery in deliveries {
+                delivery_tree.insert(key(tenant, &delivery.id).as_str(), encode(delivery))?;
+            }
+            for act in activations {
+                let act_key = format!("{tenant}/{}/{}", act.callback_id, act.id);
+                acts.insert(act_key.as_str(), encode(act))?;
+            }
+            Ok(None)
+        }))
     }
 
     fn activations(
@@ -430,18 +404,13 @@ impl Storage for SledStore {
         )
     }
 
-    fn event_activations(&self, tenant: &str, event_id: &str) -> StoreResult<Vec<Activation>> {
-        let mut out = Vec::new();
-        for item in self
-            .event_activations
-            .scan_prefix(format!("{tenant}/{event_id}/"))
-        {
-            let (_, act_key) = item.map_err(backend)?;
-            if let Some(act) = get(&self.activations, &String::from_utf8_lossy(&act_key))? {
-                out.push(act);
-            }
-        }
-        Ok(out)
+    fn activation(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<Activation>> {
+        get(&self.activations, &format!("{tenant}/{callback_id}/{id}"))
     }
 
     fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>> {
