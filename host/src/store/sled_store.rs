@@ -95,7 +95,16 @@ fn get<T: DeserializeOwned>(tree: &Tree, key: &str) -> StoreResult<Option<T>> {
 
 /// Every record under `prefix/`, in key order.
 fn scan<T: DeserializeOwned>(tree: &Tree, prefix: &str) -> StoreResult<Vec<T>> {
-    tree.scan_prefix(format!("{prefix}/"))
+    decode_all(tree.scan_prefix(format!("{prefix}/")))
+}
+
+/// Every record in `tree`, in key order.
+fn all<T: DeserializeOwned>(tree: &Tree) -> StoreResult<Vec<T>> {
+    decode_all(tree.iter())
+}
+
+fn decode_all<T: DeserializeOwned>(items: sled::Iter) -> StoreResult<Vec<T>> {
+    items
         .map(|item| {
             let (k, v) = item.map_err(backend)?;
             decode(&k, &v)
@@ -169,13 +178,7 @@ impl Storage for SledStore {
     }
 
     fn tenants(&self) -> StoreResult<Vec<Tenant>> {
-        self.tenants
-            .iter()
-            .map(|item| {
-                let (k, v) = item.map_err(backend)?;
-                decode(&k, &v)
-            })
-            .collect()
+        all(&self.tenants)
     }
 
     fn insert_key(&self, api_key: &ApiKey) -> StoreResult<()> {
@@ -256,13 +259,7 @@ impl Storage for SledStore {
     }
 
     fn all_plugins(&self) -> StoreResult<Vec<PluginRecord>> {
-        self.plugins
-            .iter()
-            .map(|item| {
-                let (k, v) = item.map_err(backend)?;
-                decode(&k, &v)
-            })
-            .collect()
+        all(&self.plugins)
     }
 
     fn plugin_wasm(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
