@@ -13,9 +13,11 @@ use tokio::net::TcpListener;
 use crate::auth::KeyCache;
 use crate::callbacks::Callbacks;
 use crate::config::Config;
+use crate::delivery::Deliverer;
 use crate::events::Events;
 use crate::gate::Gate;
 use crate::ids::new_token;
+use crate::outbound::HttpClient;
 use crate::plugin::Runtime;
 use crate::registry::Registry;
 use crate::store::{Db, SledStore, Storage};
@@ -31,6 +33,8 @@ pub struct AppState {
     pub callbacks: Callbacks,
     /// Event intake.
     pub events: Events,
+    /// After-event delivery.
+    pub deliverer: Deliverer,
     /// The loaded configuration.
     pub config: Arc<Config>,
     /// Authenticated keys.
@@ -77,7 +81,7 @@ impl Application {
             SledStore::open(&config.data_dir.join("db"))
                 .map_err(|e| StartError::Storage(e.to_string()))?,
         );
-        let db = Db::new(storage.clone());
+        let db = Db::new(storage);
         let runtime =
             Runtime::new(config.plugin.limits()).map_err(|e| StartError::Runtime(e.to_string()))?;
         let registry = Registry::new(runtime, db.clone());
@@ -87,14 +91,32 @@ impl Application {
             .map_err(|e| StartError::Storage(e.to_string()))?;
         tracing::info!(plugins = loaded, "plugins ready");
 
-        let http = crate::outbound::client();
+        let http = HttpClient::new(config.allow_private_targets);
         let callbacks = Callbacks::new(db.clone());
         let gate = Gate::new(
             registry.clone(),
-            http,
+            http.clone(),
             Duration::from_millis(config.gate.timeout_ms),
         );
-        let events = Events::new(db.clone(), callbacks.clone(), gate, config.max_event_depth);
+        let deliverer = Deliverer::start(
+            db.clone(),
+            callbacks.clone(),
+            registry.clone(),
+            http,
+            config.delivery.clone(),
+        );
+        let resumed = deliverer
+            .resume()
+            .await
+            .map_err(|e| StartError::Storage(e.to_string()))?;
+        tracing::info!(deliveries = resumed, "pending deliveries resumed");
+        let events = Events::new(
+            db.clone(),
+            callbacks.clone(),
+            gate,
+            deliverer.clone(),
+            config.max_event_depth,
+        );
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -109,6 +131,7 @@ impl Application {
                 registry,
                 callbacks,
                 events,
+                deliverer,
                 config: Arc::new(config),
                 keys: KeyCache::default(),
                 admin_token_sha256,
@@ -152,13 +175,8 @@ impl Application {
                 Ok(Ok(()))
             }
         };
-        db.settle().await;
-        let storage = db.storage();
-        tokio::task::spawn_blocking(move || storage.flush())
-            .await
-            .map_err(std::io::Error::other)?
-            .map_err(std::io::Error::other)?;
-        tracing::info!("storage flushed; stopped");
+        db.close().await.map_err(std::io::Error::other)?;
+        tracing::info!("storage flushed and closed; stopped");
         result.map_err(std::io::Error::other)?
     }
 }

@@ -225,6 +225,8 @@ impl Callbacks {
             disabled_reason,
             id: old.id,
             secret: old.secret,
+            previous_secret: old.previous_secret,
+            previous_secret_expires_at: old.previous_secret_expires_at,
             created_at: old.created_at,
             created_by: old.created_by,
             ..new
@@ -351,6 +353,42 @@ impl Callbacks {
             items,
             next_cursor: next_cursor.flatten(),
         })
+    }
+
+    /// Disables a callback, recording why; Hookgate does this when a
+    /// receiver unsubscribes or deliveries keep failing.
+    pub async fn disable(&self, tenant: &str, id: &str, reason: &str) -> Result<()> {
+        let mut callback = self.find(tenant, id).await?;
+        if !callback.enabled {
+            return Ok(());
+        }
+        tracing::warn!(callback = %id, "disabling callback: {reason}");
+        callback.enabled = false;
+        callback.disabled_reason = Some(reason.to_string());
+        callback.updated_at = now_ms();
+        callback.updated_by = "hookgate".into();
+        self.save(callback).await.map(drop)
+    }
+
+    /// Replaces the signing secret. The previous one keeps signing (both
+    /// signatures are sent) for `overlap`, so receivers can switch over.
+    pub async fn rotate_secret(
+        &self,
+        tenant: &str,
+        id: &str,
+        by: &str,
+        overlap: std::time::Duration,
+    ) -> Result<CallbackView> {
+        let mut callback = self.find(tenant, id).await?;
+        let now = now_ms();
+        callback.previous_secret = Some(std::mem::replace(
+            &mut callback.secret,
+            new_signing_secret(),
+        ));
+        callback.previous_secret_expires_at = Some(now + overlap.as_millis() as u64);
+        callback.updated_at = now;
+        callback.updated_by = by.to_string();
+        self.save(callback).await
     }
 
     /// Refuses to let a plugin in use be deleted, unless `force`; then the
@@ -526,6 +564,8 @@ impl Callbacks {
             timeout_ms: input.timeout_ms,
             retry: input.retry,
             secret: String::new(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
             created_at: now,
             updated_at: now,
             created_by: by.to_string(),

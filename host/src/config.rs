@@ -31,10 +31,42 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Longest allowed chain of events causing events.
     pub max_event_depth: usize,
+    /// Whether callback URLs may reach non-public addresses.
+    pub allow_private_targets: bool,
+    /// After-event delivery.
+    pub delivery: DeliveryConfig,
     /// The before-event gate.
     pub gate: GateConfig,
     /// The plugin sandbox.
     pub plugin: PluginConfig,
+}
+
+/// Settings of after-event delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Attempts in flight over all callbacks.
+    pub concurrency: usize,
+    /// Attempts in flight per callback.
+    pub per_callback_concurrency: usize,
+    /// Default receiver timeout, in milliseconds.
+    pub timeout_ms: u64,
+    /// Pending deliveries before events are refused with 503.
+    pub max_pending: usize,
+    /// Default attempts in all.
+    pub max_attempts: u32,
+    /// Default delays before retries, in seconds.
+    pub schedule_secs: Vec<u64>,
+    /// Longest Retry-After honoured, in seconds.
+    pub max_retry_after_secs: u64,
+    /// How long a rotated-out secret keeps signing, in hours.
+    pub secret_overlap_hours: u64,
+    /// Failed deliveries in a row that disable a callback.
+    pub disable_after_failures: u32,
+    /// Hours of failing that disable a callback.
+    pub disable_after_hours: u64,
+    /// Days history is kept.
+    pub retention_days: u64,
 }
 
 /// Settings of the before-event gate.
@@ -130,6 +162,26 @@ impl Config {
             ("max_body_bytes", self.max_body_bytes as u64),
             ("max_event_depth", self.max_event_depth as u64),
             ("gate.timeout_ms", self.gate.timeout_ms),
+            ("delivery.concurrency", self.delivery.concurrency as u64),
+            (
+                "delivery.per_callback_concurrency",
+                self.delivery.per_callback_concurrency as u64,
+            ),
+            ("delivery.timeout_ms", self.delivery.timeout_ms),
+            ("delivery.max_pending", self.delivery.max_pending as u64),
+            (
+                "delivery.max_attempts",
+                u64::from(self.delivery.max_attempts),
+            ),
+            (
+                "delivery.disable_after_failures",
+                u64::from(self.delivery.disable_after_failures),
+            ),
+            (
+                "delivery.disable_after_hours",
+                self.delivery.disable_after_hours,
+            ),
+            ("delivery.retention_days", self.delivery.retention_days),
             ("plugin.memory_mib", self.plugin.memory_mib as u64),
             ("plugin.fuel", self.plugin.fuel),
             ("plugin.deadline_ms", self.plugin.deadline_ms),
@@ -158,6 +210,12 @@ impl Config {
                     "is {}, above the 4096 MiB a 32-bit plugin can use",
                     self.plugin.memory_mib
                 ),
+            });
+        }
+        if self.delivery.max_attempts > 1 && self.delivery.schedule_secs.is_empty() {
+            return Err(ConfigError::Value {
+                key: "delivery.schedule_secs",
+                problem: "must list at least one delay when max_attempts is above 1".into(),
             });
         }
         if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {

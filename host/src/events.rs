@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::callbacks::Callbacks;
+use crate::delivery::Deliverer;
 use crate::error::{Error, Result};
 use crate::event::{NewEvent, Phase, now_ms};
 use crate::gate::Gate;
@@ -21,6 +22,7 @@ pub struct Events {
     db: Db,
     callbacks: Callbacks,
     gate: Gate,
+    deliverer: Deliverer,
     max_depth: usize,
 }
 
@@ -51,11 +53,18 @@ pub struct EventView {
 
 impl Events {
     /// The service; `max_depth` bounds chains of events causing events.
-    pub fn new(db: Db, callbacks: Callbacks, gate: Gate, max_depth: usize) -> Self {
+    pub fn new(
+        db: Db,
+        callbacks: Callbacks,
+        gate: Gate,
+        deliverer: Deliverer,
+        max_depth: usize,
+    ) -> Self {
         Events {
             db,
             callbacks,
             gate,
+            deliverer,
             max_depth,
         }
     }
@@ -129,6 +138,15 @@ impl Events {
                 }
             }
             Phase::After => {
+                if !self.deliverer.has_room(callbacks.len()) {
+                    return Err(Error::Unavailable {
+                        message: format!(
+                            "{} deliveries are waiting, the most Hookgate queues; try again shortly",
+                            self.deliverer.pending()
+                        ),
+                        retry_after_secs: 5,
+                    });
+                }
                 let now = now_ms();
                 let deliveries: Vec<Delivery> = callbacks
                     .iter()
@@ -139,6 +157,8 @@ impl Events {
                         event_id: record.event.id.clone(),
                         status: DeliveryStatus::Pending,
                         attempts: 0,
+                        round_start: 0,
+                        attempt_ids: Vec::new(),
                         next_attempt_at: Some(now),
                         created_at: now,
                         updated_at: now,
@@ -155,7 +175,10 @@ impl Events {
                 let stored = record.clone();
                 let existing = self
                     .db
-                    .run(move |s| s.insert_event(&stored, &deliveries, &[]))
+                    .run({
+                        let deliveries = deliveries.clone();
+                        move |s| s.insert_event(&stored, &deliveries, &[])
+                    })
                     .await?;
                 if let Some(existing) = existing {
                     return Ok(replay(&existing));
@@ -163,6 +186,7 @@ impl Events {
                 // Accepted means stored: nothing is acknowledged before it
                 // would survive a crash.
                 self.db.run(|s| s.flush()).await?;
+                self.deliverer.accepted(&deliveries);
             }
         }
         Ok(replay(&record))

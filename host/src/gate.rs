@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::event::{Event, Verdict};
 use crate::ids::new_id;
 use crate::model::{Activation, Callback, Decision};
-use crate::outbound::{self, CAUSATION_HEADER};
+use crate::outbound::{self, CAUSATION_HEADER, HttpClient};
 use crate::plugin::{Incoming, Outgoing, Transformed};
 use crate::registry::Registry;
 
@@ -19,7 +19,7 @@ use crate::registry::Registry;
 #[derive(Clone)]
 pub struct Gate {
     registry: Registry,
-    http: reqwest::Client,
+    http: HttpClient,
     default_timeout: Duration,
 }
 
@@ -66,7 +66,7 @@ impl Run {
 
 impl Gate {
     /// A gate calling plugins from `registry` and URLs with `http`.
-    pub fn new(registry: Registry, http: reqwest::Client, default_timeout: Duration) -> Self {
+    pub fn new(registry: Registry, http: HttpClient, default_timeout: Duration) -> Self {
         Gate {
             registry,
             http,
@@ -201,7 +201,7 @@ impl Gate {
             ..run
         };
 
-        let answer = match outbound::post(&self.http, url, &headers, request.body, timeout).await {
+        let answer = match self.http.post(url, &headers, request.body, timeout).await {
             Ok(answer) => answer,
             Err(err) => return run.deny(err.class, err.message),
         };

@@ -6,10 +6,10 @@
 //! Layout, in the direction data flows:
 //! - [`api`]: the HTTP surface; handlers parse, authorize and call services;
 //! - services: [`tenants`], [`registry`] (plugins), [`callbacks`], [`events`]
-//!   (intake) and [`gate`] (before-events);
+//!   (intake), [`gate`] (before-events) and [`delivery`] (after-events);
 //! - [`store`]: persistence behind the [`store::Storage`] trait (sled);
 //! - [`plugin`]: the wasmtime component runtime; [`outbound`]: HTTP to
-//!   callback URLs;
+//!   callback URLs, behind the [`egress`] guard and [`signing`];
 //! - [`app`]: wiring and lifecycle; [`config`]; [`cli`]: `hookgate plugin`.
 
 pub mod api;
@@ -18,6 +18,8 @@ pub mod auth;
 pub mod callbacks;
 pub mod cli;
 pub mod config;
+pub mod delivery;
+pub mod egress;
 pub mod error;
 pub mod event;
 pub mod events;
@@ -28,5 +30,6 @@ pub mod model;
 pub mod outbound;
 pub mod plugin;
 pub mod registry;
+pub mod signing;
 pub mod store;
 pub mod tenants;

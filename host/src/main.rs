@@ -33,6 +33,10 @@ enum Command {
         /// A TOML file overriding the defaults (see config.default.toml).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Let callback URLs reach loopback and private addresses (local
+        /// set-ups and tests); off by default to prevent request forgery.
+        #[arg(long)]
+        allow_private_targets: bool,
     },
     /// Work with plugins locally, without a server.
     #[command(subcommand)]
@@ -132,7 +136,8 @@ async fn main() -> ExitCode {
             listen,
             data_dir,
             config,
-        } => return serve(listen, data_dir, config).await,
+            allow_private_targets,
+        } => return serve(listen, data_dir, config, allow_private_targets).await,
         Command::Plugin(PluginCommand::Check { file, limits }) => {
             cli::check(&file, limits.limits()).await
         }
@@ -182,6 +187,7 @@ async fn serve(
     listen: Option<std::net::SocketAddr>,
     data_dir: Option<PathBuf>,
     file: Option<PathBuf>,
+    allow_private_targets: bool,
 ) -> ExitCode {
     let mut config = match Config::load(file.as_deref()) {
         Ok(config) => config,
@@ -196,6 +202,7 @@ async fn serve(
     if let Some(dir) = data_dir {
         config.data_dir = dir;
     }
+    config.allow_private_targets |= allow_private_targets;
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(err) => {

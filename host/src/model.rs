@@ -126,6 +126,13 @@ pub struct Callback {
     pub retry: Option<RetryPolicy>,
     /// Signing secret, `whsec_…`.
     pub secret: String,
+    /// The secret before the last rotation, still used to sign until
+    /// `previous_secret_expires_at`, so receivers can switch over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+    /// When the previous secret stops being used, in ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<u64>,
     /// Milliseconds since the Unix epoch.
     pub created_at: u64,
     /// Milliseconds since the Unix epoch.
@@ -210,6 +217,15 @@ impl EventRecord {
             ),
         }
     }
+}
+
+/// How an after-callback has been faring, for auto-disable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Health {
+    /// Deliveries that failed in a row.
+    pub consecutive_failures: u32,
+    /// When the current run of failures began, in ms since the epoch.
+    pub failing_since: Option<u64>,
 }
 
 /// A delivery as an event lists it.
@@ -317,6 +333,13 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     /// Attempts made so far.
     pub attempts: u32,
+    /// `attempts` when the current round of retries began: a replay starts
+    /// a new round with the full retry policy.
+    #[serde(default)]
+    pub round_start: u32,
+    /// The activations recording each attempt, oldest first.
+    #[serde(default)]
+    pub attempt_ids: Vec<String>,
     /// When the next attempt is due, while pending.
     pub next_attempt_at: Option<u64>,
     /// Milliseconds since the Unix epoch.

@@ -3,7 +3,10 @@
 //! redacted, capped copies kept in history.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::egress::{self, GuardedResolver};
 
 use crate::model::HttpRecord;
 
@@ -29,14 +32,80 @@ const SECRET_HEADERS: [&str; 6] = [
 ];
 
 /// The client shared by every outgoing request: keep-alive pooling, a
-/// connect timeout, and no redirects (a redirect could lead anywhere).
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(USER_AGENT)
-        .build()
-        .expect("the HTTP client's settings are valid")
+/// connect timeout, no redirects (a redirect could lead anywhere), and the
+/// egress guard on every address it connects to.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    allow_private: bool,
+}
+
+impl HttpClient {
+    /// A client that reaches non-public addresses only if `allow_private`.
+    pub fn new(allow_private: bool) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(USER_AGENT)
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver::new(allow_private)))
+            .build()
+            .expect("the HTTP client's settings are valid");
+        HttpClient {
+            client,
+            allow_private,
+        }
+    }
+
+    /// POSTs `body` to `url` and reads the answer, within `timeout` overall.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Answer, SendError> {
+        let parsed = url::Url::parse(url).map_err(|e| SendError {
+            class: "config",
+            message: format!("{url} is not a valid URL: {e}"),
+        })?;
+        egress::check_literal(&parsed, self.allow_private).map_err(|blocked| SendError {
+            class: "blocked",
+            message: blocked.to_string(),
+        })?;
+        let mut request = self.client.post(parsed).timeout(timeout).body(body);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let exchange = async {
+            let mut response = request.send().await?;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let mut body = Vec::new();
+            while body.len() < RESPONSE_READ_CAP {
+                match response.chunk().await? {
+                    Some(chunk) => body.extend_from_slice(&chunk),
+                    None => break,
+                }
+            }
+            body.truncate(RESPONSE_READ_CAP);
+            Ok::<_, reqwest::Error>(Answer {
+                status,
+                headers,
+                body,
+            })
+        };
+        exchange.await.map_err(|e| classify(&e, url, timeout))
+    }
 }
 
 /// What a receiver answered.
@@ -54,55 +123,20 @@ pub struct Answer {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct SendError {
-    /// `timeout`, `connection_refused`, `unknown_host`, `connect` or `io`.
+    /// `timeout`, `connection_refused`, `unknown_host`, `connect`, `io`,
+    /// `blocked` (by the egress guard) or `config` (a bad URL).
     pub class: &'static str,
     /// What happened, for the tenant.
     pub message: String,
 }
 
-/// POSTs `body` to `url` and reads the answer, within `timeout` overall.
-pub async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &[(String, String)],
-    body: Vec<u8>,
-    timeout: Duration,
-) -> Result<Answer, SendError> {
-    let mut request = client.post(url).timeout(timeout).body(body);
-    for (name, value) in headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    let exchange = async {
-        let mut response = request.send().await?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let mut body = Vec::new();
-        while body.len() < RESPONSE_READ_CAP {
-            match response.chunk().await? {
-                Some(chunk) => body.extend_from_slice(&chunk),
-                None => break,
-            }
-        }
-        body.truncate(RESPONSE_READ_CAP);
-        Ok::<_, reqwest::Error>(Answer {
-            status,
-            headers,
-            body,
-        })
-    };
-    exchange.await.map_err(|e| classify(&e, url, timeout))
-}
-
 fn classify(err: &reqwest::Error, url: &str, timeout: Duration) -> SendError {
+    if let Some(blocked) = egress::find_blocked(err) {
+        return SendError {
+            class: "blocked",
+            message: blocked.to_string(),
+        };
+    }
     let chain = error_chain(err);
     let (class, message) = if err.is_timeout() {
         (

@@ -1,6 +1,7 @@
 //! A real server on port 0 with a temp data dir, and real HTTP receivers on
 //! 127.0.0.1 that record what they get.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,8 @@ pub(crate) async fn spawn_app_in(
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.data_dir = data_dir.path().to_path_buf();
     config.admin_token = Some(ADMIN_TOKEN.into());
+    // Receivers live on 127.0.0.1; the egress-guard tests turn this off.
+    config.allow_private_targets = true;
     adjust(&mut config);
     let app = Application::build(config).await.expect("the server starts");
     let base = format!("http://{}", app.local_addr());
@@ -190,11 +193,15 @@ impl Received {
     }
 }
 
+/// An answer a receiver gives: status and headers.
+type Reply = (u16, Vec<(&'static str, String)>);
+
 #[derive(Clone, Default)]
 struct ReceiverState {
     got: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
+    script: Arc<Mutex<VecDeque<Reply>>>,
 }
 
 /// An HTTP receiver on 127.0.0.1 that answers every POST with a set status.
@@ -206,28 +213,38 @@ pub(crate) struct Receiver {
 pub(crate) async fn receiver(status: u16) -> Receiver {
     let state = ReceiverState::default();
     state.status.store(status, Ordering::SeqCst);
-    let app =
-        axum::Router::new()
-            .fallback(
-                |State(state): State<ReceiverState>,
-                 headers: HeaderMap,
-                 body: axum::body::Bytes| async move {
-                    state.got.lock().unwrap().push(Received {
-                        headers,
-                        body: body.to_vec(),
-                    });
-                    let delay = state.delay_ms.load(Ordering::SeqCst);
-                    if delay > 0 {
-                        tokio::time::sleep(Duration::from_millis(delay)).await;
-                    }
-                    StatusCode::from_u16(state.status.load(Ordering::SeqCst)).unwrap()
-                },
-            )
-            .with_state(state.clone());
+    let app = axum::Router::new()
+        .fallback(record)
+        .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     Receiver { addr, state }
+}
+
+/// The receiver's handler: record, wait if told to, answer as scripted.
+async fn record(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    state.got.lock().unwrap().push(Received {
+        headers,
+        body: body.to_vec(),
+    });
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let scripted = state.script.lock().unwrap().pop_front();
+    let (status, headers) =
+        scripted.unwrap_or_else(|| (state.status.load(Ordering::SeqCst), Vec::new()));
+    let mut response = axum::response::Response::new(axum::body::Body::empty());
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
 }
 
 impl Receiver {
@@ -241,6 +258,33 @@ impl Receiver {
 
     pub(crate) fn delay(&self, ms: u64) {
         self.state.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Answers the next requests with these replies, then the default.
+    pub(crate) fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.script.lock().unwrap().extend(replies);
+    }
+
+    /// Changes the default status.
+    pub(crate) fn answer(&self, status: u16) {
+        self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Waits until at least `n` requests arrived, failing after `secs`.
+    pub(crate) async fn wait_for(&self, n: usize, secs: u64) -> Vec<Received> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "expected {n} requests within {secs} s, got {}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod api;
 mod cli;
+mod delivery;
 mod events;
 mod fixtures;
 mod helpers;

@@ -1,16 +1,18 @@
 //! `/v1/callbacks`: register, edit and inspect callbacks and their history.
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::{Json, Query};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::callbacks::{CallbackInput, CallbackView, ListQuery, Page, page_size};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Activation, Role};
 
 pub(super) fn router() -> Router<AppState> {
@@ -21,6 +23,8 @@ pub(super) fn router() -> Router<AppState> {
             get(show).put(replace).patch(patch).delete(remove),
         )
         .route("/v1/callbacks/{id}/activations", get(activations))
+        .route("/v1/callbacks/{id}/rotate-secret", post(rotate_secret))
+        .route("/v1/callbacks/{id}/replay", post(replay))
 }
 
 async fn create(
@@ -115,4 +119,65 @@ async fn activations(
         .activations(&who.tenant_id, &id, query.cursor, page_size(query.limit))
         .await?;
     Ok(axum::Json(page))
+}
+
+async fn rotate_secret(
+    who: Principal,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<CallbackView>> {
+    who.require(&[Role::Manage], "manage callbacks")?;
+    let overlap = Duration::from_secs(state.config.delivery.secret_overlap_hours * 3600);
+    Ok(axum::Json(
+        state
+            .callbacks
+            .rotate_secret(&who.tenant_id, &id, &who.key_name, overlap)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+async fn replay(
+    who: Principal,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<ReplayQuery>,
+) -> Result<axum::Json<serde_json::Value>> {
+    who.require(&[Role::Manage], "replay deliveries")?;
+    let since = instant("since", query.since.as_deref())?.unwrap_or(0);
+    let until = instant("until", query.until.as_deref())?.unwrap_or(u64::MAX);
+    if since > until {
+        return Err(Error::invalid("since", "must not be after `until`"));
+    }
+    let replayed = state
+        .deliverer
+        .replay(&who.tenant_id, &id, since, until)
+        .await?;
+    Ok(axum::Json(
+        serde_json::json!({"replayed": replayed.len(), "deliveries": replayed}),
+    ))
+}
+
+/// An RFC 3339 time or milliseconds since the epoch.
+fn instant(field: &str, value: Option<&str>) -> Result<Option<u64>> {
+    let Some(value) = value else { return Ok(None) };
+    if let Ok(ms) = value.parse::<u64>() {
+        return Ok(Some(ms));
+    }
+    humantime::parse_rfc3339_weak(value)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| Some(d.as_millis() as u64))
+        .ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!("`{value}` is neither RFC 3339 nor milliseconds since the epoch"),
+            )
+        })
 }

@@ -3,6 +3,7 @@
 //! check the caller's role, call a service and map the result.
 
 mod callbacks;
+mod deliveries;
 mod error;
 mod events;
 mod keys;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(plugins::router())
         .merge(callbacks::router())
         .merge(events::router())
+        .merge(deliveries::router())
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn(track))
         .layer(TraceLayer::new_for_http())

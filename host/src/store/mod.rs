@@ -14,7 +14,8 @@ use tokio::sync::watch;
 
 pub use self::sled_store::SledStore;
 use crate::model::{
-    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, PluginRecord, Tenant,
+    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
+    Tenant,
 };
 use crate::plugin::Artifact;
 
@@ -131,6 +132,16 @@ pub trait Storage: Send + Sync + 'static {
 
     /// A tenant's delivery.
     fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>>;
+    /// Every pending delivery, to resume after a restart.
+    fn pending_deliveries(&self) -> StoreResult<Vec<Delivery>>;
+    /// Saves a delivery's new state with the activation recording its
+    /// latest attempt, if any, in one atomic write.
+    fn update_delivery(&self, delivery: &Delivery, attempt: Option<&Activation>)
+    -> StoreResult<()>;
+    /// How a callback has been faring.
+    fn health(&self, callback_id: &str) -> StoreResult<Health>;
+    /// Records how a callback has been faring.
+    fn set_health(&self, callback_id: &str, health: &Health) -> StoreResult<()>;
     /// A tenant's deliveries, newest first, older than `before` if given.
     fn deliveries(
         &self,
@@ -147,6 +158,12 @@ const STORAGE_THREADS: usize = 2;
 
 type Job = Box<dyn FnOnce(&dyn Storage) + Send>;
 
+/// What a storage thread is told: run a job, or stop.
+enum Msg {
+    Job(Job),
+    Stop,
+}
+
 /// The async face of a [`Storage`]: each call runs on a small, dedicated
 /// pool of storage threads, and writes nobody waits for can be queued
 /// behind a single writer thread.
@@ -154,17 +171,18 @@ type Job = Box<dyn FnOnce(&dyn Storage) + Send>;
 /// A fixed pool, rather than the runtime's blocking pool, matters under
 /// load: the blocking pool grows a thread per concurrent call, and dozens
 /// of threads taking turns on a couple of cores spend more time switching
-/// than storing. The threads stop when the last `Db` is dropped.
+/// than storing. Only these threads hold the backend, so [`Db::close`],
+/// which stops and joins them, closes it.
 #[derive(Clone)]
 pub struct Db {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Msg>,
     behind: Arc<WriteBehind>,
-    storage: Arc<dyn Storage>,
+    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
 
 /// Writes queued with [`Db::submit`], applied in order by one thread.
 struct WriteBehind {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: Mutex<mpsc::Sender<Msg>>,
     submitted: AtomicU64,
     done: watch::Receiver<u64>,
 }
@@ -172,29 +190,30 @@ struct WriteBehind {
 impl Db {
     /// Wraps a storage backend and starts its threads.
     pub fn new(storage: Arc<dyn Storage>) -> Self {
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::channel::<Msg>();
         let queue = Arc::new(Mutex::new(queue));
+        let mut threads = Vec::new();
         for n in 0..STORAGE_THREADS {
             let (queue, storage) = (queue.clone(), storage.clone());
-            spawn(&format!("hookgate-store-{n}"), move || {
+            threads.push(spawn(&format!("hookgate-store-{n}"), move || {
                 loop {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     match next {
-                        Ok(job) => job(storage.as_ref()),
-                        Err(_) => break,
+                        Ok(Msg::Job(job)) => job(storage.as_ref()),
+                        Ok(Msg::Stop) | Err(_) => break,
                     }
                 }
-            });
+            }));
         }
-        let (behind_jobs, behind_queue) = mpsc::channel::<Job>();
+        let (behind_jobs, behind_queue) = mpsc::channel::<Msg>();
         let (done_tx, done) = watch::channel(0u64);
-        let writer_storage = storage.clone();
-        spawn("hookgate-writer", move || {
-            for job in behind_queue {
-                job(writer_storage.as_ref());
+        threads.push(spawn("hookgate-writer", move || {
+            for msg in behind_queue {
+                let Msg::Job(job) = msg else { break };
+                job(storage.as_ref());
                 done_tx.send_modify(|done| *done += 1);
             }
-        });
+        }));
         Db {
             jobs,
             behind: Arc::new(WriteBehind {
@@ -202,7 +221,7 @@ impl Db {
                 submitted: AtomicU64::new(0),
                 done,
             }),
-            storage,
+            threads: Arc::new(Mutex::new(threads)),
         }
     }
 
@@ -219,10 +238,10 @@ impl Db {
             let _ = tx.send(f(storage));
         });
         self.jobs
-            .send(job)
-            .map_err(|_| StoreError::Backend("storage threads have stopped".into()))?;
+            .send(Msg::Job(job))
+            .map_err(|_| StoreError::Backend("storage is closed".into()))?;
         rx.await
-            .map_err(|_| StoreError::Backend("a storage call panicked".into()))?
+            .map_err(|_| StoreError::Backend("storage is closed".into()))?
     }
 
     /// Queues a write without waiting for it. Writes apply in submission
@@ -238,8 +257,8 @@ impl Db {
         });
         let jobs = self.behind.jobs.lock().unwrap_or_else(|p| p.into_inner());
         self.behind.submitted.fetch_add(1, Ordering::SeqCst);
-        if jobs.send(job).is_err() {
-            tracing::error!("cannot store {what}: the writer thread has stopped");
+        if jobs.send(Msg::Job(job)).is_err() {
+            tracing::error!("cannot store {what}: storage is closed");
         }
     }
 
@@ -253,15 +272,33 @@ impl Db {
         let _ = done.wait_for(|done| *done >= target).await;
     }
 
-    /// The backend itself, for the final flush at shutdown.
-    pub fn storage(&self) -> Arc<dyn Storage> {
-        self.storage.clone()
+    /// Applies queued writes, flushes, and stops the storage threads; when
+    /// this returns the backend is closed. Later calls fail.
+    pub async fn close(&self) -> StoreResult<()> {
+        self.run(|s| s.flush()).await?;
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for _ in 0..STORAGE_THREADS {
+            let _ = self.jobs.send(Msg::Stop);
+        }
+        let _ = self
+            .behind
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Msg::Stop);
+        tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("storage threads did not stop: {e}")))
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(f)
-        .expect("storage threads start");
+        .expect("storage threads start")
 }

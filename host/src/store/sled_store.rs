@@ -12,7 +12,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 
 use super::{DeliveryFilter, Storage, StoreError, StoreResult};
-use crate::model::{Activation, ApiKey, Callback, Delivery, EventRecord, PluginRecord, Tenant};
+use crate::model::{
+    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
+    Tenant,
+};
 use crate::plugin::{Artifact, PluginInfo};
 
 /// The sled backend.
@@ -31,6 +34,9 @@ pub struct SledStore {
     events: Tree,
     activations: Tree,
     deliveries: Tree,
+    /// Keys of pending deliveries: what to resume after a restart.
+    pending: Tree,
+    health: Tree,
 }
 
 /// Artifact metadata, stored apart from its (large) bytes.
@@ -62,6 +68,8 @@ impl SledStore {
             events: tree("events")?,
             activations: tree("activations")?,
             deliveries: tree("deliveries")?,
+            pending: tree("pending")?,
+            health: tree("health")?,
             db,
         })
     }
@@ -368,14 +376,21 @@ impl Storage for SledStore {
     ) -> StoreResult<Option<EventRecord>> {
         let tenant = record.tenant_id.as_str();
         let event_key = key(tenant, &record.event.id);
-        let trees = (&self.events, &self.deliveries, &self.activations);
-        finish(trees.transaction(|(events, delivery_tree, acts)| {
+        let trees = (
+            &self.events,
+            &self.deliveries,
+            &self.activations,
+            &self.pending,
+        );
+        finish(trees.transaction(|(events, delivery_tree, acts, pending)| {
             if let Some(existing) = tx_get::<EventRecord>(events, &event_key)? {
                 return Ok(Some(existing));
             }
             events.insert(event_key.as_str(), encode(record))?;
             for delivery in deliveries {
-                delivery_tree.insert(key(tenant, &delivery.id).as_str(), encode(delivery))?;
+                let k = key(tenant, &delivery.id);
+                delivery_tree.insert(k.as_str(), encode(delivery))?;
+                pending.insert(k.as_str(), &[])?;
             }
             for act in activations {
                 let act_key = format!("{tenant}/{}/{}", act.callback_id, act.id);
@@ -412,6 +427,50 @@ impl Storage for SledStore {
 
     fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>> {
         get(&self.deliveries, &key(tenant, id))
+    }
+
+    fn pending_deliveries(&self) -> StoreResult<Vec<Delivery>> {
+        let mut out = Vec::new();
+        for item in self.pending.iter() {
+            let (k, _) = item.map_err(backend)?;
+            if let Some(delivery) = get(&self.deliveries, &String::from_utf8_lossy(&k))? {
+                out.push(delivery);
+            }
+        }
+        Ok(out)
+    }
+
+    fn update_delivery(
+        &self,
+        delivery: &Delivery,
+        attempt: Option<&Activation>,
+    ) -> StoreResult<()> {
+        let k = key(&delivery.tenant_id, &delivery.id);
+        let trees = (&self.deliveries, &self.pending, &self.activations);
+        finish(trees.transaction(|(deliveries, pending, acts)| {
+            deliveries.insert(k.as_str(), encode(delivery))?;
+            if delivery.status == DeliveryStatus::Pending {
+                pending.insert(k.as_str(), &[])?;
+            } else {
+                pending.remove(k.as_str())?;
+            }
+            if let Some(act) = attempt {
+                let act_key = format!("{}/{}/{}", act.tenant_id, act.callback_id, act.id);
+                acts.insert(act_key.as_str(), encode(act))?;
+            }
+            Ok(())
+        }))
+    }
+
+    fn health(&self, callback_id: &str) -> StoreResult<Health> {
+        Ok(get(&self.health, callback_id)?.unwrap_or_default())
+    }
+
+    fn set_health(&self, callback_id: &str, health: &Health) -> StoreResult<()> {
+        self.health
+            .insert(callback_id, encode(health))
+            .map(|_| ())
+            .map_err(backend)
     }
 
     fn deliveries(

@@ -1,0 +1,407 @@
+//! After-event delivery: every pending delivery is POSTed, signed, to its
+//! callback's URL, retried on failure, and recorded attempt by attempt.
+//!
+//! Deliveries are stored (with a `pending` index) before the events
+//! endpoint answers, so the queue itself can live in memory: at start,
+//! [`Deliverer::resume`] schedules every pending delivery again, which is
+//! what makes a crash lose nothing. Delivery is therefore at least once;
+//! receivers deduplicate on `webhook-id`, the delivery id.
+//!
+//! Concurrency is bounded twice: a global limit on attempts in flight, and
+//! a per-callback one taken first, so a slow receiver queues its own
+//! deliveries without holding global slots.
+//!
+//! Layout: this module schedules and dispatches; `attempt` makes one
+//! attempt; `retry` decides what a result means.
+
+mod attempt;
+mod retry;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::callbacks::Callbacks;
+use crate::config::DeliveryConfig;
+use crate::error::{Error, Result};
+use crate::event::now_ms;
+use crate::model::{Activation, Delivery, DeliveryStatus, Health};
+use crate::outbound::HttpClient;
+use crate::registry::Registry;
+use crate::store::{Db, DeliveryFilter};
+
+/// A delivery's address: tenant and id.
+type Key = (String, String);
+
+/// The delivery engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Deliverer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    callbacks: Callbacks,
+    registry: Registry,
+    http: HttpClient,
+    config: DeliveryConfig,
+    ready: mpsc::UnboundedSender<Key>,
+    global: Arc<Semaphore>,
+    per_callback: Mutex<HashMap<String, Arc<Semaphore>>>,
+    in_flight: Mutex<HashSet<String>>,
+    pending: AtomicUsize,
+}
+
+/// A delivery with every attempt made so far.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeliveryView {
+    /// The delivery.
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    /// Its attempts, oldest first.
+    pub attempts_made: Vec<Activation>,
+}
+
+impl Deliverer {
+    /// Starts the dispatcher. Call [`Deliverer::resume`] once storage is open.
+    pub fn start(
+        db: Db,
+        callbacks: Callbacks,
+        registry: Registry,
+        http: HttpClient,
+        config: DeliveryConfig,
+    ) -> Self {
+        let (ready, mut queue) = mpsc::unbounded_channel::<Key>();
+        let inner = Arc::new(Inner {
+            db,
+            callbacks,
+            registry,
+            http,
+            global: Arc::new(Semaphore::new(config.concurrency)),
+            config,
+            ready,
+            per_callback: Mutex::default(),
+            in_flight: Mutex::default(),
+            pending: AtomicUsize::new(0),
+        });
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            while let Some(key) = queue.recv().await {
+                let Some(inner) = weak.upgrade() else { break };
+                tokio::spawn(async move { inner.run(key).await });
+            }
+        });
+        Deliverer { inner }
+    }
+
+    /// Schedules every stored pending delivery: after a restart, this is
+    /// how in-flight and waiting deliveries resume.
+    pub async fn resume(&self) -> Result<usize> {
+        let pending = self.inner.db.run(|s| s.pending_deliveries()).await?;
+        self.inner.pending.store(pending.len(), Ordering::SeqCst);
+        for delivery in &pending {
+            self.inner.schedule(delivery);
+        }
+        Ok(pending.len())
+    }
+
+    /// Whether `n` more deliveries fit under the pending bound.
+    pub fn has_room(&self, n: usize) -> bool {
+        self.inner.pending.load(Ordering::SeqCst) + n <= self.inner.config.max_pending
+    }
+
+    /// Deliveries waiting for an attempt or a retry.
+    pub fn pending(&self) -> usize {
+        self.inner.pending.load(Ordering::SeqCst)
+    }
+
+    /// Takes newly stored deliveries into the queue.
+    pub fn accepted(&self, deliveries: &[Delivery]) {
+        self.inner
+            .pending
+            .fetch_add(deliveries.len(), Ordering::SeqCst);
+        self.inner.gauge();
+        for delivery in deliveries {
+            self.inner.schedule(delivery);
+        }
+    }
+
+    /// A delivery and its attempts.
+    pub async fn get(&self, tenant: &str, id: &str) -> Result<DeliveryView> {
+        let delivery = self.inner.find(tenant, id).await?;
+        let stored = delivery.clone();
+        let attempts_made = self
+            .inner
+            .db
+            .run(move |s| {
+                stored
+                    .attempt_ids
+                    .iter()
+                    .filter_map(|a| {
+                        s.activation(&stored.tenant_id, &stored.callback_id, a)
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        Ok(DeliveryView {
+            delivery,
+            attempts_made,
+        })
+    }
+
+    /// A page of a tenant's deliveries, newest first.
+    pub async fn list(
+        &self,
+        tenant: &str,
+        filter: DeliveryFilter,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<crate::callbacks::Page<Delivery>> {
+        let t = tenant.to_string();
+        let mut items = self
+            .inner
+            .db
+            .run(move |s| s.deliveries(&t, &filter, cursor.as_deref(), limit + 1))
+            .await?;
+        let next_cursor = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(|d| d.id.clone())
+        });
+        Ok(crate::callbacks::Page {
+            items,
+            next_cursor: next_cursor.flatten(),
+        })
+    }
+
+    /// A manual replay: one new attempt now, never rescheduled, whatever
+    /// its outcome. A delivery still pending is already on its way.
+    pub async fn retry(&self, tenant: &str, id: &str) -> Result<DeliveryView> {
+        let delivery = self.inner.find(tenant, id).await?;
+        if delivery.status == DeliveryStatus::Pending {
+            return Err(Error::Conflict {
+                code: "delivery_pending",
+                message: format!(
+                    "delivery `{id}` is pending: its next attempt is already scheduled"
+                ),
+            });
+        }
+        if !self.inner.claim(&delivery.id) {
+            return Err(Error::Conflict {
+                code: "delivery_in_flight",
+                message: format!("delivery `{id}` is being attempted right now"),
+            });
+        }
+        let result = self.inner.attempt(delivery, true).await;
+        self.inner.release(id);
+        result?;
+        self.get(tenant, id).await
+    }
+
+    /// Re-delivers a callback's failed deliveries created between `since`
+    /// and `until` (ms since the epoch), each with a fresh round of retries.
+    pub async fn replay(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        since: u64,
+        until: u64,
+    ) -> Result<Vec<String>> {
+        self.inner.callbacks.get(tenant, callback_id).await?;
+        let (t, filter) = (
+            tenant.to_string(),
+            DeliveryFilter {
+                callback_id: Some(callback_id.to_string()),
+                status: Some(DeliveryStatus::Failed),
+            },
+        );
+        let failed = self
+            .inner
+            .db
+            .run(move |s| s.deliveries(&t, &filter, None, usize::MAX))
+            .await?;
+        let now = now_ms();
+        let mut replayed = Vec::new();
+        for mut delivery in failed
+            .into_iter()
+            .filter(|d| (since..=until).contains(&d.created_at))
+        {
+            delivery.status = DeliveryStatus::Pending;
+            delivery.round_start = delivery.attempts;
+            delivery.next_attempt_at = Some(now);
+            delivery.updated_at = now;
+            let stored = delivery.clone();
+            self.inner
+                .db
+                .run(move |s| s.update_delivery(&stored, None))
+                .await?;
+            replayed.push(delivery.id.clone());
+            self.accepted(std::slice::from_ref(&delivery));
+        }
+        Ok(replayed)
+    }
+}
+
+impl Inner {
+    /// Queues a delivery for its next attempt time.
+    fn schedule(self: &Arc<Self>, delivery: &Delivery) {
+        let key = (delivery.tenant_id.clone(), delivery.id.clone());
+        let wait = delivery
+            .next_attempt_at
+            .map_or(0, |at| at.saturating_sub(now_ms()));
+        if wait == 0 {
+            let _ = self.ready.send(key);
+            return;
+        }
+        let ready = self.ready.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let _ = ready.send(key);
+        });
+    }
+
+    async fn find(&self, tenant: &str, id: &str) -> Result<Delivery> {
+        let (t, key) = (tenant.to_string(), id.to_string());
+        self.db
+            .run(move |s| s.delivery(&t, &key))
+            .await?
+            .ok_or_else(|| Error::not_found("delivery", id))
+    }
+
+    /// Marks a delivery as being attempted; false if it already is.
+    fn claim(&self, id: &str) -> bool {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string())
+    }
+
+    fn release(&self, id: &str) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    fn callback_slots(&self, callback_id: &str) -> Arc<Semaphore> {
+        self.per_callback
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(callback_id.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_callback_concurrency)))
+            .clone()
+    }
+
+    /// A scheduled attempt: waits for a slot of its callback, then a global
+    /// one, and attempts the delivery if it is still due.
+    async fn run(self: Arc<Self>, (tenant, id): Key) {
+        let delivery = match self.find(&tenant, &id).await {
+            Ok(delivery) => delivery,
+            Err(err) => {
+                tracing::error!(delivery = %id, "cannot load delivery: {err}");
+                return;
+            }
+        };
+        let due = delivery.next_attempt_at.is_some_and(|at| at <= now_ms());
+        if delivery.status != DeliveryStatus::Pending || !due || !self.claim(&id) {
+            return;
+        }
+        let slots = self.callback_slots(&delivery.callback_id);
+        let Ok(_callback_slot) = slots.acquire_owned().await else {
+            return;
+        };
+        let Ok(_global_slot) = self.global.clone().acquire_owned().await else {
+            return;
+        };
+        if let Err(err) = self.attempt(delivery, false).await {
+            tracing::error!(delivery = %id, "delivery attempt could not be recorded: {err}");
+        }
+        self.release(&id);
+    }
+
+    /// Makes one attempt and records it; schedules the next one if due.
+    async fn attempt(self: &Arc<Self>, delivery: Delivery, manual: bool) -> Result<()> {
+        let was_pending = delivery.status == DeliveryStatus::Pending;
+        let outcome = attempt::make(self, delivery, manual).await?;
+        let (updated, activation) = (outcome.delivery, outcome.activation);
+        let stored = (updated.clone(), activation.clone());
+        self.db
+            .run(move |s| s.update_delivery(&stored.0, Some(&stored.1)))
+            .await?;
+        metrics::counter!("hookgate_delivery_attempts_total", "outcome" => outcome.label)
+            .increment(1);
+        if updated.status == DeliveryStatus::Pending {
+            self.schedule(&updated);
+        } else {
+            if was_pending {
+                self.pending.fetch_sub(1, Ordering::SeqCst);
+                self.gauge();
+            }
+            self.settle(&updated, outcome.gone).await?;
+        }
+        Ok(())
+    }
+
+    /// Tracks a callback's run of failures, and disables it when the
+    /// receiver unsubscribed (410) or it has failed past the threshold.
+    async fn settle(&self, delivery: &Delivery, gone: Option<String>) -> Result<()> {
+        if let Some(reason) = gone {
+            return self
+                .callbacks
+                .disable(&delivery.tenant_id, &delivery.callback_id, &reason)
+                .await;
+        }
+        if !matches!(
+            delivery.status,
+            DeliveryStatus::Succeeded | DeliveryStatus::Failed
+        ) {
+            return Ok(());
+        }
+        let id = delivery.callback_id.clone();
+        let failed = delivery.status == DeliveryStatus::Failed;
+        let now = now_ms();
+        let health = self
+            .db
+            .run(move |s| {
+                let mut health = s.health(&id)?;
+                if failed {
+                    health.consecutive_failures += 1;
+                    health.failing_since.get_or_insert(now);
+                } else {
+                    health = Health::default();
+                }
+                s.set_health(&id, &health)?;
+                Ok(health)
+            })
+            .await?;
+        let hours = health
+            .failing_since
+            .map_or(0, |since| now.saturating_sub(since) / 3_600_000);
+        let reason = if health.consecutive_failures >= self.config.disable_after_failures {
+            Some(format!(
+                "disabled after {} failed deliveries in a row",
+                health.consecutive_failures
+            ))
+        } else if failed && hours >= self.config.disable_after_hours {
+            Some(format!("disabled after failing for {hours} hours"))
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => {
+                self.callbacks
+                    .disable(&delivery.tenant_id, &delivery.callback_id, &reason)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn gauge(&self) {
+        metrics::gauge!("hookgate_delivery_pending")
+            .set(self.pending.load(Ordering::SeqCst) as f64);
+    }
+}

@@ -1,0 +1,595 @@
+//! After-event delivery against real receivers on 127.0.0.1: signatures
+//! checked with an independent Standard Webhooks verifier, retries,
+//! status handling, plugins, replay, auto-disable, the egress guard and
+//! backpressure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::fixtures;
+use crate::helpers::{Received, Tenant, TestApp, receiver, spawn_app, spawn_app_in};
+
+/// Standard Webhooks verification, written from the specification rather
+/// than shared with the server: the signed content is `{id}.{timestamp}.{body}`,
+/// the key the base64 part of the `whsec_` secret, and the header may carry
+/// several space-separated `v1,` signatures.
+fn verify(secret: &str, id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+    let key = STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    header.split(' ').any(|sig| sig == expected)
+}
+
+fn verify_received(secret: &str, got: &Received) -> bool {
+    verify(
+        secret,
+        got.header("webhook-id").unwrap(),
+        got.header("webhook-timestamp").unwrap(),
+        &got.body,
+        got.header("webhook-signature").unwrap(),
+    )
+}
+
+#[test]
+fn the_test_verifier_passes_the_published_test_vector() {
+    assert!(verify(
+        "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+        "1649367553",
+        br#"{"email":"test@example.com","username":"test_user"}"#,
+        "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+    ));
+    assert!(!verify(
+        "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+        "1649367554",
+        br#"{"email":"test@example.com","username":"test_user"}"#,
+        "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+    ));
+}
+
+fn after(object_type: &str, data: Value) -> Value {
+    json!({"object_type": object_type, "action": "created", "phase": "after", "actor": "alice", "data": data})
+}
+
+/// Creates an after-callback and returns (id, secret).
+async fn callback(app: &TestApp, tenant: &Tenant, body: Value) -> (String, String) {
+    let (status, cb) = app.post("/v1/callbacks", &tenant.key, body).await;
+    assert_eq!(status, 201, "{cb}");
+    (
+        cb["id"].as_str().unwrap().into(),
+        cb["secret"].as_str().unwrap().into(),
+    )
+}
+
+/// Emits an after-event and returns its first delivery id.
+async fn emit(app: &TestApp, tenant: &Tenant, event: Value) -> String {
+    let (status, answer) = app.emit(&tenant.key, event).await;
+    assert_eq!(status, 202, "{answer}");
+    answer["deliveries"][0]["id"].as_str().unwrap().into()
+}
+
+/// Polls a delivery until it reaches `status`.
+async fn settled(app: &TestApp, tenant: &Tenant, id: &str, status: &str, secs: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (_, delivery) = app.get(&format!("/v1/deliveries/{id}"), &tenant.key).await;
+        if delivery["status"] == status {
+            return delivery;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delivery not {status} within {secs} s: {delivery}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_after_event_is_delivered_signed_with_all_its_headers() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(200).await;
+    let (cb, secret) = callback(
+        &app,
+        &tenant,
+        json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(), "headers": {"x-team": "blue"}}),
+    )
+    .await;
+    let id = emit(&app, &tenant, after("app", json!({"name": "weather"}))).await;
+    let got = &sink.wait_for(1, 10).await[0];
+    let body = got.json();
+    assert_eq!(body["type"], "app.created");
+    assert_eq!(
+        (&body["object_type"], &body["action"], &body["phase"]),
+        (&json!("app"), &json!("created"), &json!("after"))
+    );
+    assert_eq!(
+        (&body["actor"], &body["data"]),
+        (&json!("alice"), &json!({"name": "weather"}))
+    );
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(got.header("webhook-id"), Some(id.as_str()));
+    assert!(verify_received(&secret, got), "the signature verifies");
+    assert_eq!(got.header("content-type"), Some("application/json"));
+    assert!(got.header("user-agent").unwrap().starts_with("hookgate/"));
+    assert_eq!(got.header("x-team"), Some("blue"));
+    assert_eq!(got.header("hookgate-causation"), body["event_id"].as_str());
+
+    let delivery = settled(&app, &tenant, &id, "succeeded", 10).await;
+    let attempt = &delivery["attempts_made"][0];
+    assert_eq!(
+        (&attempt["attempt"], &attempt["status"], &attempt["outcome"]),
+        (&json!(1), &json!(200), &json!("succeeded"))
+    );
+    assert_eq!(
+        attempt["request"]["headers"]["webhook-signature"],
+        "[redacted]"
+    );
+    assert_eq!(attempt["request"]["url"], sink.url());
+    let (_, shown) = app.get(&format!("/v1/callbacks/{cb}"), &tenant.key).await;
+    assert_eq!(shown["last_status"], "succeeded");
+}
+
+#[tokio::test]
+async fn failures_are_retried_on_schedule_with_the_same_webhook_id() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(200).await;
+    sink.script([(503, vec![]), (500, vec![])]);
+    callback(
+        &app,
+        &tenant,
+        json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
+        "retry": {"max_attempts": 3, "schedule_secs": [1]}}),
+    )
+    .await;
+    let id = emit(&app, &tenant, after("app", json!({}))).await;
+    let delivery = settled(&app, &tenant, &id, "succeeded", 15).await;
+    let got = sink.received();
+    assert_eq!(got.len(), 3);
+    assert!(
+        got.iter()
+            .all(|r| r.header("webhook-id") == Some(id.as_str())),
+        "same id on every attempt"
+    );
+    let attempts = delivery["attempts_made"].as_array().unwrap();
+    let statuses: Vec<&Value> = attempts.iter().map(|a| &a["status"]).collect();
+    assert_eq!(statuses, [&json!(503), &json!(500), &json!(200)]);
+    for pair in attempts.windows(2) {
+        let scheduled =
+            pair[0]["next_attempt_at"].as_u64().unwrap() - pair[0]["at"].as_u64().unwrap();
+        assert!(
+            (700..=1400).contains(&scheduled),
+            "1 s ±20% (plus the attempt itself): {scheduled} ms"
+        );
+        assert!(pair[1]["at"].as_u64().unwrap() >= pair[0]["next_attempt_at"].as_u64().unwrap());
+    }
+}
+
+#[tokio::test]
+async fn retries_stop_after_max_attempts_and_one_attempt_means_no_retry() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(503).await;
+    callback(
+        &app,
+        &tenant,
+        json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
+        "retry": {"max_attempts": 1}}),
+    )
+    .await;
+    let id = emit(&app, &tenant, after("app", json!({}))).await;
+    let delivery = settled(&app, &tenant, &id, "failed", 10).await;
+    assert_eq!(delivery["attempts"], 1);
+    assert!(delivery["last_error"].as_str().unwrap().contains("503"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_4xx_is_final_and_a_410_unsubscribes_the_callback() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let bad = receiver(400).await;
+    let gone = receiver(410).await;
+    callback(
+        &app,
+        &tenant,
+        json!({"name": "bad", "object_type": "app", "phase": "after", "url": bad.url()}),
+    )
+    .await;
+    let (gone_cb, _) = callback(
+        &app,
+        &tenant,
+        json!({"name": "gone", "object_type": "api", "phase": "after", "url": gone.url()}),
+    )
+    .await;
+    let id = emit(&app, &tenant, after("app", json!({}))).await;
+    let delivery = settled(&app, &tenant, &id, "failed", 10).await;
+    assert_eq!(delivery["attempts"], 1, "no retry after a 400");
+    let id = emit(&app, &tenant, after("api", json!({}))).await;
+    settled(&app, &tenant, &id, "failed", 10).await;
+    let (_, shown) = app
+        .get(&format!("/v1/callbacks/{gone_cb}"), &tenant.key)
+        .await;
+    assert_eq!(shown["enabled"], false);
+    assert!(
+        shown["disabled_reason"].as_str().unwrap().contains("410"),
+        "{shown}"
+    );
+    let (_, answer) = app.emit(&tenant.key, after("api", json!({}))).await;
+    assert_eq!(
+        answer["deliveries"],
+        json!([]),
+        "an unsubscribed callback gets nothing more"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(200).await;
+    sink.script([(429, vec![("retry-after", "1".to_string())])]);
+    callback(
+        &app,
+        &tenant,
+        json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
+        "retry": {"max_attempts": 2, "schedule_secs": [60]}}),
+    )
+    .await;
+    let id = emit(&app, &tenant, after("app", json!({}))).await;
+    let delivery = settled(&app, &tenant, &id, "succeeded", 10).await;
+    let first = &delivery["attempts_made"][0];
+    let wait = first["next_attempt_at"].as_u64().unwrap() - first["at"].as_u64().unwrap();
+    assert!(
+        (1000..1500).contains(&wait),
+        "Retry-After: 1 beats the 60 s schedule: {wait} ms"
+    );
+}
+
+#[tokio::test]
+async fn a_transform_plugin_changes_the_signed_body_and_can_skip() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(200).await;
+    let (_, redact) = app
+        .upload(&tenant.key, "redact", fixtures::plugin("redact"))
+        .await;
+    let (_, filter) = app
+        .upload(
+            &tenant.key,
+            "content-filter",
+            fixtures::plugin("content-filter"),
+        )
+        .await;
+    let (_, secret) = callback(
+        &app,
+        &tenant,
+        json!({"name": "r", "object_type": "developer", "phase": "after", "url": sink.url(),
+        "plugin": {"id": redact["id"]}}),
+    )
+    .await;
+    callback(
+        &app,
+        &tenant,
+        json!({"name": "f", "object_type": "app", "phase": "after", "url": sink.url(),
+        "plugin": {"id": filter["id"], "config": {"pointer": "/env", "equals": "prod"}}}),
+    )
+    .await;
+
+    emit(
+        &app,
+        &tenant,
+        after("developer", json!({"name": "bo", "password": "hunter2"})),
+    )
+    .await;
+    let got = &sink.wait_for(1, 10).await[0];
+    assert_eq!(got.json()["data"], json!({"name": "bo"}));
+    assert!(
+        verify_received(&secret, got),
+        "the signature covers the transformed body"
+    );
+
+    let id = emit(&app, &tenant, after("app", json!({"env": "dev"}))).await;
+    let delivery = settled(&app, &tenant, &id, "skipped", 10).await;
+    assert!(
+        delivery["last_error"].as_str().unwrap().contains("/env"),
+        "{delivery}"
+    );
+    assert_eq!(sink.received().len(), 1, "a skipped delivery sends nothing");
+}
+
+#[tokio::test]
+async fn a_manual_retry_makes_one_new_attempt() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(503).await;
+    callback(
+        &app,
+        &tenant,
+        json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
+        "retry": {"max_attempts": 1}}),
+    )
+    .await;
+    let id = emit(&app, &tenant, after("app", json!({}))).await;
+    settled(&app, &tenant, &id, "failed", 10).await;
+    let path = format!("/v1/deliveries/{id}/retry");
+    let (status, still_failing) = app.send(Method::POST, &path, &tenant.key, None).await;
+    assert_eq!(status, 200, "{still_failing}");
+    assert_eq!(
+        (&still_failing["status"], &still_failing["attempts"]),
+        (&json!("failed"), &json!(2))
+    );
+    assert_eq!(
+        still_failing["next_attempt_at"],
+        Value::Null,
+        "a manual retry is never rescheduled"
+    );
+    sink.answer(200);
+    let (_, fixed) = app.send(Method::POST, &path, &tenant.key, None).await;
+    assert_eq!(
+        (&fixed["status"], &fixed["attempts"]),
+        (&json!("succeeded"), &json!(3))
+    );
+    assert_eq!(sink.received().len(), 3);
+}
+
+#[tokio::test]
+async fn a_window_replay_redelivers_only_that_windows_failures() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(500).await;
+    let (cb, _) = callback(
+        &app,
+        &tenant,
+        json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
+        "retry": {"max_attempts": 1}}),
+    )
+    .await;
+    let early = emit(&app, &tenant, after("app", json!({"n": 0}))).await;
+    let early_delivery = settled(&app, &tenant, &early, "failed", 10).await;
+    let since = early_delivery["created_at"].as_u64().unwrap() + 1;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut window = Vec::new();
+    for n in 1..=2 {
+        let id = emit(&app, &tenant, after("app", json!({"n": n}))).await;
+        settled(&app, &tenant, &id, "failed", 10).await;
+        window.push(id);
+    }
+    sink.answer(200);
+    let until = hookgate::event::now_ms();
+    let (status, replay) = app
+        .send(
+            Method::POST,
+            &format!("/v1/callbacks/{cb}/replay?since={since}&until={until}"),
+            &tenant.key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay["replayed"], 2);
+    for id in &window {
+        settled(&app, &tenant, id, "succeeded", 10).await;
+    }
+    let (_, early_now) = app
+        .get(&format!("/v1/deliveries/{early}"), &tenant.key)
+        .await;
+    assert_eq!(early_now["status"], "failed", "outside the window");
+    let (status, body) = app
+        .send(
+            Method::POST,
+            &format!("/v1/callbacks/{cb}/replay?since=yesterday"),
+            &tenant.key,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("since"))
+    );
+}
+
+#[tokio::test]
+async fn deliveries_list_filters_by_callback_and_status() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let ok = receiver(200).await;
+    let bad = receiver(400).await;
+    let (good_cb, _) = callback(
+        &app,
+        &tenant,
+        json!({"name": "good", "object_type": "app", "phase": "after", "url": ok.url()}),
+    )
+    .await;
+    callback(
+        &app,
+        &tenant,
+        json!({"name": "bad", "object_type": "app", "phase": "after", "url": bad.url()}),
+    )
+    .await;
+    let (_, answer) = app.emit(&tenant.key, after("app", json!({}))).await;
+    for d in answer["deliveries"].as_array().unwrap() {
+        let want = if d["callback_id"] == good_cb.as_str() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        settled(&app, &tenant, d["id"].as_str().unwrap(), want, 10).await;
+    }
+    let (_, failed) = app.get("/v1/deliveries?status=failed", &tenant.key).await;
+    assert_eq!(failed["items"].as_array().unwrap().len(), 1);
+    let (_, mine) = app
+        .get(
+            &format!("/v1/deliveries?callback_id={good_cb}"),
+            &tenant.key,
+        )
+        .await;
+    assert_eq!(mine["items"][0]["status"], "succeeded");
+    let other = app.tenant("other").await;
+    let id = answer["deliveries"][0]["id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/v1/deliveries/{id}"), &other.key).await.0,
+        404
+    );
+    assert_eq!(
+        app.send(
+            Method::POST,
+            &format!("/v1/deliveries/{id}/retry"),
+            &other.key,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_callback_that_keeps_failing_is_disabled_with_the_reason() {
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), |c| {
+        c.delivery.disable_after_failures = 3;
+    })
+    .await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(400).await;
+    let (cb, _) = callback(
+        &app,
+        &tenant,
+        json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url()}),
+    )
+    .await;
+    for _ in 0..3 {
+        let id = emit(&app, &tenant, after("app", json!({}))).await;
+        settled(&app, &tenant, &id, "failed", 10).await;
+    }
+    let (_, shown) = app.get(&format!("/v1/callbacks/{cb}"), &tenant.key).await;
+    assert_eq!(shown["enabled"], false, "{shown}");
+    assert!(
+        shown["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 failed deliveries in a row")
+    );
+}
+
+#[tokio::test]
+async fn secret_rotation_signs_with_both_secrets_during_the_overlap() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(200).await;
+    let (cb, old) = callback(
+        &app,
+        &tenant,
+        json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url()}),
+    )
+    .await;
+    let (status, rotated) = app
+        .send(
+            Method::POST,
+            &format!("/v1/callbacks/{cb}/rotate-secret"),
+            &tenant.key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    emit(&app, &tenant, after("app", json!({}))).await;
+    let got = &sink.wait_for(1, 10).await[0];
+    assert_eq!(
+        got.header("webhook-signature").unwrap().split(' ').count(),
+        2
+    );
+    assert!(verify_received(&new, got) && verify_received(&old, got));
+}
+
+#[tokio::test]
+async fn the_egress_guard_blocks_private_targets_unless_allowed() {
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), |c| {
+        c.allow_private_targets = false;
+    })
+    .await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(200).await;
+    let by_name = sink.url().replace("127.0.0.1", "localhost");
+    for (object_type, url) in [("literal", sink.url()), ("named", by_name)] {
+        callback(
+            &app,
+            &tenant,
+            json!({"name": object_type, "object_type": object_type, "phase": "after", "url": url}),
+        )
+        .await;
+        let id = emit(&app, &tenant, after(object_type, json!({}))).await;
+        let delivery = settled(&app, &tenant, &id, "blocked", 10).await;
+        let error = delivery["last_error"].as_str().unwrap();
+        assert!(
+            error.contains("not a public address") && error.contains("allow_private_targets"),
+            "{error}"
+        );
+        assert_eq!(delivery["attempts"], 1, "a blocked delivery is not retried");
+    }
+    assert!(
+        sink.received().is_empty(),
+        "nothing reached the loopback receiver"
+    );
+    let gate =
+        json!({"name": "gate", "object_type": "gated", "phase": "before", "url": sink.url()});
+    callback(&app, &tenant, gate).await;
+    let (_, answer) = app
+        .emit(
+            &tenant.key,
+            json!({"object_type": "gated", "action": "created", "phase": "before", "data": {}}),
+        )
+        .await;
+    assert_eq!(answer["allowed"], false, "the gate is guarded too");
+    assert!(
+        answer["decisions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a public address")
+    );
+}
+
+#[tokio::test]
+async fn too_many_pending_deliveries_get_a_503_with_retry_after() {
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), |c| {
+        c.delivery.max_pending = 2;
+    })
+    .await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(200).await;
+    sink.delay(2000);
+    callback(
+        &app,
+        &tenant,
+        json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url()}),
+    )
+    .await;
+    emit(&app, &tenant, after("app", json!({}))).await;
+    emit(&app, &tenant, after("app", json!({}))).await;
+    let response = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(&tenant.key)
+        .json(&after("app", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+}
