@@ -117,6 +117,7 @@ impl Application {
             deliverer.clone(),
             config.max_event_depth,
         );
+        spawn_pruner(db.clone(), config.delivery.retention_days);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -179,6 +180,42 @@ impl Application {
         tracing::info!("storage flushed and closed; stopped");
         result.map_err(std::io::Error::other)?
     }
+}
+
+/// Records pruned per storage call, so pruning never holds a storage
+/// thread for long and deliveries keep flowing between batches.
+const PRUNE_BATCH: usize = 1000;
+/// How often history is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Prunes history older than `retention_days`, hourly, in small batches.
+fn spawn_pruner(db: Db, retention_days: u64) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tick.tick().await;
+            let cutoff = crate::event::now_ms().saturating_sub(retention_days * 86_400_000);
+            let mut total = 0;
+            loop {
+                match db.run(move |s| s.prune(cutoff, PRUNE_BATCH)).await {
+                    Ok(0) => break,
+                    Ok(n) => total += n,
+                    // Closed storage means the server stopped.
+                    Err(err) => {
+                        tracing::debug!("pruning stopped: {err}");
+                        return;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            if total > 0 {
+                tracing::info!(
+                    records = total,
+                    "pruned history older than {retention_days} days"
+                );
+            }
+        }
+    });
 }
 
 /// The recorder is process-wide, so every application in a process

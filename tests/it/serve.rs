@@ -67,6 +67,20 @@ impl Server {
         self.child.wait().unwrap()
     }
 
+    /// Kills the process outright (SIGKILL): no shutdown, no flush.
+    pub(crate) fn kill_9(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "killed, not exited: {status}");
+    }
+
     /// All stdout lines printed so far.
     pub(crate) fn printed(&self) -> Vec<String> {
         self.stdout.try_iter().collect()
@@ -138,4 +152,81 @@ fn a_bad_configuration_is_refused_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.to_lowercase().contains("plugin.fuel"), "{stderr}");
+}
+
+#[tokio::test]
+async fn every_accepted_event_is_delivered_after_a_kill_9() {
+    const EVENTS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("HOOKGATE_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN),
+        ("HOOKGATE_ALLOW_PRIVATE_TARGETS", "true"),
+    ];
+    let server = start(dir.path(), &envs);
+    let sink = crate::helpers::receiver(200).await;
+    sink.delay(300);
+    let client = reqwest::Client::new();
+    let post = |base: &str, path: &str, key: &str, body: Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let tenant: Value = post(
+        &server.base,
+        "/v1/tenants",
+        crate::helpers::ADMIN_TOKEN,
+        json!({"name": "acme"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key = tenant["api_key"].as_str().unwrap().to_string();
+    let callback =
+        json!({"name": "sink", "object_type": "app", "phase": "after", "url": sink.url()});
+    assert_eq!(
+        post(&server.base, "/v1/callbacks", &key, callback)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let mut accepted = Vec::new();
+    for n in 0..EVENTS {
+        let event =
+            json!({"object_type": "app", "action": "created", "phase": "after", "data": {"n": n}});
+        let response = post(&server.base, "/v1/events", &key, event).await.unwrap();
+        assert_eq!(response.status(), 202);
+        let answer: Value = response.json().await.unwrap();
+        accepted.push(answer["event_id"].as_str().unwrap().to_string());
+    }
+    // Some deliveries are through, more are in flight at the slow receiver.
+    sink.wait_for(5, 30).await;
+    server.kill_9();
+    let before_restart = sink.received().len();
+    assert!(before_restart < EVENTS, "the kill must land mid-delivery");
+
+    sink.delay(0);
+    let server = start(dir.path(), &envs);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let missing = loop {
+        let seen: std::collections::HashSet<String> = sink
+            .received()
+            .iter()
+            .map(|r| r.json()["event_id"].as_str().unwrap().to_string())
+            .collect();
+        let missing: Vec<&String> = accepted.iter().filter(|id| !seen.contains(*id)).collect();
+        if missing.is_empty() || std::time::Instant::now() > deadline {
+            break missing.len();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        missing, 0,
+        "every accepted event reaches the receiver after the restart"
+    );
+    assert!(server.terminate().success());
 }

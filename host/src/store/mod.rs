@@ -138,6 +138,10 @@ pub trait Storage: Send + Sync + 'static {
     /// latest attempt, if any, in one atomic write.
     fn update_delivery(&self, delivery: &Delivery, attempt: Option<&Activation>)
     -> StoreResult<()>;
+    /// Removes up to `limit` events, finished deliveries and activations
+    /// from before `cutoff` (ms since the epoch) and returns how many went.
+    /// Pending deliveries are kept whatever their age.
+    fn prune(&self, cutoff: u64, limit: usize) -> StoreResult<usize>;
     /// How a callback has been faring.
     fn health(&self, callback_id: &str) -> StoreResult<Health>;
     /// Records how a callback has been faring.

@@ -149,6 +149,28 @@ fn scan_back<T: DeserializeOwned>(
     Ok(out)
 }
 
+/// Removes up to `limit` records of `tree` that `old` selects.
+fn prune_tree<T: DeserializeOwned>(
+    tree: &Tree,
+    limit: usize,
+    old: impl Fn(&T) -> bool,
+) -> StoreResult<usize> {
+    let mut batch = sled::Batch::default();
+    let mut count = 0;
+    for item in tree.iter() {
+        if count == limit {
+            break;
+        }
+        let (k, v) = item.map_err(backend)?;
+        if old(&decode(&k, &v)?) {
+            batch.remove(k);
+            count += 1;
+        }
+    }
+    tree.apply_batch(batch).map_err(backend)?;
+    Ok(count)
+}
+
 /// Unwraps a transaction's result, turning aborts into their error.
 fn finish<T>(result: Result<T, TransactionError<StoreError>>) -> StoreResult<T> {
     result.map_err(|e| match e {
@@ -462,6 +484,18 @@ impl Storage for SledStore {
         }))
     }
 
+    fn prune(&self, cutoff: u64, limit: usize) -> StoreResult<usize> {
+        let mut removed = 0;
+        let old_event = |r: &EventRecord| r.event.timestamp_ms < cutoff;
+        let old_delivery =
+            |d: &Delivery| d.created_at < cutoff && d.status != DeliveryStatus::Pending;
+        let old_activation = |a: &Activation| a.at < cutoff;
+        removed += prune_tree(&self.events, limit - removed, old_event)?;
+        removed += prune_tree(&self.deliveries, limit - removed, old_delivery)?;
+        removed += prune_tree(&self.activations, limit - removed, old_activation)?;
+        Ok(removed)
+    }
+
     fn health(&self, callback_id: &str) -> StoreResult<Health> {
         Ok(get(&self.health, callback_id)?.unwrap_or_default())
     }
@@ -487,5 +521,78 @@ impl Storage for SledStore {
                 .is_none_or(|c| *c == d.callback_id)
                 && filter.status.is_none_or(|s| s == d.status)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Phase};
+
+    fn delivery(id: &str, created_at: u64, status: DeliveryStatus) -> Delivery {
+        Delivery {
+            id: id.into(),
+            tenant_id: "ten".into(),
+            callback_id: "cb".into(),
+            event_id: "evt".into(),
+            status,
+            attempts: 0,
+            round_start: 0,
+            attempt_ids: Vec::new(),
+            next_attempt_at: None,
+            created_at,
+            updated_at: created_at,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn pruning_removes_old_history_but_never_a_pending_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let event = |id: &str, at: u64| EventRecord {
+            tenant_id: "ten".into(),
+            event: Event {
+                id: id.into(),
+                object_type: "app".into(),
+                action: "created".into(),
+                phase: Phase::After,
+                actor: None,
+                timestamp_ms: at,
+                data: serde_json::Value::Null,
+            },
+            causation: Vec::new(),
+            decisions: Vec::new(),
+            deliveries: Vec::new(),
+        };
+        store
+            .insert_event(
+                &event("old", 10),
+                &[
+                    delivery("dlv_old_done", 10, DeliveryStatus::Succeeded),
+                    delivery("dlv_old_pending", 10, DeliveryStatus::Pending),
+                ],
+                &[],
+            )
+            .unwrap();
+        store
+            .insert_event(
+                &event("new", 1000),
+                &[delivery("dlv_new", 1000, DeliveryStatus::Failed)],
+                &[],
+            )
+            .unwrap();
+
+        assert_eq!(store.prune(500, 1).unwrap(), 1, "the limit holds");
+        assert_eq!(store.prune(500, 100).unwrap(), 1);
+        assert!(store.event("ten", "old").unwrap().is_none());
+        assert!(store.event("ten", "new").unwrap().is_some());
+        assert!(store.delivery("ten", "dlv_old_done").unwrap().is_none());
+        assert!(
+            store.delivery("ten", "dlv_old_pending").unwrap().is_some(),
+            "pending is kept"
+        );
+        assert!(store.delivery("ten", "dlv_new").unwrap().is_some());
+        assert_eq!(store.prune(500, 100).unwrap(), 0, "nothing old is left");
     }
 }
