@@ -196,6 +196,12 @@ impl Callbacks {
         self.save(callback).await
     }
 
+    /// A callback from the in-memory cache, without its last run: what the
+    /// delivery engine needs on its hot path.
+    pub async fn cached(&self, tenant: &str, id: &str) -> Result<Option<Callback>> {
+        Ok(self.all(tenant).await?.iter().find(|c| c.id == id).cloned())
+    }
+
     /// One callback.
     pub async fn get(&self, tenant: &str, id: &str) -> Result<CallbackView> {
         let callback = self.find(tenant, id).await?;

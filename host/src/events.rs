@@ -2,6 +2,8 @@
 //! the gate for before-events, and store after-events with their pending
 //! deliveries durably before answering.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -185,8 +187,9 @@ impl Events {
                 }
                 // Accepted means stored: nothing is acknowledged before it
                 // would survive a crash.
-                self.db.run(|s| s.flush()).await?;
-                self.deliverer.accepted(&deliveries);
+                self.db.durable().await?;
+                self.deliverer
+                    .accepted(deliveries, Some(Arc::new(record.clone())));
             }
         }
         Ok(replay(&record))

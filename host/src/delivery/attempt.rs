@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::Inner;
 use super::retry::{self, Verdict};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::now_ms;
 use crate::ids::new_id;
 use crate::model::{
@@ -64,28 +64,34 @@ impl Result_ {
     }
 }
 
-/// Makes one attempt. `manual` attempts are never rescheduled.
+/// Makes one attempt, and hands back the event for the next one. `manual`
+/// attempts are never rescheduled.
 pub(super) async fn make(
     inner: &Arc<Inner>,
     mut delivery: Delivery,
+    record: Option<Arc<EventRecord>>,
     manual: bool,
-) -> Result<Outcome> {
+) -> Result<(Outcome, Option<Arc<EventRecord>>)> {
     let started_at = now_ms();
     let clock = Instant::now();
     delivery.attempts += 1;
-    let (tenant, event_id) = (delivery.tenant_id.clone(), delivery.event_id.clone());
-    let record = inner.db.run(move |s| s.event(&tenant, &event_id)).await?;
-    let callback = match inner
-        .callbacks
-        .get(&delivery.tenant_id, &delivery.callback_id)
-        .await
-    {
-        Ok(view) => Some(view.callback),
-        Err(Error::NotFound(_)) => None,
-        Err(other) => return Err(other),
+    let record = match record {
+        Some(record) => Some(record),
+        None => {
+            let (tenant, event_id) = (delivery.tenant_id.clone(), delivery.event_id.clone());
+            inner
+                .db
+                .run(move |s| s.event(&tenant, &event_id))
+                .await?
+                .map(Arc::new)
+        }
     };
+    let callback = inner
+        .callbacks
+        .cached(&delivery.tenant_id, &delivery.callback_id)
+        .await?;
     let policy = callback.as_ref().and_then(|c| c.retry.clone());
-    let result = match (record, callback) {
+    let result = match (record.as_deref(), callback) {
         (None, _) => Result_::final_error(
             DeliveryStatus::Failed,
             "gone",
@@ -108,9 +114,9 @@ pub(super) async fn make(
                     .unwrap_or_default()
             ),
         ),
-        (Some(record), Some(callback)) => send(inner, &delivery, &record, &callback).await,
+        (Some(event), Some(callback)) => send(inner, &delivery, event, &callback).await,
     };
-    Ok(conclude(
+    let outcome = conclude(
         inner,
         delivery,
         result,
@@ -118,7 +124,8 @@ pub(super) async fn make(
         started_at,
         clock.elapsed(),
         manual,
-    ))
+    );
+    Ok((outcome, record))
 }
 
 /// Builds, signs and sends the request.

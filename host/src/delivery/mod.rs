@@ -28,13 +28,17 @@ use crate::callbacks::Callbacks;
 use crate::config::DeliveryConfig;
 use crate::error::{Error, Result};
 use crate::event::now_ms;
-use crate::model::{Activation, Delivery, DeliveryStatus, Health};
+use crate::model::{Activation, Delivery, DeliveryStatus, EventRecord, Health};
 use crate::outbound::HttpClient;
 use crate::registry::Registry;
 use crate::store::{Db, DeliveryFilter};
 
-/// A delivery's address: tenant and id.
-type Key = (String, String);
+/// A delivery on its way to an attempt, with its event when at hand (a new
+/// delivery's event is; one resumed after a restart is read from storage).
+struct Work {
+    delivery: Delivery,
+    record: Option<Arc<EventRecord>>,
+}
 
 /// The delivery engine. Cheap to clone.
 #[derive(Clone)]
@@ -48,11 +52,13 @@ struct Inner {
     registry: Registry,
     http: HttpClient,
     config: DeliveryConfig,
-    ready: mpsc::UnboundedSender<Key>,
+    ready: mpsc::UnboundedSender<Work>,
     global: Arc<Semaphore>,
     per_callback: Mutex<HashMap<String, Arc<Semaphore>>>,
     in_flight: Mutex<HashSet<String>>,
     pending: AtomicUsize,
+    /// Callbacks' runs of failures, read from storage once and kept.
+    health: Mutex<HashMap<String, Health>>,
 }
 
 /// A delivery with every attempt made so far.
@@ -74,7 +80,7 @@ impl Deliverer {
         http: HttpClient,
         config: DeliveryConfig,
     ) -> Self {
-        let (ready, mut queue) = mpsc::unbounded_channel::<Key>();
+        let (ready, mut queue) = mpsc::unbounded_channel::<Work>();
         let inner = Arc::new(Inner {
             db,
             callbacks,
@@ -86,12 +92,13 @@ impl Deliverer {
             per_callback: Mutex::default(),
             in_flight: Mutex::default(),
             pending: AtomicUsize::new(0),
+            health: Mutex::default(),
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
-            while let Some(key) = queue.recv().await {
+            while let Some(work) = queue.recv().await {
                 let Some(inner) = weak.upgrade() else { break };
-                tokio::spawn(async move { inner.run(key).await });
+                tokio::spawn(async move { inner.run(work).await });
             }
         });
         Deliverer { inner }
@@ -102,8 +109,11 @@ impl Deliverer {
     pub async fn resume(&self) -> Result<usize> {
         let pending = self.inner.db.run(|s| s.pending_deliveries()).await?;
         self.inner.pending.store(pending.len(), Ordering::SeqCst);
-        for delivery in &pending {
-            self.inner.schedule(delivery);
+        for delivery in pending.iter().cloned() {
+            self.inner.schedule(Work {
+                delivery,
+                record: None,
+            });
         }
         Ok(pending.len())
     }
@@ -118,14 +128,17 @@ impl Deliverer {
         self.inner.pending.load(Ordering::SeqCst)
     }
 
-    /// Takes newly stored deliveries into the queue.
-    pub fn accepted(&self, deliveries: &[Delivery]) {
+    /// Takes newly stored deliveries of `record` into the queue.
+    pub fn accepted(&self, deliveries: Vec<Delivery>, record: Option<Arc<EventRecord>>) {
         self.inner
             .pending
             .fetch_add(deliveries.len(), Ordering::SeqCst);
         self.inner.gauge();
         for delivery in deliveries {
-            self.inner.schedule(delivery);
+            self.inner.schedule(Work {
+                delivery,
+                record: record.clone(),
+            });
         }
     }
 
@@ -195,7 +208,16 @@ impl Deliverer {
                 message: format!("delivery `{id}` is being attempted right now"),
             });
         }
-        let result = self.inner.attempt(delivery, true).await;
+        let result = self
+            .inner
+            .attempt(
+                Work {
+                    delivery,
+                    record: None,
+                },
+                true,
+            )
+            .await;
         self.inner.release(id);
         result?;
         self.get(tenant, id).await
@@ -239,7 +261,7 @@ impl Deliverer {
                 .run(move |s| s.update_delivery(&stored, None))
                 .await?;
             replayed.push(delivery.id.clone());
-            self.accepted(std::slice::from_ref(&delivery));
+            self.accepted(vec![delivery], None);
         }
         Ok(replayed)
     }
@@ -247,19 +269,19 @@ impl Deliverer {
 
 impl Inner {
     /// Queues a delivery for its next attempt time.
-    fn schedule(self: &Arc<Self>, delivery: &Delivery) {
-        let key = (delivery.tenant_id.clone(), delivery.id.clone());
-        let wait = delivery
+    fn schedule(self: &Arc<Self>, work: Work) {
+        let wait = work
+            .delivery
             .next_attempt_at
             .map_or(0, |at| at.saturating_sub(now_ms()));
         if wait == 0 {
-            let _ = self.ready.send(key);
+            let _ = self.ready.send(work);
             return;
         }
         let ready = self.ready.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(wait)).await;
-            let _ = ready.send(key);
+            let _ = ready.send(work);
         });
     }
 
@@ -296,45 +318,43 @@ impl Inner {
     }
 
     /// A scheduled attempt: waits for a slot of its callback, then a global
-    /// one, and attempts the delivery if it is still due.
-    async fn run(self: Arc<Self>, (tenant, id): Key) {
-        let delivery = match self.find(&tenant, &id).await {
-            Ok(delivery) => delivery,
-            Err(err) => {
-                tracing::error!(delivery = %id, "cannot load delivery: {err}");
-                return;
-            }
-        };
-        let due = delivery.next_attempt_at.is_some_and(|at| at <= now_ms());
-        if delivery.status != DeliveryStatus::Pending || !due || !self.claim(&id) {
+    /// one, and attempts the delivery unless another attempt has it.
+    async fn run(self: Arc<Self>, work: Work) {
+        let id = work.delivery.id.clone();
+        if work.delivery.status != DeliveryStatus::Pending || !self.claim(&id) {
             return;
         }
-        let slots = self.callback_slots(&delivery.callback_id);
+        let slots = self.callback_slots(&work.delivery.callback_id);
         let Ok(_callback_slot) = slots.acquire_owned().await else {
             return;
         };
         let Ok(_global_slot) = self.global.clone().acquire_owned().await else {
             return;
         };
-        if let Err(err) = self.attempt(delivery, false).await {
-            tracing::error!(delivery = %id, "delivery attempt could not be recorded: {err}");
+        if let Err(err) = self.attempt(work, false).await {
+            tracing::error!(delivery = %id, "delivery attempt failed: {err}");
         }
         self.release(&id);
     }
 
     /// Makes one attempt and records it; schedules the next one if due.
-    async fn attempt(self: &Arc<Self>, delivery: Delivery, manual: bool) -> Result<()> {
-        let was_pending = delivery.status == DeliveryStatus::Pending;
-        let outcome = attempt::make(self, delivery, manual).await?;
+    async fn attempt(self: &Arc<Self>, work: Work, manual: bool) -> Result<()> {
+        let was_pending = work.delivery.status == DeliveryStatus::Pending;
+        let (outcome, record) = attempt::make(self, work.delivery, work.record, manual).await?;
         let (updated, activation) = (outcome.delivery, outcome.activation);
-        let stored = (updated.clone(), activation.clone());
-        self.db
-            .run(move |s| s.update_delivery(&stored.0, Some(&stored.1)))
-            .await?;
+        let stored = updated.clone();
+        // Written behind: a crash before it lands only means the delivery
+        // is still pending at restart and is sent again (at least once).
+        self.db.submit("delivery attempt", move |s| {
+            s.update_delivery(&stored, Some(&activation))
+        });
         metrics::counter!("hookgate_delivery_attempts_total", "outcome" => outcome.label)
             .increment(1);
         if updated.status == DeliveryStatus::Pending {
-            self.schedule(&updated);
+            self.schedule(Work {
+                delivery: updated,
+                record,
+            });
         } else {
             if was_pending {
                 self.pending.fetch_sub(1, Ordering::SeqCst);
@@ -363,20 +383,36 @@ impl Inner {
         let id = delivery.callback_id.clone();
         let failed = delivery.status == DeliveryStatus::Failed;
         let now = now_ms();
-        let health = self
-            .db
-            .run(move |s| {
-                let mut health = s.health(&id)?;
-                if failed {
-                    health.consecutive_failures += 1;
-                    health.failing_since.get_or_insert(now);
-                } else {
-                    health = Health::default();
-                }
-                s.set_health(&id, &health)?;
-                Ok(health)
-            })
-            .await?;
+        let known = self
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        let before = match known {
+            Some(health) => health,
+            None => {
+                let key = id.clone();
+                self.db.run(move |s| s.health(&key)).await?
+            }
+        };
+        let mut health = before.clone();
+        if failed {
+            health.consecutive_failures += 1;
+            health.failing_since.get_or_insert(now);
+        } else {
+            health = Health::default();
+        }
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), health.clone());
+        // A success after successes changes nothing worth a write.
+        if health != before {
+            let stored = health.clone();
+            self.db
+                .submit("callback health", move |s| s.set_health(&id, &stored));
+        }
         let hours = health
             .failing_since
             .map_or(0, |since| now.saturating_sub(since) / 3_600_000);

@@ -181,7 +181,20 @@ enum Msg {
 pub struct Db {
     jobs: mpsc::Sender<Msg>,
     behind: Arc<WriteBehind>,
+    flusher: Arc<GroupFlush>,
     threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+}
+
+/// Group commit: callers of [`Db::durable`] ask for a flush, one thread
+/// flushes, and every flush covers all the writes made before it began,
+/// so concurrent requests share one disk sync instead of queueing for
+/// their own.
+struct GroupFlush {
+    /// Requests made so far, and whether the flusher should stop.
+    asked: Mutex<(u64, bool)>,
+    wake: std::sync::Condvar,
+    /// The highest request a completed flush covers.
+    done: watch::Receiver<(u64, bool)>,
 }
 
 /// Writes queued with [`Db::submit`], applied in order by one thread.
@@ -211,15 +224,40 @@ impl Db {
         }
         let (behind_jobs, behind_queue) = mpsc::channel::<Msg>();
         let (done_tx, done) = watch::channel(0u64);
+        let writer_storage = storage.clone();
         threads.push(spawn("hookgate-writer", move || {
             for msg in behind_queue {
                 let Msg::Job(job) = msg else { break };
-                job(storage.as_ref());
+                job(writer_storage.as_ref());
                 done_tx.send_modify(|done| *done += 1);
+            }
+        }));
+        let (flushed_tx, flushed) = watch::channel((0u64, true));
+        let flusher = Arc::new(GroupFlush {
+            asked: Mutex::new((0, false)),
+            wake: std::sync::Condvar::new(),
+            done: flushed,
+        });
+        let (group, flush_storage) = (flusher.clone(), storage);
+        threads.push(spawn("hookgate-flusher", move || {
+            loop {
+                let target = {
+                    let mut asked = group.asked.lock().unwrap_or_else(|p| p.into_inner());
+                    while asked.0 == flushed_tx.borrow().0 && !asked.1 {
+                        asked = group.wake.wait(asked).unwrap_or_else(|p| p.into_inner());
+                    }
+                    if asked.1 {
+                        break;
+                    }
+                    asked.0
+                };
+                let ok = flush_storage.flush().is_ok();
+                flushed_tx.send_replace((target, ok));
             }
         }));
         Db {
             jobs,
+            flusher,
             behind: Arc::new(WriteBehind {
                 jobs: Mutex::new(behind_jobs),
                 submitted: AtomicU64::new(0),
@@ -276,6 +314,27 @@ impl Db {
         let _ = done.wait_for(|done| *done >= target).await;
     }
 
+    /// Waits until every write completed before this call is on disk,
+    /// sharing the flush with concurrent callers.
+    pub async fn durable(&self) -> StoreResult<()> {
+        let ticket = {
+            let mut asked = self.flusher.asked.lock().unwrap_or_else(|p| p.into_inner());
+            asked.0 += 1;
+            asked.0
+        };
+        self.flusher.wake.notify_one();
+        let mut done = self.flusher.done.clone();
+        let (_, ok) = *done
+            .wait_for(|(flushed, _)| *flushed >= ticket)
+            .await
+            .map_err(|_| StoreError::Backend("storage is closed".into()))?;
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::Backend("flushing to disk failed".into()))
+        }
+    }
+
     /// Applies queued writes, flushes, and stops the storage threads; when
     /// this returns the backend is closed. Later calls fail.
     pub async fn close(&self) -> StoreResult<()> {
@@ -290,6 +349,12 @@ impl Db {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .send(Msg::Stop);
+        self.flusher
+            .asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1 = true;
+        self.flusher.wake.notify_one();
         tokio::task::spawn_blocking(move || {
             for thread in threads {
                 let _ = thread.join();
