@@ -10,6 +10,7 @@
 //! - [`store`]: persistence behind the [`store::Storage`] trait (sled);
 //! - [`plugin`]: the wasmtime component runtime; [`outbound`]: HTTP to
 //!   callback URLs, behind the [`egress`] guard and [`signing`];
+//! - [`expr`]: OpenAPI runtime expressions;
 //! - [`app`]: wiring and lifecycle; [`config`]; [`cli`]: `hookgate plugin`.
 
 pub mod api;
@@ -23,6 +24,7 @@ pub mod egress;
 pub mod error;
 pub mod event;
 pub mod events;
+pub mod expr;
 pub mod gate;
 pub mod ids;
 pub mod input;
