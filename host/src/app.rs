@@ -21,6 +21,8 @@ use crate::outbound::HttpClient;
 use crate::plugin::Runtime;
 use crate::registry::Registry;
 use crate::store::{Db, SledStore, Storage};
+use crate::subscriptions::Subscriptions;
+use crate::templates::Templates;
 
 /// Everything a request handler can reach.
 #[derive(Clone)]
@@ -31,6 +33,10 @@ pub struct AppState {
     pub registry: Registry,
     /// Callbacks.
     pub callbacks: Callbacks,
+    /// Callback templates.
+    pub templates: Templates,
+    /// Subscriptions made from templates.
+    pub subscriptions: Subscriptions,
     /// Event intake.
     pub events: Events,
     /// After-event delivery.
@@ -117,6 +123,8 @@ impl Application {
             deliverer.clone(),
             config.max_event_depth,
         );
+        let templates = Templates::new(db.clone(), callbacks.clone());
+        let subscriptions = Subscriptions::new(templates.clone(), callbacks.clone());
         spawn_pruner(db.clone(), config.delivery.retention_days);
         let listener =
             TcpListener::bind(config.listen)
@@ -131,6 +139,8 @@ impl Application {
                 db,
                 registry,
                 callbacks,
+                templates,
+                subscriptions,
                 events,
                 deliverer,
                 config: Arc::new(config),

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::event::{Phase, now_ms};
 use crate::ids::{new_id, new_signing_secret};
 use crate::input;
-use crate::model::{Activation, Callback, LastRun, PluginRef, RetryPolicy};
+use crate::model::{Activation, Callback, LastRun, PluginRef, RetryPolicy, SubscriptionRef};
 use crate::store::{Db, Storage, StoreResult};
 
 /// Actions a callback listens to when it does not say.
@@ -80,7 +80,8 @@ pub struct PluginInput {
     pub config: BTreeMap<String, serde_json::Value>,
 }
 
-fn default_actions() -> Vec<String> {
+/// The three standard actions, which a callback listens to by default.
+pub fn default_actions() -> Vec<String> {
     DEFAULT_ACTIONS.map(String::from).to_vec()
 }
 
@@ -151,8 +152,9 @@ impl Callbacks {
         }
     }
 
-    /// All of a tenant's callbacks, from the cache when possible.
-    async fn all(&self, tenant: &str) -> Result<Arc<Vec<Callback>>> {
+    /// All of a tenant's callbacks, oldest first, from the cache when
+    /// possible.
+    pub async fn all(&self, tenant: &str) -> Result<Arc<Vec<Callback>>> {
         if let Some(found) = self
             .cache
             .read()
@@ -184,6 +186,27 @@ impl Callbacks {
         by: &str,
         input: CallbackInput,
     ) -> Result<CallbackView> {
+        self.insert(tenant, by, input, None).await
+    }
+
+    /// Registers the callback a subscription made; unsubscribing deletes it.
+    pub async fn subscribe(
+        &self,
+        tenant: &str,
+        by: &str,
+        input: CallbackInput,
+        subscription: SubscriptionRef,
+    ) -> Result<CallbackView> {
+        self.insert(tenant, by, input, Some(subscription)).await
+    }
+
+    async fn insert(
+        &self,
+        tenant: &str,
+        by: &str,
+        input: CallbackInput,
+        subscription: Option<SubscriptionRef>,
+    ) -> Result<CallbackView> {
         let now = now_ms();
         let callback = Callback {
             id: new_id("cb"),
@@ -191,9 +214,40 @@ impl Callbacks {
             secret: new_signing_secret(),
             created_at: now,
             created_by: by.to_string(),
+            subscription,
             ..self.build(tenant, by, input, now).await?
         };
         self.save(callback).await
+    }
+
+    /// Checks an input as [`Callbacks::create`] would, without storing it.
+    pub async fn check(&self, tenant: &str, input: CallbackInput) -> Result<()> {
+        self.build(tenant, "", input, 0).await.map(drop)
+    }
+
+    /// The callbacks subscriptions made, oldest first.
+    pub async fn subscribed(&self, tenant: &str) -> Result<Vec<Callback>> {
+        Ok(self
+            .all(tenant)
+            .await?
+            .iter()
+            .filter(|c| c.subscription.is_some())
+            .cloned()
+            .collect())
+    }
+
+    /// The callback a subscription made.
+    pub async fn by_subscription(&self, tenant: &str, subscription_id: &str) -> Result<Callback> {
+        self.all(tenant)
+            .await?
+            .iter()
+            .find(|c| {
+                c.subscription
+                    .as_ref()
+                    .is_some_and(|s| s.id == subscription_id)
+            })
+            .cloned()
+            .ok_or_else(|| Error::not_found("subscription", subscription_id))
     }
 
     /// A callback from the in-memory cache, without its last run: what the
@@ -235,6 +289,7 @@ impl Callbacks {
             previous_secret_expires_at: old.previous_secret_expires_at,
             created_at: old.created_at,
             created_by: old.created_by,
+            subscription: old.subscription,
             ..new
         })
         .await
@@ -576,6 +631,7 @@ impl Callbacks {
             updated_at: now,
             created_by: by.to_string(),
             updated_by: by.to_string(),
+            subscription: None,
         })
     }
 

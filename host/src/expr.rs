@@ -316,8 +316,28 @@ fn index(token: &str) -> Option<usize> {
 /// Renders a template: a whole-string expression (`$request.body#/url`),
 /// or text with expressions embedded in braces.
 pub fn render(template: &str, exchange: &Exchange) -> Result<String, RenderError> {
+    walk(template, |expression| expression.evaluate(exchange))
+}
+
+/// Checks that every expression in a template parses, without evaluating
+/// any: what can be known about a template before it meets a request.
+pub fn check(template: &str) -> Result<(), RenderError> {
+    walk(template, |_| Ok(String::new())).map(drop)
+}
+
+/// Whether a template holds any expression, so its value is only known
+/// once rendered.
+pub fn has_expressions(template: &str) -> bool {
+    template.starts_with('$') || template.contains('{')
+}
+
+/// Copies a template's text, replacing each expression by `value`'s answer.
+fn walk(
+    template: &str,
+    mut value: impl FnMut(&Expression) -> Result<String, RenderError>,
+) -> Result<String, RenderError> {
     if template.starts_with('$') {
-        return parse(template)?.evaluate(exchange);
+        return value(&parse(template)?);
     }
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -330,11 +350,9 @@ pub fn render(template: &str, exchange: &Exchange) -> Result<String, RenderError
             position: offset + open,
         })?;
         let inner = &after[..close];
-        out.push_str(
-            &parse(inner)
-                .map_err(|e| shift(e, offset + open + 1))?
-                .evaluate(exchange)?,
-        );
+        out.push_str(&value(
+            &parse(inner).map_err(|e| shift(e, offset + open + 1))?,
+        )?);
         offset += open + close + 2;
         rest = &after[close + 1..];
     }

@@ -141,6 +141,44 @@ pub struct Callback {
     pub created_by: String,
     /// Name of the key that last changed it.
     pub updated_by: String,
+    /// The subscription that made it, if one did; unsubscribing deletes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<SubscriptionRef>,
+}
+
+/// Marks a callback as made by a subscription, so that the subscription
+/// lives exactly as long as its callback and needs no record of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionRef {
+    /// `sub_…`
+    pub id: String,
+    /// The template it was made from.
+    pub template_id: String,
+    /// That template's name when it was made.
+    pub template_name: String,
+}
+
+/// A callback with blanks: its URL and header values may hold OpenAPI
+/// runtime expressions, filled from a subscription request to make a real
+/// callback. Imported from an OpenAPI document's `callbacks`, or written
+/// by hand.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Template {
+    /// `tpl_…`
+    pub id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// The callback it makes, unrendered.
+    #[serde(flatten)]
+    pub spec: crate::callbacks::CallbackInput,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: u64,
+    /// Name of the key that created it.
+    pub created_by: String,
+    /// Name of the key that last changed it.
+    pub updated_by: String,
 }
 
 /// When a callback last ran and how it went, read from its newest

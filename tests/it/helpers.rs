@@ -179,6 +179,8 @@ async fn read(response: reqwest::Response) -> (u16, Value) {
 /// A request a receiver got.
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
+    /// Path and query.
+    pub(crate) target: String,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Vec<u8>,
 }
@@ -225,10 +227,12 @@ pub(crate) async fn receiver(status: u16) -> Receiver {
 /// The receiver's handler: record, wait if told to, answer as scripted.
 async fn record(
     State(state): State<ReceiverState>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     state.got.lock().unwrap().push(Received {
+        target: uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
         headers,
         body: body.to_vec(),
     });

@@ -2,8 +2,8 @@
 //!
 //! - `plugins`: every example and hostile plugin through the real runtime;
 //! - `cli`: the `hookgate plugin` commands, run as a real process;
-//! - `api`, `events`, `restart`: the real server on port 0 with a temp data
-//!   dir, and real receivers on 127.0.0.1.
+//! - `api`, `events`, `restart`, `delivery`, `openapi`: the real server on
+//!   port 0 with a temp data dir, and real receivers on 127.0.0.1.
 
 mod api;
 mod cli;
@@ -11,6 +11,8 @@ mod delivery;
 mod events;
 mod fixtures;
 mod helpers;
+mod openapi;
+mod openapi_schema;
 mod plugins;
 mod restart;
 mod serve;

@@ -7,8 +7,11 @@ mod deliveries;
 mod error;
 mod events;
 mod keys;
+mod openapi;
 mod ops;
 mod plugins;
+mod subscriptions;
+mod templates;
 mod tenants;
 
 use std::time::Instant;
@@ -37,6 +40,9 @@ pub fn router(state: AppState) -> Router {
         .merge(callbacks::router())
         .merge(events::router())
         .merge(deliveries::router())
+        .merge(templates::router())
+        .merge(subscriptions::router())
+        .merge(openapi::router())
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn(track))
         .layer(TraceLayer::new_for_http())

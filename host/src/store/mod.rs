@@ -15,7 +15,7 @@ use tokio::sync::watch;
 pub use self::sled_store::SledStore;
 use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
-    Tenant,
+    Template, Tenant,
 };
 use crate::plugin::Artifact;
 
@@ -101,6 +101,18 @@ pub trait Storage: Send + Sync + 'static {
     fn callbacks(&self, tenant: &str) -> StoreResult<Vec<Callback>>;
     /// Deletes a callback; false if the tenant has no such callback.
     fn delete_callback(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+
+    /// Inserts or replaces a callback template. Names are unique within a
+    /// tenant.
+    fn put_template(&self, template: &Template) -> StoreResult<()>;
+    /// A tenant's template.
+    fn template(&self, tenant: &str, id: &str) -> StoreResult<Option<Template>>;
+    /// A tenant's template, by name.
+    fn template_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<Template>>;
+    /// A tenant's templates, oldest first.
+    fn templates(&self, tenant: &str) -> StoreResult<Vec<Template>>;
+    /// Deletes a template; false if the tenant has no such template.
+    fn delete_template(&self, tenant: &str, id: &str) -> StoreResult<bool>;
 
     /// A tenant's event.
     fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>>;

@@ -14,7 +14,7 @@ use sled::{Transactional, Tree};
 use super::{DeliveryFilter, Storage, StoreError, StoreResult};
 use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
-    Tenant,
+    Template, Tenant,
 };
 use crate::plugin::{Artifact, PluginInfo};
 
@@ -31,6 +31,8 @@ pub struct SledStore {
     artifact_bytes: Tree,
     callbacks: Tree,
     callback_names: Tree,
+    templates: Tree,
+    template_names: Tree,
     events: Tree,
     activations: Tree,
     deliveries: Tree,
@@ -65,6 +67,8 @@ impl SledStore {
             artifact_bytes: tree("artifact_bytes")?,
             callbacks: tree("callbacks")?,
             callback_names: tree("callback_names")?,
+            templates: tree("templates")?,
+            template_names: tree("template_names")?,
             events: tree("events")?,
             activations: tree("activations")?,
             deliveries: tree("deliveries")?,
@@ -172,6 +176,47 @@ fn prune_tree<T: DeserializeOwned>(
 }
 
 /// Unwraps a transaction's result, turning aborts into their error.
+/// Stores a record whose name is unique within its tenant, keeping the
+/// name index in step: `name_key` gives a record's index key.
+fn put_named<T: Serialize + DeserializeOwned>(
+    (records, names): (&Tree, &Tree),
+    record: &T,
+    name_key: impl Fn(&T) -> String,
+    k: &str,
+    id: &str,
+) -> StoreResult<()> {
+    let new_name = name_key(record);
+    finish((records, names).transaction(|(records, names)| {
+        if let Some(owner) = names.get(new_name.as_str())?
+            && owner.as_ref() != id.as_bytes()
+        {
+            return abort(StoreError::Conflict("name"));
+        }
+        if let Some(old) = tx_get::<T>(records, k)? {
+            names.remove(name_key(&old).as_str())?;
+        }
+        names.insert(new_name.as_str(), id)?;
+        records.insert(k, encode(record))?;
+        Ok(())
+    }))
+}
+
+/// Deletes a record stored with [`put_named`], and its name.
+fn delete_named<T: DeserializeOwned>(
+    (records, names): (&Tree, &Tree),
+    k: &str,
+    name_key: impl Fn(&T) -> String,
+) -> StoreResult<bool> {
+    finish((records, names).transaction(|(records, names)| {
+        let Some(old) = tx_get::<T>(records, k)? else {
+            return Ok(false);
+        };
+        records.remove(k)?;
+        names.remove(name_key(&old).as_str())?;
+        Ok(true)
+    }))
+}
+
 fn finish<T>(result: Result<T, TransactionError<StoreError>>) -> StoreResult<T> {
     result.map_err(|e| match e {
         TransactionError::Abort(err) => err,
@@ -347,22 +392,13 @@ impl Storage for SledStore {
     }
 
     fn put_callback(&self, callback: &Callback) -> StoreResult<()> {
-        let trees = (&self.callbacks, &self.callback_names);
-        let k = key(&callback.tenant_id, &callback.id);
-        let name_key = key(&callback.tenant_id, &callback.name);
-        finish(trees.transaction(|(callbacks, names)| {
-            if let Some(owner) = names.get(name_key.as_str())?
-                && owner.as_ref() != callback.id.as_bytes()
-            {
-                return abort(StoreError::Conflict("name"));
-            }
-            if let Some(old) = tx_get::<Callback>(callbacks, &k)? {
-                names.remove(key(&old.tenant_id, &old.name).as_str())?;
-            }
-            names.insert(name_key.as_str(), callback.id.as_str())?;
-            callbacks.insert(k.as_str(), encode(callback))?;
-            Ok(())
-        }))
+        put_named(
+            (&self.callbacks, &self.callback_names),
+            callback,
+            |c: &Callback| key(&c.tenant_id, &c.name),
+            &key(&callback.tenant_id, &callback.id),
+            &callback.id,
+        )
     }
 
     fn callback(&self, tenant: &str, id: &str) -> StoreResult<Option<Callback>> {
@@ -374,16 +410,48 @@ impl Storage for SledStore {
     }
 
     fn delete_callback(&self, tenant: &str, id: &str) -> StoreResult<bool> {
-        let trees = (&self.callbacks, &self.callback_names);
-        let k = key(tenant, id);
-        finish(trees.transaction(|(callbacks, names)| {
-            let Some(old) = tx_get::<Callback>(callbacks, &k)? else {
-                return Ok(false);
-            };
-            callbacks.remove(k.as_str())?;
-            names.remove(key(tenant, &old.name).as_str())?;
-            Ok(true)
-        }))
+        delete_named(
+            (&self.callbacks, &self.callback_names),
+            &key(tenant, id),
+            |c: &Callback| key(&c.tenant_id, &c.name),
+        )
+    }
+
+    fn put_template(&self, template: &Template) -> StoreResult<()> {
+        put_named(
+            (&self.templates, &self.template_names),
+            template,
+            |t: &Template| key(&t.tenant_id, &t.spec.name),
+            &key(&template.tenant_id, &template.id),
+            &template.id,
+        )
+    }
+
+    fn template(&self, tenant: &str, id: &str) -> StoreResult<Option<Template>> {
+        get(&self.templates, &key(tenant, id))
+    }
+
+    fn template_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<Template>> {
+        match self
+            .template_names
+            .get(key(tenant, name).as_bytes())
+            .map_err(backend)?
+        {
+            Some(id) => self.template(tenant, &String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    fn templates(&self, tenant: &str) -> StoreResult<Vec<Template>> {
+        scan(&self.templates, tenant)
+    }
+
+    fn delete_template(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        delete_named(
+            (&self.templates, &self.template_names),
+            &key(tenant, id),
+            |t: &Template| key(&t.tenant_id, &t.spec.name),
+        )
     }
 
     fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>> {
