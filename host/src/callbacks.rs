@@ -33,7 +33,7 @@ const RESERVED_HEADERS: [&str; 8] = [
 ];
 
 /// A callback as a tenant writes it, for create, replace and patch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackInput {
     /// Unique within the tenant; before-callbacks run in name order.
@@ -70,7 +70,7 @@ pub struct CallbackInput {
 
 /// A plugin reference as written: config values may be strings, numbers or
 /// booleans, and reach the plugin as strings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginInput {
     /// A plugin version id.
@@ -90,7 +90,7 @@ fn enabled_by_default() -> bool {
 }
 
 /// A callback as the API shows it: the record and when it last ran.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CallbackView {
     /// The callback.
     #[serde(flatten)]
@@ -101,8 +101,9 @@ pub struct CallbackView {
 }
 
 /// Filters and paging for listing callbacks.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this object type.
     pub object_type: Option<String>,
@@ -119,7 +120,7 @@ pub struct ListQuery {
 }
 
 /// One page of a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     /// This page's items.
     pub items: Vec<T>,

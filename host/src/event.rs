@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// When an event is emitted relative to the change it describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Before the change: the emitter waits for an allow or a deny.
@@ -23,7 +23,7 @@ impl Phase {
 }
 
 /// Something that happened, or is about to happen, in the host system.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Stable across every delivery attempt, so receivers can deduplicate.
     pub id: String,
@@ -62,7 +62,7 @@ impl Event {
 
 /// An event as a client submits it: `id` and the timestamp are optional and
 /// filled in by [`NewEvent::into_event`].
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
     /// Client-chosen id, used as an idempotency key.
@@ -107,7 +107,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// The answer to a before-event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "verdict", content = "reason", rename_all = "lowercase")]
 pub enum Verdict {
     /// Let the change go ahead.

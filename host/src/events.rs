@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::callbacks::Callbacks;
 use crate::delivery::Deliverer;
@@ -14,7 +13,7 @@ use crate::event::{NewEvent, Phase, now_ms};
 use crate::gate::Gate;
 use crate::ids::new_id;
 use crate::input;
-use crate::model::{Activation, Delivery, DeliveryRef, DeliveryStatus, EventRecord};
+use crate::model::{Activation, Delivery, DeliveryRef, DeliveryStatus, EventAnswer, EventRecord};
 use crate::outbound::{CAUSATION_HEADER, parse_causation};
 use crate::store::{Db, Storage};
 
@@ -33,12 +32,12 @@ pub struct Events {
 pub struct Answer {
     /// 200 for a before-event, 202 for an after-event.
     pub status: u16,
-    /// `{event_id, allowed, decisions}` or `{event_id, deliveries}`.
-    pub body: Value,
+    /// The verdict, or the deliveries made.
+    pub body: EventAnswer,
 }
 
 /// An event with everything that happened because of it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     /// The stored event.
     #[serde(flatten)]
@@ -46,7 +45,7 @@ pub struct EventView {
     /// The status the events endpoint answered.
     pub status: u16,
     /// The body it answered.
-    pub answer: Value,
+    pub answer: EventAnswer,
     /// Its deliveries' current state, for an after-event.
     pub delivery_states: Vec<Delivery>,
     /// Every activation: gate decisions or delivery attempts.

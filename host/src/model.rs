@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, Phase};
 
 /// A customer of this Hookgate: everything else belongs to exactly one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tenant {
     /// `ten_…`
     pub id: String,
@@ -20,7 +20,7 @@ pub struct Tenant {
 }
 
 /// What an API key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything within the tenant.
@@ -33,7 +33,7 @@ pub enum Role {
 }
 
 /// A tenant API key. Only the hash of the secret is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiKey {
     /// `key_…`
     pub id: String,
@@ -52,7 +52,7 @@ pub struct ApiKey {
 }
 
 /// An uploaded plugin version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PluginRecord {
     /// `plg_…`
     pub id: String,
@@ -73,7 +73,7 @@ pub struct PluginRecord {
 }
 
 /// The plugin a callback runs, and its configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PluginRef {
     /// A plugin version id.
     pub id: String,
@@ -83,7 +83,7 @@ pub struct PluginRef {
 }
 
 /// How an after-callback's failed deliveries are retried.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included; 1 means never retry.
@@ -94,7 +94,7 @@ pub struct RetryPolicy {
 }
 
 /// A tenant's registration: run this for these events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Callback {
     /// `cb_…`
     pub id: String,
@@ -148,7 +148,7 @@ pub struct Callback {
 
 /// Marks a callback as made by a subscription, so that the subscription
 /// lives exactly as long as its callback and needs no record of its own.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubscriptionRef {
     /// `sub_…`
     pub id: String,
@@ -162,7 +162,7 @@ pub struct SubscriptionRef {
 /// runtime expressions, filled from a subscription request to make a real
 /// callback. Imported from an OpenAPI document's `callbacks`, or written
 /// by hand.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Template {
     /// `tpl_…`
     pub id: String,
@@ -183,7 +183,7 @@ pub struct Template {
 
 /// When a callback last ran and how it went, read from its newest
 /// activation so that running a callback never rewrites its record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct LastRun {
     /// Milliseconds since the Unix epoch.
     pub last_triggered_at: Option<u64>,
@@ -202,7 +202,7 @@ impl LastRun {
 }
 
 /// One before-callback's part in a gate decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     /// The callback.
     pub callback_id: String,
@@ -221,7 +221,7 @@ pub struct Decision {
 }
 
 /// An event as received, with the answer given, for history and idempotency.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventRecord {
     /// Owner.
     pub tenant_id: String,
@@ -239,22 +239,47 @@ impl EventRecord {
     /// The events endpoint's answer: 200 with the gate's verdict for a
     /// before-event, 202 with the deliveries for an after-event. Rebuilt
     /// from the record, so a repeated event id gets exactly the original.
-    pub fn answer(&self) -> (u16, serde_json::Value) {
+    pub fn answer(&self) -> (u16, EventAnswer) {
         match self.event.phase {
             Phase::Before => (
                 200,
-                serde_json::json!({
-                    "event_id": self.event.id,
-                    "allowed": self.decisions.iter().all(|d| d.verdict == "allow"),
-                    "decisions": self.decisions,
-                }),
+                EventAnswer::Gate {
+                    event_id: self.event.id.clone(),
+                    allowed: self.decisions.iter().all(|d| d.verdict == "allow"),
+                    decisions: self.decisions.clone(),
+                },
             ),
             Phase::After => (
                 202,
-                serde_json::json!({"event_id": self.event.id, "deliveries": self.deliveries}),
+                EventAnswer::Accepted {
+                    event_id: self.event.id.clone(),
+                    deliveries: self.deliveries.clone(),
+                },
             ),
         }
     }
+}
+
+/// The events endpoint's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum EventAnswer {
+    /// A before-event's verdict: allowed unless a callback denied.
+    Gate {
+        /// The event.
+        event_id: String,
+        /// Whether the change may go ahead.
+        allowed: bool,
+        /// Each callback's part, in the order they ran.
+        decisions: Vec<Decision>,
+    },
+    /// An after-event, stored with one pending delivery per callback.
+    Accepted {
+        /// The event.
+        event_id: String,
+        /// The deliveries made.
+        deliveries: Vec<DeliveryRef>,
+    },
 }
 
 /// How an after-callback has been faring, for auto-disable.
@@ -267,7 +292,7 @@ pub struct Health {
 }
 
 /// A delivery as an event lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryRef {
     /// The delivery.
     pub id: String,
@@ -276,7 +301,7 @@ pub struct DeliveryRef {
 }
 
 /// A request or response as history keeps it: secrets redacted, body capped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HttpRecord {
     /// The URL, for a request.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -293,7 +318,7 @@ pub struct HttpRecord {
 }
 
 /// One run of a callback: a gate decision, or a delivery attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Activation {
     /// `act_…`, time-ordered.
     pub id: String,
@@ -328,7 +353,7 @@ pub struct Activation {
 }
 
 /// State of an after-event's delivery to one callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     /// Waiting for its next attempt.
@@ -357,7 +382,7 @@ impl DeliveryStatus {
 }
 
 /// An after-event on its way to one callback.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     /// `dlv_…`; also the `webhook-id` on every attempt.
     pub id: String,

@@ -16,7 +16,7 @@ use crate::model::{Callback, SubscriptionRef};
 use crate::templates::Templates;
 
 /// A subscribe request, as the tenant's API received it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionInput {
     /// The template's id or name.
@@ -29,7 +29,7 @@ pub struct SubscriptionInput {
 }
 
 /// The subscribe request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestInput {
     /// `$method`; POST when absent.
@@ -53,7 +53,7 @@ pub struct RequestInput {
 }
 
 /// The answer to the subscribe request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseInput {
     /// `$statusCode`
@@ -71,7 +71,7 @@ fn post() -> String {
 }
 
 /// A subscription as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubscriptionView {
     /// `sub_…`
     pub id: String,

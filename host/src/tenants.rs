@@ -13,7 +13,7 @@ use crate::store::Db;
 const KEY_PREFIX: &str = "hg_";
 
 /// `POST /v1/tenants`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// Display name.
@@ -21,7 +21,7 @@ pub struct NewTenant {
 }
 
 /// `POST /v1/keys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// What the key is for.
@@ -31,7 +31,7 @@ pub struct NewKey {
 }
 
 /// A key as the API shows it: everything but the hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     /// `key_…`
     pub id: String,

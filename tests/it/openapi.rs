@@ -578,3 +578,112 @@ async fn the_webhooks_document_describes_what_receivers_get() {
     let (_, empty) = app.get("/v1/openapi/webhooks", &other.key).await;
     assert_eq!(empty["webhooks"], json!({}));
 }
+
+/// Every operation of the management API, as the README lists them.
+const OPERATIONS: [(&str, &str); 35] = [
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/v1/tenants"),
+    ("post", "/v1/tenants"),
+    ("get", "/v1/keys"),
+    ("post", "/v1/keys"),
+    ("delete", "/v1/keys/{id}"),
+    ("get", "/v1/plugins"),
+    ("post", "/v1/plugins"),
+    ("get", "/v1/plugins/{id}"),
+    ("delete", "/v1/plugins/{id}"),
+    ("get", "/v1/callbacks"),
+    ("post", "/v1/callbacks"),
+    ("get", "/v1/callbacks/{id}"),
+    ("put", "/v1/callbacks/{id}"),
+    ("patch", "/v1/callbacks/{id}"),
+    ("delete", "/v1/callbacks/{id}"),
+    ("get", "/v1/callbacks/{id}/activations"),
+    ("post", "/v1/callbacks/{id}/rotate-secret"),
+    ("post", "/v1/callbacks/{id}/replay"),
+    ("post", "/v1/events"),
+    ("get", "/v1/events/{id}"),
+    ("get", "/v1/deliveries"),
+    ("get", "/v1/deliveries/{id}"),
+    ("post", "/v1/deliveries/{id}/retry"),
+    ("get", "/v1/callback-templates"),
+    ("post", "/v1/callback-templates"),
+    ("get", "/v1/callback-templates/{id}"),
+    ("put", "/v1/callback-templates/{id}"),
+    ("delete", "/v1/callback-templates/{id}"),
+    ("get", "/v1/subscriptions"),
+    ("post", "/v1/subscriptions"),
+    ("get", "/v1/subscriptions/{id}"),
+    ("delete", "/v1/subscriptions/{id}"),
+];
+
+#[tokio::test]
+async fn the_management_api_document_has_every_route_and_is_valid_openapi_3_1() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "served without credentials");
+    let doc: Value = response.json().await.unwrap();
+    crate::openapi_schema::assert_valid_3_1(&doc);
+
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut expected: Vec<(String, String)> = OPERATIONS
+        .iter()
+        .chain(&[
+            ("post", "/v1/openapi/import"),
+            ("get", "/v1/openapi/webhooks"),
+        ])
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+
+    // Every documented operation is served: anything but the router's own
+    // "no such endpoint" or "method not allowed".
+    for (method, path) in &documented {
+        let url = app.url(&path.replace("{id}", "nope"));
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let response = app
+            .client
+            .request(method.clone(), url)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_ne!(status, 405, "{method} {path} is not routed");
+        assert!(
+            !(status == 404 && body["error"]["message"] == "no such endpoint"),
+            "{method} {path} is not routed"
+        );
+    }
+
+    let schemas = &doc["components"]["schemas"];
+    for name in [
+        "CallbackInput",
+        "CallbackView",
+        "ErrorBody",
+        "EventAnswer",
+        "Template",
+        "SubscriptionInput",
+    ] {
+        assert!(schemas[name].is_object(), "{name} is described");
+    }
+    let create = &doc["paths"]["/v1/callbacks"]["post"];
+    assert!(
+        create["responses"]["422"].is_object(),
+        "validation errors are documented"
+    );
+    assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([{}]));
+}

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Json, Query};
 use crate::app::AppState;
@@ -15,18 +15,23 @@ use crate::callbacks::{CallbackInput, CallbackView, ListQuery, Page, page_size};
 use crate::error::{Error, Result};
 use crate::model::{Activation, Role};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/callbacks", get(list).post(create))
-        .route(
-            "/v1/callbacks/{id}",
-            get(show).put(replace).patch(patch).delete(remove),
-        )
-        .route("/v1/callbacks/{id}/activations", get(activations))
-        .route("/v1/callbacks/{id}/rotate-secret", post(rotate_secret))
-        .route("/v1/callbacks/{id}/replay", post(replay))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, replace, patch, remove))
+        .routes(routes!(activations))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(replay))
 }
 
+const ID: &str = "The callback's id.";
+
+/// Registers a callback, with a fresh signing secret.
+#[utoipa::path(post, operation_id = "create_callback", path = "/v1/callbacks", tag = "callbacks", request_body = CallbackInput,
+    responses(
+        (status = 201, description = "Registered.", body = CallbackView),
+        (status = 409, description = "The name is taken.", body = super::error::ErrorBody),
+    ))]
 async fn create(
     who: Principal,
     State(state): State<AppState>,
@@ -40,6 +45,9 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
+/// Lists callbacks, filtered, in creation order.
+#[utoipa::path(get, operation_id = "list_callbacks", path = "/v1/callbacks", tag = "callbacks", params(ListQuery),
+    responses((status = 200, description = "A page of callbacks.", body = Page<CallbackView>)))]
 async fn list(
     who: Principal,
     State(state): State<AppState>,
@@ -51,6 +59,10 @@ async fn list(
     ))
 }
 
+/// One callback.
+#[utoipa::path(get, operation_id = "get_callback", path = "/v1/callbacks/{id}", tag = "callbacks",
+    params(("id" = String, Path, description = ID)),
+    responses((status = 200, description = "The callback.", body = CallbackView)))]
 async fn show(
     who: Principal,
     State(state): State<AppState>,
@@ -60,6 +72,13 @@ async fn show(
     Ok(axum::Json(state.callbacks.get(&who.tenant_id, &id).await?))
 }
 
+/// Replaces every writable field.
+#[utoipa::path(put, operation_id = "replace_callback", path = "/v1/callbacks/{id}", tag = "callbacks", request_body = CallbackInput,
+    params(("id" = String, Path, description = ID)),
+    responses(
+        (status = 200, description = "Replaced.", body = CallbackView),
+        (status = 409, description = "The name is taken.", body = super::error::ErrorBody),
+    ))]
 async fn replace(
     who: Principal,
     State(state): State<AppState>,
@@ -75,6 +94,11 @@ async fn replace(
     ))
 }
 
+/// Applies a JSON merge patch (RFC 7386), such as `{"enabled": false}`.
+#[utoipa::path(patch, operation_id = "patch_callback", path = "/v1/callbacks/{id}", tag = "callbacks",
+    request_body(content = Object, content_type = "application/merge-patch+json", description = "Fields of the callback input to change; null removes one."),
+    params(("id" = String, Path, description = ID)),
+    responses((status = 200, description = "Changed.", body = CallbackView)))]
 async fn patch(
     who: Principal,
     State(state): State<AppState>,
@@ -90,6 +114,10 @@ async fn patch(
     ))
 }
 
+/// Deletes a callback. Its history stays until retention prunes it.
+#[utoipa::path(delete, operation_id = "delete_callback", path = "/v1/callbacks/{id}", tag = "callbacks",
+    params(("id" = String, Path, description = ID)),
+    responses((status = 204, description = "Deleted.")))]
 async fn remove(
     who: Principal,
     State(state): State<AppState>,
@@ -100,13 +128,21 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
+    /// Continue with activations older than this one.
     cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
     limit: Option<usize>,
 }
 
+/// The callback's activations, newest first: each run with its outcome,
+/// and the request and response (secrets redacted, bodies capped).
+#[utoipa::path(get, operation_id = "list_callback_activations", path = "/v1/callbacks/{id}/activations", tag = "callbacks",
+    params(("id" = String, Path, description = ID), HistoryQuery),
+    responses((status = 200, description = "A page of activations.", body = Page<Activation>)))]
 async fn activations(
     who: Principal,
     State(state): State<AppState>,
@@ -121,6 +157,11 @@ async fn activations(
     Ok(axum::Json(page))
 }
 
+/// Makes a new signing secret. Until the configured overlap ends, requests
+/// carry signatures with both the old and the new one.
+#[utoipa::path(post, operation_id = "rotate_callback_secret", path = "/v1/callbacks/{id}/rotate-secret", tag = "callbacks",
+    params(("id" = String, Path, description = ID)),
+    responses((status = 200, description = "The callback with its new secret.", body = CallbackView)))]
 async fn rotate_secret(
     who: Principal,
     State(state): State<AppState>,
@@ -136,19 +177,35 @@ async fn rotate_secret(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ReplayQuery {
+    /// Start of the window: RFC 3339, or milliseconds since the epoch.
     since: Option<String>,
+    /// End of the window, likewise.
     until: Option<String>,
 }
 
+/// What a replay re-sent.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Replayed {
+    /// How many deliveries.
+    replayed: usize,
+    /// Their ids.
+    deliveries: Vec<String>,
+}
+
+/// Re-delivers the window's failed deliveries, one new attempt each.
+#[utoipa::path(post, operation_id = "replay_callback_deliveries", path = "/v1/callbacks/{id}/replay", tag = "callbacks",
+    params(("id" = String, Path, description = ID), ReplayQuery),
+    responses((status = 200, description = "What was re-sent.", body = Replayed)))]
 async fn replay(
     who: Principal,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<ReplayQuery>,
-) -> Result<axum::Json<serde_json::Value>> {
+) -> Result<axum::Json<Replayed>> {
     who.require(&[Role::Manage], "replay deliveries")?;
     let since = instant("since", query.since.as_deref())?.unwrap_or(0);
     let until = instant("until", query.until.as_deref())?.unwrap_or(u64::MAX);
@@ -159,9 +216,10 @@ async fn replay(
         .deliverer
         .replay(&who.tenant_id, &id, since, until)
         .await?;
-    Ok(axum::Json(
-        serde_json::json!({"replayed": replayed.len(), "deliveries": replayed}),
-    ))
+    Ok(axum::Json(Replayed {
+        replayed: replayed.len(),
+        deliveries: replayed,
+    }))
 }
 
 /// An RFC 3339 time or milliseconds since the epoch.

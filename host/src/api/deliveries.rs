@@ -1,9 +1,9 @@
 //! `/v1/deliveries`: after-event deliveries, their attempts, and replays.
 
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::Query;
 use crate::app::AppState;
@@ -14,22 +14,30 @@ use crate::error::Result;
 use crate::model::{Delivery, DeliveryStatus, Role};
 use crate::store::DeliveryFilter;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/deliveries", get(list))
-        .route("/v1/deliveries/{id}", get(show))
-        .route("/v1/deliveries/{id}/retry", post(retry))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(retry))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only this callback's.
     callback_id: Option<String>,
+    /// Only in this state.
     status: Option<DeliveryStatus>,
+    /// Continue after this delivery id.
     cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
     limit: Option<usize>,
 }
 
+/// Lists deliveries, newest first.
+#[utoipa::path(get, operation_id = "list_deliveries", path = "/v1/deliveries", tag = "deliveries", params(ListQuery),
+    responses((status = 200, description = "A page of deliveries.", body = Page<Delivery>)))]
 async fn list(
     who: Principal,
     State(state): State<AppState>,
@@ -47,6 +55,10 @@ async fn list(
     Ok(axum::Json(page))
 }
 
+/// A delivery with every attempt.
+#[utoipa::path(get, operation_id = "get_delivery", path = "/v1/deliveries/{id}", tag = "deliveries",
+    params(("id" = String, Path, description = "The delivery's id.")),
+    responses((status = 200, description = "The delivery and its attempts.", body = DeliveryView)))]
 async fn show(
     who: Principal,
     State(state): State<AppState>,
@@ -56,6 +68,11 @@ async fn show(
     Ok(axum::Json(state.deliverer.get(&who.tenant_id, &id).await?))
 }
 
+/// Makes one new attempt now, whatever the delivery's state; it is never
+/// rescheduled.
+#[utoipa::path(post, operation_id = "retry_delivery", path = "/v1/deliveries/{id}/retry", tag = "deliveries",
+    params(("id" = String, Path, description = "The delivery's id.")),
+    responses((status = 200, description = "The delivery with the new attempt.", body = DeliveryView)))]
 async fn retry(
     who: Principal,
     State(state): State<AppState>,

@@ -4,9 +4,28 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::error::Error;
+
+/// Every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorBody {
+    /// What went wrong.
+    error: ErrorDetail,
+}
+
+/// What went wrong, for a program and for a person.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ErrorDetail {
+    /// Stable and machine-readable, such as `invalid` or `name_taken`.
+    code: String,
+    /// What happened and, where it helps, what to do.
+    message: String,
+    /// The offending field's path, such as `plugin.id`, for a 422.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
@@ -36,11 +55,14 @@ impl IntoResponse for Error {
             }
             other => other.to_string(),
         };
-        let mut error = json!({"code": code, "message": message});
-        if let Some(field) = field {
-            error["field"] = json!(field);
-        }
-        let mut response = (status, axum::Json(json!({ "error": error }))).into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+                field,
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
         if let Error::Unavailable {
             retry_after_secs, ..
         } = &self

@@ -1,42 +1,61 @@
 //! `/v1/keys`: a tenant's API keys.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::Json;
+use super::{Items, Json};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::Result;
 use crate::model::Role;
-use crate::tenants::{self, NewKey};
+use crate::tenants::{self, KeyView, NewKey};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/keys", post(create).get(list))
-        .route("/v1/keys/{id}", delete(revoke))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(revoke))
 }
 
+/// A new key, with its secret shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+struct CreatedKey {
+    /// The key.
+    #[serde(flatten)]
+    key: KeyView,
+    /// The secret to send as `Authorization: Bearer …`; only its hash is stored.
+    api_key: String,
+}
+
+/// Creates an API key with a role: `manage` (everything), `emit` (events
+/// and subscriptions only) or `read` (history only).
+#[utoipa::path(post, operation_id = "create_key", path = "/v1/keys", tag = "keys", request_body = NewKey,
+    responses((status = 201, description = "Created; the secret is shown only now.", body = CreatedKey)))]
 async fn create(
     who: Principal,
     State(state): State<AppState>,
     Json(new): Json<NewKey>,
-) -> Result<(StatusCode, axum::Json<Value>)> {
+) -> Result<(StatusCode, axum::Json<CreatedKey>)> {
     who.require(&[Role::Manage], "manage keys")?;
-    let (key, secret) = tenants::create_key(&state.db, &who.tenant_id, new).await?;
-    let mut body = serde_json::to_value(key).expect("keys serialize");
-    body["api_key"] = json!(secret);
-    Ok((StatusCode::CREATED, axum::Json(body)))
+    let (key, api_key) = tenants::create_key(&state.db, &who.tenant_id, new).await?;
+    Ok((StatusCode::CREATED, axum::Json(CreatedKey { key, api_key })))
 }
 
-async fn list(who: Principal, State(state): State<AppState>) -> Result<axum::Json<Value>> {
+/// Lists the tenant's keys, without their secrets.
+#[utoipa::path(get, operation_id = "list_keys", path = "/v1/keys", tag = "keys",
+    responses((status = 200, description = "The tenant's keys, oldest first.", body = Items<KeyView>)))]
+async fn list(who: Principal, State(state): State<AppState>) -> Result<axum::Json<Items<KeyView>>> {
     who.require(&[Role::Manage], "manage keys")?;
     let items = tenants::list_keys(&state.db, &who.tenant_id).await?;
-    Ok(axum::Json(json!({ "items": items })))
+    Ok(axum::Json(Items { items }))
 }
 
+/// Revokes a key, effective immediately.
+#[utoipa::path(delete, operation_id = "revoke_key", path = "/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "The key's id.")),
+    responses((status = 204, description = "Revoked.")))]
 async fn revoke(
     who: Principal,
     State(state): State<AppState>,

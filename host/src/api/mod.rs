@@ -1,9 +1,11 @@
-//! The HTTP API. Each resource module exposes a `router()`; [`router`]
-//! composes them with tracing, metrics and the body limit. Handlers parse,
+//! The HTTP API. Each resource module exposes a `router()` of documented
+//! handlers; [`router`] composes them with tracing, metrics and the body
+//! limit, and serves the OpenAPI document they add up to. Handlers parse,
 //! check the caller's role, call a service and map the result.
 
 mod callbacks;
 mod deliveries;
+mod doc;
 mod error;
 mod events;
 mod keys;
@@ -25,6 +27,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use serde::de::DeserializeOwned;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 use crate::error::Error;
@@ -32,7 +36,22 @@ use crate::error::Error;
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
+    let (routes, mut api) = routes().split_for_parts();
+    doc::finish(&mut api);
+    routes
+        .layer(axum::Extension(doc::Published::new(api)))
+        .fallback(|| async { Error::NotFound("no such endpoint".into()) })
+        .layer(middleware::from_fn(track))
+        .layer(TraceLayer::new_for_http())
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Every documented route. Routes are only ever added through
+/// `OpenApiRouter::routes`, so the document cannot miss one.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(doc::ApiDoc::openapi())
+        .merge(doc::router())
         .merge(ops::router())
         .merge(tenants::router())
         .merge(keys::router())
@@ -43,11 +62,13 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::router())
         .merge(subscriptions::router())
         .merge(openapi::router())
-        .fallback(|| async { Error::NotFound("no such endpoint".into()) })
-        .layer(middleware::from_fn(track))
-        .layer(TraceLayer::new_for_http())
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+}
+
+/// A list answer: `{"items": [...]}`, leaving room for paging fields.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Items<T> {
+    /// The items, oldest first.
+    pub items: Vec<T>,
 }
 
 /// Counts requests by route and status, and times them.
@@ -134,5 +155,42 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Query<T> {
             .await
             .map(|q| Query(q.0))
             .map_err(|e| Error::invalid("query", e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Routes added with plain axum would be served but missing from the
+    /// document, so no route module may add one.
+    #[test]
+    fn every_route_goes_through_the_documenting_router() {
+        let modules = [
+            ("callbacks", include_str!("callbacks.rs")),
+            ("deliveries", include_str!("deliveries.rs")),
+            ("doc", include_str!("doc.rs")),
+            ("events", include_str!("events.rs")),
+            ("keys", include_str!("keys.rs")),
+            ("openapi", include_str!("openapi.rs")),
+            ("ops", include_str!("ops.rs")),
+            ("plugins", include_str!("plugins.rs")),
+            ("subscriptions", include_str!("subscriptions.rs")),
+            ("templates", include_str!("templates.rs")),
+            ("tenants", include_str!("tenants.rs")),
+        ];
+        for (name, source) in modules {
+            let source = source.replace("OpenApiRouter::new()", "");
+            for undocumented in [".route(", ".nest(", "Router::new()"] {
+                assert!(
+                    !source.contains(undocumented),
+                    "api/{name}.rs adds a route with `{undocumented}`; use `.routes(routes!(...))`"
+                );
+            }
+        }
+        let here = include_str!("mod.rs");
+        let body = &here[..here.find("#[cfg(test)]").unwrap()];
+        assert!(
+            !body.contains(".route("),
+            "api/mod.rs adds an undocumented route"
+        );
     }
 }

@@ -1,37 +1,45 @@
 //! `/v1/plugins`: upload, list and delete WebAssembly plugins.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{Body, Query};
+use super::{Body, Items, Query};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::model::{PluginRecord, Role};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/plugins", post(upload).get(list))
-        .route("/v1/plugins/{id}", get(show).delete(remove))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload, list))
+        .routes(routes!(show, remove))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct UploadQuery {
+    /// The plugin's name; re-uploading a name makes its next version.
     name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeleteQuery {
+    /// Delete even while callbacks use it; they are disabled, with the reason.
     #[serde(default)]
     force: bool,
 }
 
+/// Uploads a WebAssembly component. It is validated, precompiled and
+/// stored; a failure is a 422 carrying the runtime's precise message.
+#[utoipa::path(post, operation_id = "upload_plugin", path = "/v1/plugins", tag = "plugins", params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes."),
+    responses((status = 201, description = "Stored as the name's next version.", body = PluginRecord)))]
 async fn upload(
     who: Principal,
     State(state): State<AppState>,
@@ -49,12 +57,22 @@ async fn upload(
     Ok((StatusCode::CREATED, axum::Json(record)))
 }
 
-async fn list(who: Principal, State(state): State<AppState>) -> Result<axum::Json<Value>> {
+/// Lists every version of every plugin.
+#[utoipa::path(get, operation_id = "list_plugins", path = "/v1/plugins", tag = "plugins",
+    responses((status = 200, description = "Plugin versions, oldest first.", body = Items<PluginRecord>)))]
+async fn list(
+    who: Principal,
+    State(state): State<AppState>,
+) -> Result<axum::Json<Items<PluginRecord>>> {
     who.require(&[Role::Manage], "manage plugins")?;
     let items = state.registry.list(&who.tenant_id).await?;
-    Ok(axum::Json(json!({ "items": items })))
+    Ok(axum::Json(Items { items }))
 }
 
+/// One plugin version.
+#[utoipa::path(get, operation_id = "get_plugin", path = "/v1/plugins/{id}", tag = "plugins",
+    params(("id" = String, Path, description = "The plugin version's id.")),
+    responses((status = 200, description = "The plugin version.", body = PluginRecord)))]
 async fn show(
     who: Principal,
     State(state): State<AppState>,
@@ -64,6 +82,13 @@ async fn show(
     Ok(axum::Json(state.registry.find(&who.tenant_id, &id).await?))
 }
 
+/// Deletes a plugin version: a 409 while callbacks use it, unless `force`.
+#[utoipa::path(delete, operation_id = "delete_plugin", path = "/v1/plugins/{id}", tag = "plugins",
+    params(("id" = String, Path, description = "The plugin version's id."), DeleteQuery),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 409, description = "Callbacks use it; their names are listed.", body = super::error::ErrorBody),
+    ))]
 async fn remove(
     who: Principal,
     State(state): State<AppState>,

@@ -1,25 +1,32 @@
 //! `/v1/subscriptions`: subscribe and unsubscribe, as an OpenAPI 3 API's
 //! subscribe operation would.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::Json;
+use super::{Items, Json};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::Result;
 use crate::model::Role;
 use crate::subscriptions::{SubscriptionInput, SubscriptionView};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/subscriptions", get(list).post(subscribe))
-        .route("/v1/subscriptions/{id}", get(show).delete(unsubscribe))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, subscribe))
+        .routes(routes!(show, unsubscribe))
 }
 
+const ID: &str = "The subscription's id.";
+
+/// Subscribes: fills the template's runtime expressions from the
+/// subscribe request (and its response) and registers the callback. An
+/// expression without a value is a 422 naming it; a resolved URL that is
+/// not http(s) is refused.
+#[utoipa::path(post, operation_id = "subscribe", path = "/v1/subscriptions", tag = "openapi", request_body = SubscriptionInput,
+    responses((status = 201, description = "Subscribed.", body = SubscriptionView)))]
 async fn subscribe(
     who: Principal,
     State(state): State<AppState>,
@@ -33,12 +40,22 @@ async fn subscribe(
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
-async fn list(who: Principal, State(state): State<AppState>) -> Result<axum::Json<Value>> {
+/// Lists subscriptions.
+#[utoipa::path(get, operation_id = "list_subscriptions", path = "/v1/subscriptions", tag = "openapi",
+    responses((status = 200, description = "Every subscription, oldest first.", body = Items<SubscriptionView>)))]
+async fn list(
+    who: Principal,
+    State(state): State<AppState>,
+) -> Result<axum::Json<Items<SubscriptionView>>> {
     who.require(&[Role::Manage, Role::Read], "list subscriptions")?;
     let items = state.subscriptions.list(&who.tenant_id).await?;
-    Ok(axum::Json(json!({ "items": items })))
+    Ok(axum::Json(Items { items }))
 }
 
+/// One subscription.
+#[utoipa::path(get, operation_id = "get_subscription", path = "/v1/subscriptions/{id}", tag = "openapi",
+    params(("id" = String, Path, description = ID)),
+    responses((status = 200, description = "The subscription.", body = SubscriptionView)))]
 async fn show(
     who: Principal,
     State(state): State<AppState>,
@@ -50,6 +67,10 @@ async fn show(
     ))
 }
 
+/// Unsubscribes: the callback is deleted and nothing more is delivered.
+#[utoipa::path(delete, operation_id = "unsubscribe", path = "/v1/subscriptions/{id}", tag = "openapi",
+    params(("id" = String, Path, description = ID)),
+    responses((status = 204, description = "Unsubscribed.")))]
 async fn unsubscribe(
     who: Principal,
     State(state): State<AppState>,

@@ -1,28 +1,33 @@
 //! `/v1/callback-templates`: callbacks with runtime expressions, filled in
 //! by subscriptions.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::Json;
+use super::{Items, Json};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::callbacks::CallbackInput;
 use crate::error::Result;
 use crate::model::{Role, Template};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/callback-templates", get(list).post(create))
-        .route(
-            "/v1/callback-templates/{id}",
-            get(show).put(replace).delete(remove),
-        )
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, replace, remove))
 }
 
+const ID: &str = "The template's id.";
+
+/// Creates a template: a callback whose `url` and header values may hold
+/// runtime expressions such as `{$request.body#/callbackUrl}`.
+#[utoipa::path(post, operation_id = "create_template", path = "/v1/callback-templates", tag = "openapi", request_body = CallbackInput,
+    responses(
+        (status = 201, description = "Created.", body = Template),
+        (status = 409, description = "The name is taken.", body = super::error::ErrorBody),
+    ))]
 async fn create(
     who: Principal,
     State(state): State<AppState>,
@@ -36,12 +41,22 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(template)))
 }
 
-async fn list(who: Principal, State(state): State<AppState>) -> Result<axum::Json<Value>> {
+/// Lists templates.
+#[utoipa::path(get, operation_id = "list_templates", path = "/v1/callback-templates", tag = "openapi",
+    responses((status = 200, description = "Every template, oldest first.", body = Items<Template>)))]
+async fn list(
+    who: Principal,
+    State(state): State<AppState>,
+) -> Result<axum::Json<Items<Template>>> {
     who.require(&[Role::Manage], "manage templates")?;
     let items = state.templates.list(&who.tenant_id).await?;
-    Ok(axum::Json(json!({ "items": items })))
+    Ok(axum::Json(Items { items }))
 }
 
+/// One template.
+#[utoipa::path(get, operation_id = "get_template", path = "/v1/callback-templates/{id}", tag = "openapi",
+    params(("id" = String, Path, description = ID)),
+    responses((status = 200, description = "The template.", body = Template)))]
 async fn show(
     who: Principal,
     State(state): State<AppState>,
@@ -51,6 +66,13 @@ async fn show(
     Ok(axum::Json(state.templates.get(&who.tenant_id, &id).await?))
 }
 
+/// Replaces a template; callbacks already made from it are unchanged.
+#[utoipa::path(put, operation_id = "replace_template", path = "/v1/callback-templates/{id}", tag = "openapi", request_body = CallbackInput,
+    params(("id" = String, Path, description = ID)),
+    responses(
+        (status = 200, description = "Replaced.", body = Template),
+        (status = 409, description = "The name is taken.", body = super::error::ErrorBody),
+    ))]
 async fn replace(
     who: Principal,
     State(state): State<AppState>,
@@ -66,6 +88,10 @@ async fn replace(
     ))
 }
 
+/// Deletes a template; its subscriptions stay until unsubscribed.
+#[utoipa::path(delete, operation_id = "delete_template", path = "/v1/callback-templates/{id}", tag = "openapi",
+    params(("id" = String, Path, description = ID)),
+    responses((status = 204, description = "Deleted.")))]
 async fn remove(
     who: Principal,
     State(state): State<AppState>,

@@ -62,7 +62,7 @@ struct Inner {
 }
 
 /// A delivery with every attempt made so far.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     /// The delivery.
     #[serde(flatten)]

@@ -14,8 +14,9 @@ use crate::event::Phase;
 use crate::templates::Templates;
 
 /// How imported templates are filed, for what the document cannot say.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ImportOptions {
     /// The object type of every template; each callback's name when absent.
     pub object_type: Option<String>,
@@ -28,7 +29,7 @@ pub struct ImportOptions {
 }
 
 /// What an import did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     /// The document's `openapi` version.
     pub openapi: String,
@@ -39,7 +40,7 @@ pub struct ImportReport {
 }
 
 /// A template made from a callback.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Imported {
     /// The new template's id.
     pub template_id: String,
@@ -55,7 +56,7 @@ pub struct Imported {
 }
 
 /// A callback that was not imported.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Skipped {
     /// The callback's name.
     pub name: String,
