@@ -96,7 +96,14 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let hash = token_hash(bearer(parts)?);
+        Principal::from_key(state, bearer(parts)?).await
+    }
+}
+
+impl Principal {
+    /// The principal an API key stands for, however the key arrived.
+    pub async fn from_key(state: &AppState, key: &str) -> Result<Self, Error> {
+        let hash = token_hash(key);
         if let Some(principal) = state.keys.get(&hash) {
             return Ok(principal);
         }

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod callbacks;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod egress;
 pub mod error;

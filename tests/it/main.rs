@@ -7,6 +7,7 @@
 
 mod api;
 mod cli;
+mod console;
 mod delivery;
 mod events;
 mod fixtures;

@@ -33,13 +33,14 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::app::AppState;
 use crate::error::Error;
 
-/// The whole API.
+/// The whole API, and the console that uses it.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     let (routes, mut api) = routes().split_for_parts();
     doc::finish(&mut api);
     routes
         .layer(axum::Extension(doc::Published::new(api)))
+        .merge(crate::console::router())
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn(track))
         .layer(TraceLayer::new_for_http())

@@ -1,0 +1,387 @@
+// Hookgate console. Pages are rendered by the server; this script makes
+// every change by calling the management API with the signed-in key, and
+// shows the API's errors next to the fields they name.
+'use strict';
+
+(() => {
+  const COOKIE = 'hookgate_key';
+
+  const key = () => {
+    const pair = document.cookie.split('; ').find((c) => c.startsWith(`${COOKIE}=`));
+    return pair ? decodeURIComponent(pair.slice(COOKIE.length + 1)) : '';
+  };
+
+  const setKey = (value) => {
+    const expiry = value ? '' : '; Max-Age=0';
+    document.cookie = `${COOKIE}=${encodeURIComponent(value)}; Path=/console; SameSite=Strict${expiry}`;
+  };
+
+  /** Calls the API; answers {ok, status, json}. */
+  async function api(method, path, body, contentType) {
+    const headers = { authorization: `Bearer ${key()}` };
+    let payload = body;
+    if (contentType) {
+      headers['content-type'] = contentType;
+    } else if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    const response = await fetch(path, { method, headers, body: payload });
+    if (response.status === 401) {
+      location.href = '/console/sign-in?expired=1';
+      throw new Error('signed out');
+    }
+    const text = await response.text();
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      json = null;
+    }
+    return { ok: response.ok, status: response.status, json };
+  }
+
+  /** Builds an element; children are nodes or text. */
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  function clearErrors(form) {
+    form.querySelectorAll('[data-error-for]').forEach((slot) => { slot.textContent = ''; });
+    form.querySelectorAll('[aria-invalid]').forEach((input) => input.removeAttribute('aria-invalid'));
+  }
+
+  /** Shows a message at the slot for `field` (the longest slot name the
+   *  field starts with), or at the form's general slot. */
+  function showError(form, field, message) {
+    let best = null;
+    for (const slot of form.querySelectorAll('[data-error-for]')) {
+      const name = slot.dataset.errorFor;
+      const matches = name && (field === name || field.startsWith(`${name}.`) || field.startsWith(`${name}[`));
+      if (matches && (!best || name.length > best.dataset.errorFor.length)) best = slot;
+    }
+    if (best) {
+      best.textContent = field === best.dataset.errorFor ? message : `${field}: ${message}`;
+      const input = form.querySelector(`[name="${best.dataset.errorFor}"]`);
+      if (input) {
+        input.setAttribute('aria-invalid', 'true');
+        input.focus();
+      }
+      return;
+    }
+    const general = form.querySelector('[data-error-for=""]') || document.querySelector('[data-page-error]');
+    general.textContent = field ? `${field}: ${message}` : message;
+  }
+
+  function showApiError(form, result) {
+    const error = result.json && result.json.error;
+    showError(form, (error && error.field) || '', (error && error.message) || `The request failed (HTTP ${result.status}).`);
+  }
+
+  function pageError(message) {
+    const slot = document.querySelector('[data-page-error]');
+    if (slot) slot.textContent = message;
+  }
+
+  class FieldError extends Error {
+    constructor(field, message) {
+      super(message);
+      this.field = field;
+    }
+  }
+
+  // Sign in and out.
+  const signIn = document.getElementById('sign-in');
+  if (signIn) {
+    signIn.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const value = signIn.elements.key.value.trim();
+      if (!value) {
+        showError(signIn, 'key', 'Enter your API key.');
+        return;
+      }
+      setKey(value);
+      location.href = '/console/callbacks';
+    });
+  }
+  document.querySelector('[data-sign-out]')?.addEventListener('click', () => {
+    setKey('');
+    location.href = '/console/sign-in';
+  });
+
+  // The callback dialog.
+  const dialog = document.getElementById('callback-dialog');
+  const form = document.getElementById('callback-form');
+
+  function syncPhase() {
+    const before = form.elements.phase.value === 'before';
+    form.elements.expected_status.disabled = !before;
+    form.querySelector('[data-after-only]').disabled = before;
+  }
+
+  function openDialog(callback) {
+    form.reset();
+    clearErrors(form);
+    const f = form.elements;
+    f.id.value = callback ? callback.id : '';
+    document.getElementById('callback-dialog-title').textContent = callback ? `Edit ${callback.name}` : 'New callback';
+    if (callback) {
+      f.name.value = callback.name;
+      f.object_type.value = callback.object_type;
+      f.phase.value = callback.phase;
+      for (const box of form.querySelectorAll('[name=actions]')) box.checked = callback.actions.includes(box.value);
+      f.url.value = callback.url || '';
+      f.expected_status.value = callback.expected_status || '';
+      f.timeout_ms.value = callback.timeout_ms || '';
+      f.headers.value = Object.entries(callback.headers).map(([k, v]) => `${k}: ${v}`).join('\n');
+      f['plugin.id'].value = callback.plugin ? callback.plugin.id : '';
+      f['plugin.config'].value = callback.plugin && Object.keys(callback.plugin.config).length
+        ? JSON.stringify(callback.plugin.config, null, 2) : '';
+      f['retry.max_attempts'].value = callback.retry ? callback.retry.max_attempts : '';
+      f['retry.schedule_secs'].value = callback.retry ? callback.retry.schedule_secs.join(', ') : '';
+      f.enabled.checked = callback.enabled;
+    }
+    syncPhase();
+    dialog.showModal();
+  }
+
+  /** The API input the dialog describes; throws FieldError on what the
+   *  API could not even receive. */
+  function callbackInput() {
+    const f = form.elements;
+    const phase = f.phase.value;
+    const body = {
+      name: f.name.value.trim(),
+      object_type: f.object_type.value.trim(),
+      phase,
+      actions: [...form.querySelectorAll('[name=actions]:checked')].map((box) => box.value),
+      enabled: f.enabled.checked,
+      headers: {},
+    };
+    if (f.url.value.trim()) body.url = f.url.value.trim();
+    if (phase === 'before' && f.expected_status.value) body.expected_status = Number(f.expected_status.value);
+    if (f.timeout_ms.value) body.timeout_ms = Number(f.timeout_ms.value);
+    for (const line of f.headers.value.split('\n')) {
+      if (!line.trim()) continue;
+      const colon = line.indexOf(':');
+      if (colon < 1) throw new FieldError('headers', `"${line.trim()}" is not "name: value".`);
+      body.headers[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
+    }
+    if (f['plugin.id'].value) {
+      let config = {};
+      const text = f['plugin.config'].value.trim();
+      if (text) {
+        try {
+          config = JSON.parse(text);
+        } catch (e) {
+          throw new FieldError('plugin.config', `is not valid JSON: ${e.message}`);
+        }
+        if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+          throw new FieldError('plugin.config', 'must be a JSON object.');
+        }
+      }
+      body.plugin = { id: f['plugin.id'].value, config };
+    }
+    const attempts = f['retry.max_attempts'].value;
+    const schedule = f['retry.schedule_secs'].value.trim();
+    if (phase === 'after' && (attempts || schedule)) {
+      const secs = schedule ? schedule.split(',').map((s) => Number(s.trim())) : [];
+      if (secs.some((s) => !Number.isInteger(s))) {
+        throw new FieldError('retry.schedule_secs', 'must be whole seconds separated by commas.');
+      }
+      body.retry = { max_attempts: attempts ? Number(attempts) : secs.length + 1, schedule_secs: secs };
+    }
+    return body;
+  }
+
+  if (form) {
+    form.elements.phase.addEventListener('change', syncPhase);
+    form.querySelector('[data-close-dialog]').addEventListener('click', () => dialog.close());
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      clearErrors(form);
+      let body;
+      try {
+        body = callbackInput();
+      } catch (e) {
+        if (e instanceof FieldError) return showError(form, e.field, e.message);
+        throw e;
+      }
+      const id = form.elements.id.value;
+      const result = id
+        ? await api('PUT', `/v1/callbacks/${encodeURIComponent(id)}`, body)
+        : await api('POST', '/v1/callbacks', body);
+      if (!result.ok) return showApiError(form, result);
+      dialog.close();
+      location.reload();
+    });
+  }
+
+  async function confirmed(message, method, path, then = () => location.reload()) {
+    if (!window.confirm(message)) return;
+    const result = await api(method, path);
+    if (result.ok) {
+      then();
+    } else {
+      pageError(result.json && result.json.error ? result.json.error.message : `HTTP ${result.status}`);
+    }
+  }
+
+  document.addEventListener('click', async (event) => {
+    const target = event.target.closest('button');
+    if (!target) return;
+    const d = target.dataset;
+    if ('openCallback' in d) openDialog(null);
+    if (d.editCallback) openDialog(JSON.parse(d.editCallback));
+    if (d.deleteCallback) {
+      await confirmed(`Delete the callback "${d.name}"? Its history stays until retention removes it.`,
+        'DELETE', `/v1/callbacks/${encodeURIComponent(d.deleteCallback)}`);
+    }
+    if (d.retry) {
+      target.disabled = true;
+      const result = await api('POST', `/v1/deliveries/${encodeURIComponent(d.retry)}/retry`);
+      if (result.ok) location.reload();
+      else pageError(result.json ? result.json.error.message : `HTTP ${result.status}`);
+      target.disabled = false;
+    }
+    if (d.deletePlugin) {
+      if (!window.confirm(`Delete the plugin ${d.name}?`)) return;
+      const path = `/v1/plugins/${encodeURIComponent(d.deletePlugin)}`;
+      let result = await api('DELETE', path);
+      if (result.status === 409
+        && window.confirm(`${result.json.error.message}\n\nDelete it anyway and disable those callbacks?`)) {
+        result = await api('DELETE', `${path}?force=true`);
+      }
+      if (result.ok) location.reload();
+      else pageError(result.json.error.message);
+    }
+    if (d.unsubscribe) {
+      await confirmed(`Unsubscribe ${d.name}? Its callback is deleted and nothing more is delivered.`,
+        'DELETE', `/v1/subscriptions/${encodeURIComponent(d.unsubscribe)}`);
+    }
+    if (d.deleteTemplate) {
+      await confirmed(`Delete the template "${d.name}"? Its subscriptions stay.`,
+        'DELETE', `/v1/callback-templates/${encodeURIComponent(d.deleteTemplate)}`);
+    }
+  });
+
+  document.addEventListener('change', async (event) => {
+    const box = event.target;
+    if (!box.matches('[data-toggle]')) return;
+    const result = await api('PATCH', `/v1/callbacks/${encodeURIComponent(box.dataset.toggle)}`, { enabled: box.checked });
+    if (!result.ok) {
+      box.checked = !box.checked;
+      pageError(result.json ? result.json.error.message : `HTTP ${result.status}`);
+    }
+  });
+
+  // Plugins.
+  const upload = document.getElementById('plugin-upload');
+  upload?.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(upload);
+    const name = upload.elements.name.value.trim();
+    const file = upload.elements.file.files[0];
+    if (!name || !file) return showError(upload, '', 'Give the plugin a name and choose a .wasm file.');
+    const result = await api('POST', `/v1/plugins?name=${encodeURIComponent(name)}`, await file.arrayBuffer(), 'application/wasm');
+    if (!result.ok) return showApiError(upload, result);
+    location.reload();
+  });
+
+  // Try an event.
+  const tryForm = document.getElementById('try-form');
+  tryForm?.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(tryForm);
+    const f = tryForm.elements;
+    let data;
+    try {
+      data = f.data.value.trim() ? JSON.parse(f.data.value) : null;
+    } catch (e) {
+      return showError(tryForm, 'data', `is not valid JSON: ${e.message}`);
+    }
+    const body = { object_type: f.object_type.value.trim(), action: f.action.value.trim(), phase: f.phase.value, data };
+    if (f.actor.value.trim()) body.actor = f.actor.value.trim();
+    const result = await api('POST', '/v1/events', body);
+    const out = document.getElementById('try-result');
+    out.replaceChildren();
+    if (!result.ok) return showApiError(tryForm, result);
+    const answer = result.json;
+    out.append(el('h2', {}, 'Result'), el('p', {}, 'Event ', el('code', {}, answer.event_id)));
+    if (answer.decisions) {
+      out.append(el('p', { class: `verdict ${answer.allowed ? 'allowed' : 'denied'}` }, answer.allowed ? 'Allowed' : 'Denied'));
+      if (!answer.decisions.length) out.append(el('p', { class: 'empty' }, 'No before-callback matched, so the event is allowed.'));
+      const rows = answer.decisions.map((d) => el('tr', {},
+        el('th', { scope: 'row' }, el('a', { href: `/console/callbacks/${d.callback_id}/history` }, d.callback_name)),
+        el('td', {}, d.verdict), el('td', {}, d.reason || ''), el('td', {}, d.status == null ? '—' : String(d.status)),
+        el('td', {}, `${d.duration_ms.toFixed(1)} ms`)));
+      if (rows.length) {
+        out.append(el('table', {}, el('thead', {}, el('tr', {}, ...['Callback', 'Verdict', 'Reason', 'Status', 'Duration']
+          .map((h) => el('th', { scope: 'col' }, h)))), el('tbody', {}, ...rows)));
+      }
+      return;
+    }
+    if (!answer.deliveries.length) {
+      out.append(el('p', { class: 'empty' }, 'Stored. No after-callback matched, so nothing is delivered.'));
+      return;
+    }
+    const list = el('ul', { class: 'deliveries' });
+    out.append(el('p', {}, 'Stored. Deliveries:'), list);
+    const items = answer.deliveries.map((d) => {
+      const state = el('span', { class: 'outcome' }, 'pending');
+      list.append(el('li', { 'data-delivery-id': d.id }, el('a', { href: `/console/callbacks/${d.callback_id}/history` }, d.id), ' — ', state));
+      return { id: d.id, state };
+    });
+    const deadline = Date.now() + 30000;
+    while (Date.now() < deadline) {
+      let pending = 0;
+      for (const item of items) {
+        const r = await api('GET', `/v1/deliveries/${encodeURIComponent(item.id)}`);
+        if (!r.ok) continue;
+        const delivery = r.json;
+        const last = delivery.attempts_made[delivery.attempts_made.length - 1];
+        item.state.textContent = delivery.status + (last && last.status ? ` (HTTP ${last.status})` : '')
+          + (delivery.last_error ? ` — ${delivery.last_error}` : '');
+        if (delivery.status === 'pending') pending += 1;
+      }
+      if (!pending) break;
+      await new Promise((resolve) => { setTimeout(resolve, 500); });
+    }
+  });
+
+  // Import an OpenAPI document.
+  const importForm = document.getElementById('import-form');
+  const REPORT = 'hookgate-import-report';
+  function showReport(report) {
+    const out = document.getElementById('import-result');
+    out.replaceChildren(el('h3', {}, `Imported OpenAPI ${report.openapi}`));
+    const list = el('ul');
+    for (const c of report.created) list.append(el('li', {}, `Created template ${c.name} from ${c.operation}: `, el('code', {}, c.url)));
+    for (const s of report.skipped) list.append(el('li', { class: 'error-text' }, `Skipped ${s.name} (${s.operation}): ${s.reason}`));
+    if (!report.created.length && !report.skipped.length) list.append(el('li', {}, 'The document declares no callbacks.'));
+    out.append(list);
+  }
+  if (importForm) {
+    const saved = sessionStorage.getItem(REPORT);
+    if (saved) {
+      sessionStorage.removeItem(REPORT);
+      showReport(JSON.parse(saved));
+    }
+    importForm.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      clearErrors(importForm);
+      const f = importForm.elements;
+      const file = f.file.files[0];
+      if (!file) return showError(importForm, '', 'Choose a document.');
+      const query = new URLSearchParams({ phase: f.phase.value });
+      if (f.object_type.value.trim()) query.set('object_type', f.object_type.value.trim());
+      const result = await api('POST', `/v1/openapi/import?${query}`, await file.text(), 'application/yaml');
+      if (!result.ok) return showApiError(importForm, result);
+      sessionStorage.setItem(REPORT, JSON.stringify(result.json));
+      location.reload();
+    });
+  }
+})();

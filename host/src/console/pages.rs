@@ -1,0 +1,449 @@
+//! The console's pages. Each reads through the same services as the API
+//! and renders HTML; forms carry `data-` attributes that the script turns
+//! into API calls.
+
+use axum::extract::{Path, Query, State};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::{PageError, User, layout};
+use crate::app::AppState;
+use crate::callbacks::{CallbackView, ListQuery, default_actions, page_size};
+use crate::event::rfc3339;
+use crate::model::{Activation, HttpRecord, Role};
+
+type Page = Result<Markup, PageError>;
+
+#[derive(Deserialize)]
+pub(super) struct SignInQuery {
+    #[serde(default)]
+    expired: Option<String>,
+}
+
+pub(super) async fn sign_in(Query(query): Query<SignInQuery>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        html! {
+            h1 { "Sign in" }
+            @if query.expired.is_some() {
+                p class="error" role="alert" { "That key is unknown or was revoked. Sign in with another." }
+            }
+            form id="sign-in" class="card narrow" {
+                label for="api-key" { "Tenant API key" }
+                input id="api-key" name="key" type="password" autocomplete="off" required
+                    aria-describedby="api-key-help";
+                p id="api-key-help" class="help" {
+                    "The key your administrator gave you, starting with " code { "hg_" } "."
+                }
+                p class="error" role="alert" data-error-for="key" {}
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct SearchQuery {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// When something happened, for people.
+fn when(ms: u64) -> String {
+    rfc3339(ms).replace('T', " ")
+}
+
+pub(super) async fn callbacks(
+    User(who): User,
+    State(state): State<AppState>,
+    Query(query): Query<SearchQuery>,
+) -> Page {
+    who.require(&[Role::Manage], "manage callbacks")?;
+    let q = query.q.filter(|q| !q.trim().is_empty());
+    let page = state
+        .callbacks
+        .list(
+            &who.tenant_id,
+            ListQuery {
+                q: q.clone(),
+                cursor: query.cursor,
+                ..ListQuery::default()
+            },
+        )
+        .await?;
+    let plugins = state.registry.list(&who.tenant_id).await?;
+    Ok(layout(
+        "Event callbacks",
+        Some("callbacks"),
+        html! {
+            div class="title-row" {
+                h1 { "Event callbacks" }
+                button type="button" class="add" data-open-callback aria-label="Add a callback" title="Add a callback" { "+" }
+            }
+            form class="search" method="get" role="search" {
+                label for="q" { "Search by name" }
+                input id="q" name="q" type="search" value=[q.as_deref()];
+                button type="submit" { "Search" }
+            }
+            p class="error" role="alert" data-page-error {}
+            @if page.items.is_empty() {
+                p class="empty" { @if q.is_some() { "No callback matches." } @else { "No callbacks yet. Add one with +." } }
+            } @else {
+                table {
+                    caption class="visually-hidden" { "Callbacks" }
+                    thead { tr {
+                        th scope="col" { "Name" } th scope="col" { "Object type" } th scope="col" { "Phase" }
+                        th scope="col" { "URL" } th scope="col" { "Enabled" } th scope="col" { "Last triggered on" }
+                        th scope="col" { span class="visually-hidden" { "Actions" } }
+                    } }
+                    tbody {
+                        @for view in &page.items { (callback_row(view)) }
+                    }
+                }
+            }
+            @if let Some(next) = &page.next_cursor {
+                p { a href={ "?cursor=" (next) @if let Some(q) = &q { "&q=" (q) } } { "More callbacks" } }
+            }
+            (callback_dialog(&plugins))
+        },
+    ))
+}
+
+fn callback_row(view: &CallbackView) -> Markup {
+    let c = &view.callback;
+    let json = serde_json::to_string(c).expect("callbacks serialize");
+    html! {
+        tr data-callback-id=(c.id) {
+            th scope="row" { (c.name) }
+            td { (c.object_type) }
+            td { (c.phase.as_str()) }
+            td class="url" { (c.url.as_deref().unwrap_or("— (plugin decides)")) }
+            td {
+                label class="switch" {
+                    input type="checkbox" data-toggle=(c.id) checked[c.enabled];
+                    span class="visually-hidden" { "Enabled: " (c.name) }
+                }
+                @if let Some(reason) = &c.disabled_reason { span class="help" { (reason) } }
+            }
+            td {
+                @match view.last.last_triggered_at {
+                    Some(at) => a href={ "/console/callbacks/" (c.id) "/history" } {
+                        (when(at)) " · " (view.last.last_status.as_deref().unwrap_or(""))
+                    },
+                    None => a href={ "/console/callbacks/" (c.id) "/history" } { "Never" },
+                }
+            }
+            td class="actions" {
+                button type="button" data-edit-callback=(json) { "Edit" span class="visually-hidden" { " " (c.name) } }
+                button type="button" class="danger" data-delete-callback=(c.id) data-name=(c.name) { "Delete" span class="visually-hidden" { " " (c.name) } }
+            }
+        }
+    }
+}
+
+/// The create/edit dialog. Field names are the API's field paths, so its
+/// errors land next to the right input.
+fn callback_dialog(plugins: &[crate::model::PluginRecord]) -> Markup {
+    let field_error =
+        |field: &str| html! { p class="error" role="alert" data-error-for=(field) {} };
+    html! {
+        dialog id="callback-dialog" aria-labelledby="callback-dialog-title" {
+            form id="callback-form" method="dialog" novalidate {
+                h2 id="callback-dialog-title" { "New callback" }
+                input type="hidden" name="id";
+                div class="grid" {
+                    div { label for="cb-name" { "Name" } input id="cb-name" name="name" required; (field_error("name")) }
+                    div { label for="cb-object-type" { "Object type" } input id="cb-object-type" name="object_type" required placeholder="app"; (field_error("object_type")) }
+                    div {
+                        label for="cb-phase" { "Phase" }
+                        select id="cb-phase" name="phase" {
+                            option value="after" { "After (delivered as a webhook)" }
+                            option value="before" { "Before (allow or deny)" }
+                        }
+                        (field_error("phase"))
+                    }
+                    fieldset {
+                        legend { "Actions" }
+                        @for action in default_actions() {
+                            label class="inline" { input type="checkbox" name="actions" value=(action) checked; " " (action) }
+                        }
+                        (field_error("actions"))
+                    }
+                    div class="wide" { label for="cb-url" { "URL" } input id="cb-url" name="url" type="url" placeholder="https://receiver.example/hook"; (field_error("url")) }
+                    div {
+                        label for="cb-expected" { "Expected HTTP status" }
+                        input id="cb-expected" name="expected_status" type="number" min="100" max="599" placeholder="200" disabled aria-describedby="cb-expected-help";
+                        p id="cb-expected-help" class="help" { "Before-callbacks only: the status that allows the event." }
+                        (field_error("expected_status"))
+                    }
+                    div { label for="cb-timeout" { "Timeout (ms)" } input id="cb-timeout" name="timeout_ms" type="number" min="1" placeholder="default"; (field_error("timeout_ms")) }
+                    div class="wide" {
+                        label for="cb-headers" { "Request headers" }
+                        textarea id="cb-headers" name="headers" rows="3" placeholder="x-team: blue" aria-describedby="cb-headers-help" {}
+                        p id="cb-headers-help" class="help" { "One per line, as " code { "name: value" } "." }
+                        (field_error("headers"))
+                    }
+                    div {
+                        label for="cb-plugin" { "Plugin" }
+                        select id="cb-plugin" name="plugin.id" {
+                            option value="" { "None" }
+                            @for p in plugins { option value=(p.id) { (p.name) " v" (p.version) } }
+                        }
+                        (field_error("plugin.id"))
+                    }
+                    div {
+                        label for="cb-plugin-config" { "Plugin config (JSON object)" }
+                        textarea id="cb-plugin-config" name="plugin.config" rows="3" placeholder="{\"max_rps\": 100}" {}
+                        (field_error("plugin.config"))
+                    }
+                    fieldset class="wide" data-after-only {
+                        legend { "Retry policy (after-callbacks)" }
+                        div class="grid" {
+                            div { label for="cb-retry-attempts" { "Max attempts" } input id="cb-retry-attempts" name="retry.max_attempts" type="number" min="1" max="50" placeholder="default (4)"; (field_error("retry.max_attempts")) }
+                            div { label for="cb-retry-schedule" { "Schedule (seconds)" } input id="cb-retry-schedule" name="retry.schedule_secs" placeholder="5, 30, 120"; (field_error("retry.schedule_secs")) }
+                        }
+                    }
+                    div { label class="inline" { input type="checkbox" name="enabled" checked; " Enabled" } }
+                }
+                p class="error" role="alert" data-error-for="" {}
+                div class="buttons" {
+                    button type="button" value="cancel" data-close-dialog { "Cancel" }
+                    button type="submit" class="primary" { "Save" }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct HistoryQuery {
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+pub(super) async fn history(
+    User(who): User,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Page {
+    who.require(&[Role::Manage, Role::Read], "read history")?;
+    let callback = state.callbacks.get(&who.tenant_id, &id).await?.callback;
+    let page = state
+        .callbacks
+        .activations(&who.tenant_id, &id, query.cursor, page_size(None))
+        .await?;
+    Ok(layout(
+        "Activation history",
+        Some("callbacks"),
+        html! {
+            p { a href="/console/callbacks" { "← Event callbacks" } }
+            h1 { "Activation history: " (callback.name) }
+            p class="help" { (callback.phase.as_str()) "-callback on " code { (callback.object_type) } " · " (callback.url.as_deref().unwrap_or("plugin only")) }
+            p class="error" role="alert" data-page-error {}
+            @if page.items.is_empty() {
+                p class="empty" { "This callback has not run yet." }
+            } @else {
+                ol class="activations" {
+                    @for a in &page.items { (activation(a)) }
+                }
+            }
+            @if let Some(next) = &page.next_cursor {
+                p { a href={ "?cursor=" (next) } { "Older activations" } }
+            }
+        },
+    ))
+}
+
+fn activation(a: &Activation) -> Markup {
+    let failed = !matches!(a.outcome.as_str(), "succeeded" | "allow" | "skipped");
+    html! {
+        li class={ "activation " (a.outcome) } data-activation-id=(a.id) {
+            details {
+                summary {
+                    time datetime=(rfc3339(a.at)) { (when(a.at)) }
+                    span class="outcome" { (a.outcome) }
+                    span { "status " (a.status.map_or("—".to_string(), |s| s.to_string())) }
+                    span { (format!("{:.1} ms", a.duration_ms)) }
+                    @if let Some(n) = a.attempt { span { "attempt " (n) } }
+                    @if let Some(error) = &a.error { span class="error-text" { (error) } }
+                }
+                div class="exchange" {
+                    p { "Event " code { (a.event_id) } @if let Some(d) = &a.delivery_id { " · delivery " code { (d) } } }
+                    @if let Some(next) = a.next_attempt_at { p { "Next attempt at " (when(next)) } }
+                    (http_record("Request", a.request.as_ref()))
+                    (http_record("Response", a.response.as_ref()))
+                }
+            }
+            @if let (Some(delivery), true) = (&a.delivery_id, failed) {
+                button type="button" data-retry=(delivery) { "Retry delivery" }
+            }
+        }
+    }
+}
+
+fn http_record(label: &str, record: Option<&HttpRecord>) -> Markup {
+    html! {
+        section {
+            h3 { (label) }
+            @match record {
+                None => p class="help" { "None." },
+                Some(r) => {
+                    @if let Some(url) = &r.url { p { "POST " code { (url) } } }
+                    @if let Some(status) = r.status { p { "Status " (status) } }
+                    pre { @for (k, v) in &r.headers { (k) ": " (v) "\n" } }
+                    pre {
+                        @if r.body.is_empty() { "(empty body)" } @else { (r.body) }
+                        @if r.truncated { "\n… (truncated)" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(super) async fn plugins(User(who): User, State(state): State<AppState>) -> Page {
+    who.require(&[Role::Manage], "manage plugins")?;
+    let plugins = state.registry.list(&who.tenant_id).await?;
+    Ok(layout(
+        "Plugins",
+        Some("plugins"),
+        html! {
+            h1 { "Plugins" }
+            form id="plugin-upload" class="card" {
+                h2 { "Upload a plugin" }
+                div class="grid" {
+                    div { label for="plugin-name" { "Name" } input id="plugin-name" name="name" required; }
+                    div { label for="plugin-file" { "Component (.wasm)" } input id="plugin-file" name="file" type="file" accept=".wasm,application/wasm" required; }
+                }
+                p class="error" role="alert" data-error-for="" {}
+                button type="submit" class="primary" { "Upload" }
+            }
+            p class="error" role="alert" data-page-error {}
+            @if plugins.is_empty() {
+                p class="empty" { "No plugins yet." }
+            } @else {
+                table {
+                    caption class="visually-hidden" { "Plugin versions" }
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Version" } th scope="col" { "Exports" } th scope="col" { "Size" } th scope="col" { "Uploaded" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
+                    tbody {
+                        @for p in &plugins {
+                            tr data-plugin-id=(p.id) {
+                                th scope="row" { (p.name) }
+                                td { (p.version) }
+                                td { (p.exports.join(", ")) }
+                                td { (p.size) " bytes" }
+                                td { (when(p.created_at)) }
+                                td class="actions" { button type="button" class="danger" data-delete-plugin=(p.id) data-name={ (p.name) " v" (p.version) } { "Delete" span class="visually-hidden" { " " (p.name) " v" (p.version) } } }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+pub(super) async fn try_event(User(who): User) -> Page {
+    who.require(&[Role::Manage, Role::Emit], "emit events")?;
+    Ok(layout(
+        "Try an event",
+        Some("try"),
+        html! {
+            h1 { "Try an event" }
+            form id="try-form" class="card" {
+                div class="grid" {
+                    div { label for="ev-object-type" { "Object type" } input id="ev-object-type" name="object_type" required placeholder="app"; p class="error" role="alert" data-error-for="object_type" {} }
+                    div {
+                        label for="ev-action" { "Action" }
+                        input id="ev-action" name="action" list="ev-actions" value="created" required;
+                        datalist id="ev-actions" { @for a in default_actions() { option value=(a) {} } }
+                        p class="error" role="alert" data-error-for="action" {}
+                    }
+                    div {
+                        label for="ev-phase" { "Phase" }
+                        select id="ev-phase" name="phase" { option value="before" { "Before" } option value="after" { "After" } }
+                    }
+                    div { label for="ev-actor" { "Actor" } input id="ev-actor" name="actor" placeholder="alice"; }
+                    div class="wide" {
+                        label for="ev-data" { "Data (JSON)" }
+                        textarea id="ev-data" name="data" rows="6" { "{\n  \"name\": \"weather\"\n}" }
+                        p class="error" role="alert" data-error-for="data" {}
+                    }
+                }
+                p class="error" role="alert" data-error-for="" {}
+                button type="submit" class="primary" { "Emit" }
+            }
+            section id="try-result" aria-live="polite" {}
+        },
+    ))
+}
+
+pub(super) async fn subscriptions(User(who): User, State(state): State<AppState>) -> Page {
+    who.require(&[Role::Manage], "manage subscriptions")?;
+    let subscriptions = state.subscriptions.list(&who.tenant_id).await?;
+    let templates = state.templates.list(&who.tenant_id).await?;
+    Ok(layout(
+        "Subscriptions",
+        Some("subscriptions"),
+        html! {
+            h1 { "Subscriptions and templates" }
+            p class="error" role="alert" data-page-error {}
+            h2 { "Subscriptions" }
+            @if subscriptions.is_empty() {
+                p class="empty" { "No subscriptions. Your API creates them with " code { "POST /v1/subscriptions" } "." }
+            } @else {
+                table {
+                    caption class="visually-hidden" { "Subscriptions" }
+                    thead { tr { th scope="col" { "Template" } th scope="col" { "URL" } th scope="col" { "State" } th scope="col" { "Since" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
+                    tbody {
+                        @for s in &subscriptions {
+                            tr data-subscription-id=(s.id) {
+                                th scope="row" { (s.template_name) }
+                                td class="url" { (s.url.as_deref().unwrap_or("")) }
+                                td { @if s.enabled { "active" } @else { "stopped: " (s.disabled_reason.as_deref().unwrap_or("disabled")) } }
+                                td { a href={ "/console/callbacks/" (s.callback_id) "/history" } { (when(s.created_at)) } }
+                                td class="actions" { button type="button" class="danger" data-unsubscribe=(s.id) data-name=(s.url.as_deref().unwrap_or(&s.id)) { "Unsubscribe" } }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Templates" }
+            @if templates.is_empty() {
+                p class="empty" { "No templates. Import an OpenAPI document below." }
+            } @else {
+                table {
+                    caption class="visually-hidden" { "Templates" }
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Object type" } th scope="col" { "Phase" } th scope="col" { "URL expression" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
+                    tbody {
+                        @for t in &templates {
+                            tr {
+                                th scope="row" { (t.spec.name) }
+                                td { (t.spec.object_type) }
+                                td { (t.spec.phase.as_str()) }
+                                td class="url" { code { (t.spec.url.as_deref().unwrap_or("")) } }
+                                td class="actions" { button type="button" class="danger" data-delete-template=(t.id) data-name=(t.spec.name) { "Delete" span class="visually-hidden" { " " (t.spec.name) } } }
+                            }
+                        }
+                    }
+                }
+            }
+            form id="import-form" class="card" {
+                h2 { "Import an OpenAPI document" }
+                p class="help" { "Every POST under an operation's " code { "callbacks" } " becomes a template. JSON or YAML, OpenAPI 3.0 or 3.1." }
+                div class="grid" {
+                    div { label for="import-file" { "Document" } input id="import-file" name="file" type="file" accept=".json,.yaml,.yml" required; }
+                    div { label for="import-object-type" { "Object type (default: each callback's name)" } input id="import-object-type" name="object_type"; }
+                    div { label for="import-phase" { "Phase" } select id="import-phase" name="phase" { option value="after" { "After" } option value="before" { "Before" } } }
+                }
+                p class="error" role="alert" data-error-for="" {}
+                button type="submit" class="primary" { "Import" }
+                div id="import-result" aria-live="polite" {}
+            }
+        },
+    ))
+}

@@ -1,0 +1,286 @@
+// The web console in a real browser: Debian's Chromium, headless, against
+// the real hookgate binary on 127.0.0.1 with a temp data dir, and a real
+// receiver. Screenshots of every screen go to ./artifacts.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const artifacts = join(here, 'artifacts');
+const ADMIN = 'console-test-admin-token';
+
+let server;
+let base;
+let key;
+let browser;
+let page;
+let dataDir;
+let receiver;
+const received = [];
+let answer = 500;
+/** How to answer the page's next confirmations, and what they said. */
+const confirmations = [];
+const confirmed = [];
+
+/** Builds what the tests run: the server binary and one example plugin. */
+function build() {
+  execFileSync('cargo', ['build', '-p', 'hookgate'], { cwd: root, stdio: 'inherit' });
+  execFileSync('cargo', ['build', '--release', '-p', 'redact'], { cwd: join(root, 'plugins'), stdio: 'inherit' });
+}
+
+function startServer() {
+  dataDir = mkdtempSync(join(tmpdir(), 'hookgate-console-'));
+  const child = spawn(join(root, 'target', 'debug', 'hookgate'),
+    ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--allow-private-targets'],
+    { env: { ...process.env, HOOKGATE_ADMIN_TOKEN: ADMIN, RUST_LOG: 'hookgate=info' } });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('hookgate did not say where it listens')), 60000);
+    const watch = (chunk) => {
+      const found = /listening on (http:\/\/[\d.:]+)/.exec(chunk.toString());
+      if (found) {
+        clearTimeout(timer);
+        resolve({ child, url: found[1] });
+      }
+    };
+    child.stdout.on('data', watch);
+    child.stderr.on('data', watch);
+    child.on('exit', (code) => reject(new Error(`hookgate exited with ${code}`)));
+  });
+}
+
+function startReceiver() {
+  const http = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => { body += chunk; });
+    request.on('end', () => {
+      received.push({ url: request.url, headers: request.headers, body });
+      response.writeHead(answer).end();
+    });
+  });
+  return new Promise((resolve) => http.listen(0, '127.0.0.1', () => resolve(http)));
+}
+
+async function apiCall(method, path, body) {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return response.json();
+}
+
+async function shot(name) {
+  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+}
+
+before(async () => {
+  build();
+  mkdirSync(artifacts, { recursive: true });
+  receiver = await startReceiver();
+  const started = await startServer();
+  server = started.child;
+  base = started.url;
+  const tenant = await fetch(`${base}/v1/tenants`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'acme' }),
+  }).then((r) => r.json());
+  key = tenant.api_key;
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking'],
+  });
+  page = await browser.newPage({ viewport: { width: 1366, height: 800 } });
+  page.on('pageerror', (error) => { throw error; });
+  page.on('dialog', async (dialog) => {
+    confirmed.push(dialog.message());
+    if (confirmations.shift() === 'accept') await dialog.accept();
+    else await dialog.dismiss();
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGKILL');
+  receiver?.close();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('signing in with a tenant key', async () => {
+  await page.goto(`${base}/console`);
+  assert.match(page.url(), /\/console\/sign-in$/, 'unauthenticated visits go to the sign-in page');
+  await page.getByLabel('Tenant API key').fill('hg_not-a-real-key');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(/sign-in\?expired=1/);
+  await page.getByRole('alert').filter({ hasText: 'unknown or was revoked' }).waitFor();
+  await shot('01-sign-in');
+  await page.getByLabel('Tenant API key').fill(key);
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/\/console\/callbacks$/);
+  await page.getByText('No callbacks yet').waitFor();
+});
+
+test('creating a callback through the dialog, with field errors from the API', async () => {
+  await page.getByRole('button', { name: 'Add a callback' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.waitFor();
+  assert.equal(await page.getByLabel('Expected HTTP status').isDisabled(), true, 'after-callbacks have no expected status');
+  await page.getByLabel('Phase').selectOption('before');
+  assert.equal(await page.getByLabel('Expected HTTP status').isDisabled(), false);
+  await page.getByLabel('Phase').selectOption('after');
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+
+  await page.getByRole('button', { name: 'Add a callback' }).click();
+  await page.getByLabel('Name', { exact: true }).fill('audit-log');
+  await page.getByLabel('Object type').fill('app');
+  await page.getByLabel('URL').fill('ftp://files.example/drop');
+  await page.getByLabel('Max attempts').fill('1');
+  await page.getByLabel('Request headers').fill('x-team: blue');
+  await page.getByRole('button', { name: 'Save' }).click();
+  const urlError = dialog.locator('[data-error-for="url"]');
+  await urlError.filter({ hasText: 'must use http or https' }).waitFor();
+  assert.equal(await page.getByLabel('URL').getAttribute('aria-invalid'), 'true');
+  await shot('02-callback-dialog-error');
+
+  const { port } = receiver.address();
+  await page.getByLabel('URL').fill(`http://127.0.0.1:${port}/hooks`);
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('row', { name: /audit-log/ }).waitFor();
+  const listed = await apiCall('GET', '/v1/callbacks');
+  assert.equal(listed.items.length, 1);
+  const callback = listed.items[0];
+  assert.equal(callback.url, `http://127.0.0.1:${port}/hooks`);
+  assert.deepEqual(callback.headers, { 'x-team': 'blue' });
+  assert.deepEqual(callback.retry, { max_attempts: 1, schedule_secs: [] });
+  await shot('03-callbacks');
+});
+
+test('toggling a callback off and on', async () => {
+  const toggle = page.getByRole('checkbox', { name: 'Enabled: audit-log' });
+  assert.equal(await toggle.isChecked(), true);
+  await toggle.uncheck();
+  await assert.doesNotReject(async () => {
+    for (let i = 0; i < 50; i += 1) {
+      if ((await apiCall('GET', '/v1/callbacks')).items[0].enabled === false) return;
+      await new Promise((r) => { setTimeout(r, 50); });
+    }
+    throw new Error('not disabled');
+  });
+  await page.reload();
+  assert.equal(await page.getByRole('checkbox', { name: 'Enabled: audit-log' }).isChecked(), false, 'the page shows the stored state');
+  await page.getByRole('checkbox', { name: 'Enabled: audit-log' }).check();
+  await page.reload();
+  assert.equal(await page.getByRole('checkbox', { name: 'Enabled: audit-log' }).isChecked(), true);
+});
+
+test('emitting an event from the console and watching its delivery', async () => {
+  await page.getByRole('link', { name: 'Try an event' }).click();
+  await page.getByLabel('Object type').fill('app');
+  await page.getByLabel('Phase').selectOption('after');
+  await page.getByLabel('Data (JSON)').fill('{"name": "weather"');
+  await page.getByRole('button', { name: 'Emit' }).click();
+  await page.locator('[data-error-for="data"]').filter({ hasText: 'not valid JSON' }).waitFor();
+  await page.getByLabel('Data (JSON)').fill('{"name": "weather"}');
+  await page.getByRole('button', { name: 'Emit' }).click();
+  await page.getByText(/failed \(HTTP 500\)/).waitFor({ timeout: 15000 });
+  assert.equal(received.length, 1, 'the receiver got the delivery');
+  assert.equal(JSON.parse(received[0].body).data.name, 'weather');
+  assert.equal(received[0].headers['x-team'], 'blue');
+  await shot('04-try-an-event');
+});
+
+test('the activation history shows the attempt, expands, and retries', async () => {
+  await page.getByRole('link', { name: 'Event callbacks' }).click();
+  await page.getByRole('row', { name: /audit-log/ }).getByRole('link').click();
+  await page.waitForURL(/\/history$/);
+  await page.getByRole('heading', { name: 'Activation history: audit-log' }).waitFor();
+  const first = page.locator('.activation').first();
+  assert.match(await first.locator('summary').innerText(), /failed[\s\S]*status 500/);
+  await first.locator('summary').click();
+  await first.getByText('"name":"weather"').first().waitFor();
+  await shot('05-history');
+
+  answer = 200;
+  await first.getByRole('button', { name: 'Retry delivery' }).click();
+  await page.waitForLoadState('load');
+  await page.locator('.activation.succeeded').first().waitFor({ timeout: 15000 });
+  assert.equal(received.length, 2, 'the retry re-sent the delivery');
+  await shot('06-history-after-retry');
+});
+
+test('uploading plugins: a bad one shows the runtime error inline, a good one is listed', async () => {
+  await page.getByRole('link', { name: 'Plugins' }).click();
+  const bad = join(dataDir, 'not-a-plugin.wasm');
+  writeFileSync(bad, 'this is not WebAssembly');
+  await page.getByLabel('Name', { exact: true }).fill('broken');
+  await page.getByLabel('Component (.wasm)').setInputFiles(bad);
+  await page.getByRole('button', { name: 'Upload' }).click();
+  const inline = page.locator('#plugin-upload [data-error-for=""]');
+  await inline.filter({ hasText: /WebAssembly/i }).waitFor();
+  await shot('07-plugin-upload-error');
+
+  await page.getByLabel('Name', { exact: true }).fill('redact');
+  await page.getByLabel('Component (.wasm)').setInputFiles(join(root, 'plugins', 'target', 'wasm32-wasip2', 'release', 'redact.wasm'));
+  await page.getByRole('button', { name: 'Upload' }).click();
+  const row = page.getByRole('row', { name: /redact/ });
+  await row.waitFor();
+  assert.match(await row.innerText(), /transform/, 'exports are listed');
+  await shot('08-plugins');
+
+  const plugins = await apiCall('GET', '/v1/plugins');
+  await apiCall('PATCH', `/v1/callbacks/${(await apiCall('GET', '/v1/callbacks')).items[0].id}`,
+    { plugin: { id: plugins.items[0].id, config: {} } });
+  confirmations.push('dismiss');
+  await row.getByRole('button', { name: /Delete/ }).click();
+  await page.waitForTimeout(300);
+  assert.equal(confirmed.length, 1, 'a confirmation was asked');
+  assert.equal((await apiCall('GET', '/v1/plugins')).items.length, 1, 'dismissing it deletes nothing');
+  confirmations.push('accept', 'dismiss');
+  await row.getByRole('button', { name: /Delete/ }).click();
+  await page.waitForTimeout(500);
+  assert.match(confirmed[2], /used by callbacks audit-log/, 'the in-use warning names the callback');
+  assert.equal((await apiCall('GET', '/v1/plugins')).items.length, 1, 'declining the warning keeps the plugin');
+});
+
+test('subscriptions and templates: importing an OpenAPI document', async () => {
+  await page.getByRole('link', { name: 'Subscriptions' }).click();
+  const doc = join(dataDir, 'api.yaml');
+  writeFileSync(doc, [
+    'openapi: 3.0.0',
+    'info: {title: t, version: "1"}',
+    'paths:',
+    '  /subscribe:',
+    '    post:',
+    '      responses: {"201": {description: created}}',
+    '      callbacks:',
+    '        myEvent:',
+    "          '{$request.body#/callbackUrl}':",
+    '            post:',
+    '              responses: {"200": {description: ok}}',
+  ].join('\n'));
+  await page.getByLabel('Document').setInputFiles(doc);
+  await page.getByRole('button', { name: 'Import' }).click();
+  await page.getByText('Created template myEvent from POST /subscribe').waitFor();
+  await page.getByRole('row', { name: /myEvent/ }).waitFor();
+
+  const { port } = receiver.address();
+  await apiCall('POST', '/v1/subscriptions',
+    { template: 'myEvent', request: { body: { callbackUrl: `http://127.0.0.1:${port}/sub` } } });
+  await page.reload();
+  const row = page.getByRole('row', { name: /127\.0\.0\.1.*\/sub/ });
+  await row.waitFor();
+  await shot('09-subscriptions');
+  confirmations.push('accept');
+  await row.getByRole('button', { name: 'Unsubscribe' }).click();
+  await page.getByText('No subscriptions.').waitFor();
+  assert.equal((await apiCall('GET', '/v1/subscriptions')).items.length, 0);
+});
