@@ -184,6 +184,12 @@ test('toggling a callback off and on', async () => {
 
 test('emitting an event from the console and watching its delivery', async () => {
   await page.getByRole('link', { name: 'Try an event' }).click();
+  await page.getByLabel('Object type').fill('policy');
+  await page.getByLabel('Phase').selectOption('before');
+  await page.getByRole('button', { name: 'Emit' }).click();
+  await page.getByText('No before-callback matched, so the event is allowed.').waitFor();
+  assert.equal(await page.locator('.verdict').innerText(), 'Allowed');
+
   await page.getByLabel('Object type').fill('app');
   await page.getByLabel('Phase').selectOption('after');
   await page.getByLabel('Data (JSON)').fill('{"name": "weather"');
