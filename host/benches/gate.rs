@@ -4,15 +4,18 @@
 //!
 //! - `healthz`: `GET /healthz` on the same server, the raw HTTP ceiling;
 //! - `plugin gate`: before-events decided by the `rate-policy` WebAssembly
-//!   plugin (a `decide` callback with no URL);
+//!   plugin (a `decide` callback with no URL), clients going flat out;
+//! - `plugin @10k/s`: the same at the target rate, 10,000/s from the 32
+//!   clients together on a fixed schedule, latency counted from when each
+//!   request was due;
 //! - `url gate`: before-events decided by a URL callback to a local axum
 //!   receiver that answers 200.
 //!
 //! Each scenario is warmed up, then measured in three rounds, interleaved so
 //! that drift (another build, the page cache) spreads over all of them. The
 //! table gives the median of the rounds and each gate's ratio to the
-//! ceiling, then checks the target: at least 10,000 plugin-decided gates/s
-//! with p99 ≤ 2 ms. Clients, server and receiver share one process and the
+//! ceiling, then checks the target: at least 10,000 plugin-decided gates/s,
+//! with p99 ≤ 2 ms at that rate. Clients, server and receiver share one process and the
 //! machine's cores, so the load generator's own cost is in the numbers.
 //!
 //! Run with `cargo bench -p hookgate --bench gate`. `GATE_BENCH_SECS` sets
@@ -60,6 +63,9 @@ struct Scenario {
     url: String,
     /// A JSON body to POST with the tenant's key; `GET` when absent.
     event: Option<(String, String)>,
+    /// Requests per second from all clients together; as fast as they
+    /// can when absent.
+    rate: Option<f64>,
 }
 
 /// What one round measured.
@@ -98,6 +104,8 @@ async fn main() -> anyhow::Result<()> {
     config.listen = "127.0.0.1:0".parse()?;
     config.data_dir = dir.path().to_path_buf();
     config.admin_token = Some(ADMIN_TOKEN.into());
+    // The URL gate posts to a receiver on loopback.
+    config.allow_private_targets = true;
     let app = Application::build(config).await?;
     let base = format!("http://{}", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -125,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
         for (scenario, results) in scenarios.iter().zip(&mut rounds) {
             let round = run_round(&client, scenario, round_length).await;
             println!(
-                "  round {index} {:<12} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  errors {}",
+                "  round {index} {:<14} {:>9.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  errors {}",
                 scenario.name,
                 round.per_sec(),
                 ms(round.percentile(0.50)),
@@ -238,19 +246,26 @@ async fn setup(
     }
 
     let event = |body: Value| Some((key.clone(), body.to_string()));
+    let plugin_event = json!({"object_type": "policy", "action": "updated", "phase": "before",
+                              "data": {"rules": [{"name": "steady", "rps": 50}]}});
     let scenarios = vec![
         Scenario {
             name: "healthz",
             url: format!("{base}/healthz"),
             event: None,
+            rate: None,
         },
         Scenario {
             name: "plugin gate",
             url: format!("{base}/v1/events"),
-            event: event(
-                json!({"object_type": "policy", "action": "updated", "phase": "before",
-                                "data": {"rules": [{"name": "steady", "rps": 50}]}}),
-            ),
+            event: event(plugin_event.clone()),
+            rate: None,
+        },
+        Scenario {
+            name: "plugin @10k/s",
+            url: format!("{base}/v1/events"),
+            event: event(plugin_event),
+            rate: Some(TARGET_PER_SEC),
         },
         Scenario {
             name: "url gate",
@@ -259,6 +274,7 @@ async fn setup(
                 json!({"object_type": "app", "action": "updated", "phase": "before",
                                 "data": {"name": "x"}}),
             ),
+            rate: None,
         },
     ];
     for scenario in &scenarios {
@@ -321,13 +337,35 @@ async fn run_round(client: &reqwest::Client, scenario: &Arc<Scenario>, length: D
     let started = Instant::now();
     let deadline = started + length;
     let tasks: Vec<_> = (0..CLIENTS)
-        .map(|_| {
+        .map(|i| {
             let (client, scenario) = (client.clone(), scenario.clone());
+            // A paced client sends on a fixed schedule, staggered against
+            // the others. When a late answer delays the next request, that
+            // request's latency counts from when it was due, so the wait is
+            // measured rather than hidden.
+            let every = scenario
+                .rate
+                .map(|rate| Duration::from_secs_f64(CLIENTS as f64 / rate));
+            let first = every.map(|every| started + every.mul_f64(i as f64 / CLIENTS as f64));
             tokio::spawn(async move {
                 let mut part = Round::default();
                 let mut sent = 0u64;
                 while Instant::now() < deadline {
-                    let clock = Instant::now();
+                    let clock = match (first, every) {
+                        // Overdue because the last answer came late: the
+                        // wait counts. Early: sleep, and count from waking,
+                        // since the timer's own lateness is not the server's.
+                        (Some(first), Some(every)) => {
+                            let due = first + every * sent as u32;
+                            if Instant::now() < due {
+                                tokio::time::sleep_until(due.into()).await;
+                                Instant::now()
+                            } else {
+                                due
+                            }
+                        }
+                        _ => Instant::now(),
+                    };
                     let result = send(&client, &scenario, sent.is_multiple_of(SAMPLE_EVERY)).await;
                     let latency = clock.elapsed();
                     sent += 1;
@@ -377,12 +415,12 @@ fn report(scenarios: &[Arc<Scenario>], rounds: &[Vec<Round>]) -> bool {
     println!();
     println!("median of {ROUNDS} rounds, {CLIENTS} concurrent clients:");
     println!(
-        "{:<12} {:>10} {:>9} {:>9} {:>10} {:>7}",
+        "{:<14} {:>8} {:>9} {:>9} {:>10} {:>7}",
         "scenario", "req/s", "p50 ms", "p99 ms", "vs healthz", "errors"
     );
     for (scenario, (per_sec, p50, p99, errors)) in scenarios.iter().zip(&summaries) {
         println!(
-            "{:<12} {per_sec:>10.0} {:>9.3} {:>9.3} {:>9.1}% {errors:>7}",
+            "{:<14} {per_sec:>8.0} {:>9.3} {:>9.3} {:>9.1}% {errors:>7}",
             scenario.name,
             ms(*p50),
             ms(*p99),
@@ -390,13 +428,19 @@ fn report(scenarios: &[Arc<Scenario>], rounds: &[Vec<Round>]) -> bool {
         );
     }
 
-    let (plugin_per_sec, _, plugin_p99, _) = summaries[1];
-    let met = plugin_per_sec >= TARGET_PER_SEC && plugin_p99 <= TARGET_P99;
+    // Throughput from the clients going flat out; latency at the target
+    // rate, where a closed loop of 32 clients cannot show it (at 10,000/s
+    // each request would take 3.2 ms on average by Little's law).
+    let (plugin_per_sec, _, _, _) = summaries[1];
+    let (paced_per_sec, _, paced_p99, _) = summaries[2];
+    let met = plugin_per_sec >= TARGET_PER_SEC
+        && paced_per_sec >= 0.97 * TARGET_PER_SEC
+        && paced_p99 <= TARGET_P99;
     println!(
-        "target: plugin gate >= {TARGET_PER_SEC:.0}/s with p99 <= {:.1} ms: {} ({plugin_per_sec:.0}/s, p99 {:.3} ms)",
+        "target: plugin gate >= {TARGET_PER_SEC:.0}/s, and p99 <= {:.1} ms at that rate: {} ({plugin_per_sec:.0}/s flat out; p99 {:.3} ms at {paced_per_sec:.0}/s)",
         ms(TARGET_P99),
         if met { "MET" } else { "NOT MET" },
-        ms(plugin_p99)
+        ms(paced_p99)
     );
 
     let errors: usize = summaries.iter().map(|s| s.3).sum();

@@ -24,9 +24,22 @@ use crate::store::{Db, SledStore, Storage};
 use crate::subscriptions::Subscriptions;
 use crate::templates::Templates;
 
-/// Everything a request handler can reach.
+/// Everything a request handler can reach, behind one `Arc`: handlers get
+/// their own copy of the state on every request, and one reference count
+/// costs far less under load than one per service.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     /// Storage.
     pub db: Db,
     /// Plugins.
@@ -135,7 +148,7 @@ impl Application {
                 })?;
         Ok(Application {
             listener,
-            state: AppState {
+            state: AppState(Arc::new(Services {
                 db,
                 registry,
                 callbacks,
@@ -147,7 +160,7 @@ impl Application {
                 keys: KeyCache::default(),
                 admin_token_sha256,
                 metrics: metrics_handle(),
-            },
+            })),
         })
     }
 

@@ -15,7 +15,7 @@ use crate::ids::new_id;
 use crate::input;
 use crate::model::{Activation, Delivery, DeliveryRef, DeliveryStatus, EventAnswer, EventRecord};
 use crate::outbound::{CAUSATION_HEADER, parse_causation};
-use crate::store::{Db, Storage};
+use crate::store::{Db, EventWrite};
 
 /// The events service.
 #[derive(Clone)]
@@ -123,19 +123,21 @@ impl Events {
             Phase::Before => {
                 let outcome = self.gate.run(&record.event, &causation, &callbacks).await;
                 record.decisions = outcome.decisions;
-                let stored = record.clone();
-                let write =
-                    move |s: &dyn Storage| s.insert_event(&stored, &[], &outcome.activations);
+                let write = EventWrite {
+                    record: record.clone(),
+                    deliveries: Vec::new(),
+                    activations: outcome.activations,
+                };
                 // The answer does not depend on the history write, so it is
                 // queued behind the answer, in order, and reads wait for it.
                 // With a client idempotency key it is written first, so
                 // that a simultaneous repeat still gets the original answer.
                 if client_id {
-                    if let Some(existing) = self.db.run(write).await? {
+                    if let Some(existing) = self.db.insert_event(write).await? {
                         return Ok(replay(&existing));
                     }
                 } else {
-                    self.db.submit("gate history", move |s| write(s).map(drop));
+                    self.db.record_event(write);
                 }
             }
             Phase::After => {
@@ -173,12 +175,12 @@ impl Events {
                         callback_id: d.callback_id.clone(),
                     })
                     .collect();
-                let stored = record.clone();
                 let existing = self
                     .db
-                    .run({
-                        let deliveries = deliveries.clone();
-                        move |s| s.insert_event(&stored, &deliveries, &[])
+                    .insert_event(EventWrite {
+                        record: record.clone(),
+                        deliveries: deliveries.clone(),
+                        activations: Vec::new(),
                     })
                     .await?;
                 if let Some(existing) = existing {

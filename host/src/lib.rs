@@ -10,8 +10,18 @@
 //! - [`store`]: persistence behind the [`store::Storage`] trait (sled);
 //! - [`plugin`]: the wasmtime component runtime; [`outbound`]: HTTP to
 //!   callback URLs, behind the [`egress`] guard and [`signing`];
-//! - [`expr`]: OpenAPI runtime expressions;
+//! - [`expr`]: OpenAPI runtime expressions; [`subscriptions`] and
+//!   [`templates`] use them, and [`openapi`] imports and publishes documents;
+//! - [`console`]: the web console, a client of the API;
 //! - [`app`]: wiring and lifecycle; [`config`]; [`cli`]: `hookgate plugin`.
+
+/// mimalloc rather than the system allocator: every request allocates from
+/// several threads at once, and glibc's arenas spent a tenth of the gate's
+/// time in malloc and its locks. Set here, in the library, so that the
+/// benches and tests that run the server in-process measure what the
+/// binary runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod api;
 pub mod app;

@@ -258,7 +258,7 @@ impl Deliverer {
             let stored = delivery.clone();
             self.inner
                 .db
-                .run(move |s| s.update_delivery(&stored, None))
+                .run(move |s| s.update_deliveries(&[(stored, None)]))
                 .await?;
             replayed.push(delivery.id.clone());
             self.accepted(vec![delivery], None);
@@ -345,9 +345,7 @@ impl Inner {
         let stored = updated.clone();
         // Written behind: a crash before it lands only means the delivery
         // is still pending at restart and is sent again (at least once).
-        self.db.submit("delivery attempt", move |s| {
-            s.update_delivery(&stored, Some(&activation))
-        });
+        self.db.record_delivery(stored, Some(activation));
         metrics::counter!("hookgate_delivery_attempts_total", "outcome" => outcome.label)
             .increment(1);
         if updated.status == DeliveryStatus::Pending {

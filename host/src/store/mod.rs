@@ -50,6 +50,21 @@ pub struct DeliveryFilter {
     pub status: Option<DeliveryStatus>,
 }
 
+/// An event to store, with the deliveries and activations it caused.
+#[derive(Debug, Clone)]
+pub struct EventWrite {
+    /// The event.
+    pub record: EventRecord,
+    /// Its pending deliveries (after-events).
+    pub deliveries: Vec<Delivery>,
+    /// Its gate decisions' activations (before-events).
+    pub activations: Vec<Activation>,
+}
+
+/// A delivery's new state, with the activation of the attempt that led to
+/// it, if any.
+pub type DeliveryWrite = (Delivery, Option<Activation>);
+
 /// Everything Hookgate persists. All tenant-owned records are addressed by
 /// tenant and id, so one tenant can never reach another's.
 pub trait Storage: Send + Sync + 'static {
@@ -116,15 +131,12 @@ pub trait Storage: Send + Sync + 'static {
 
     /// A tenant's event.
     fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>>;
-    /// Stores an event with its deliveries and activations in one atomic
-    /// write, unless the tenant already has an event with that id: then
-    /// nothing is written and the existing record is returned.
-    fn insert_event(
-        &self,
-        record: &EventRecord,
-        deliveries: &[Delivery],
-        activations: &[Activation],
-    ) -> StoreResult<Option<EventRecord>>;
+    /// Stores events with their deliveries and activations, all in one
+    /// atomic write. An event whose tenant already has one with its id is
+    /// skipped, and its answer is the existing record; the others answer
+    /// `None`. Batching matters: with sled, one transaction for many events
+    /// costs a fraction of one each.
+    fn insert_events(&self, batch: &[EventWrite]) -> StoreResult<Vec<Option<EventRecord>>>;
 
     /// A callback's activations, newest first, older than `before` if given.
     fn activations(
@@ -146,10 +158,9 @@ pub trait Storage: Send + Sync + 'static {
     fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>>;
     /// Every pending delivery, to resume after a restart.
     fn pending_deliveries(&self) -> StoreResult<Vec<Delivery>>;
-    /// Saves a delivery's new state with the activation recording its
-    /// latest attempt, if any, in one atomic write.
-    fn update_delivery(&self, delivery: &Delivery, attempt: Option<&Activation>)
-    -> StoreResult<()>;
+    /// Saves deliveries' new states, each with the activation recording its
+    /// latest attempt, if any, all in one atomic write.
+    fn update_deliveries(&self, batch: &[DeliveryWrite]) -> StoreResult<()>;
     /// Removes up to `limit` events, finished deliveries and activations
     /// from before `cutoff` (ms since the epoch) and returns how many went.
     /// Pending deliveries are kept whatever their age.
@@ -172,11 +183,27 @@ pub trait Storage: Send + Sync + 'static {
 /// one of them waits on the disk; more only add contention.
 const STORAGE_THREADS: usize = 2;
 
+/// How long queued writes wait for company before the writer applies
+/// them, so that under load events and delivery updates share a
+/// transaction. Writers that wait, and reads that must see the writes,
+/// wait at most this much longer.
+const WRITE_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
+
 type Job = Box<dyn FnOnce(&dyn Storage) + Send>;
+type EventReply = tokio::sync::oneshot::Sender<StoreResult<Option<EventRecord>>>;
 
 /// What a storage thread is told: run a job, or stop.
 enum Msg {
     Job(Job),
+    Stop,
+}
+
+/// What the writer thread is given, applied in order. Consecutive events,
+/// and consecutive delivery updates, are written together.
+enum Queued {
+    Job(Job),
+    Event(Box<EventWrite>, Option<EventReply>),
+    Delivery(Box<DeliveryWrite>),
     Stop,
 }
 
@@ -209,9 +236,10 @@ struct GroupFlush {
     done: watch::Receiver<(u64, bool)>,
 }
 
-/// Writes queued with [`Db::submit`], applied in order by one thread.
+/// Writes queued with [`Db::submit`] and its kin, applied in order by one
+/// thread.
 struct WriteBehind {
-    jobs: Mutex<mpsc::Sender<Msg>>,
+    jobs: mpsc::Sender<Queued>,
     submitted: AtomicU64,
     done: watch::Receiver<u64>,
 }
@@ -234,14 +262,25 @@ impl Db {
                 }
             }));
         }
-        let (behind_jobs, behind_queue) = mpsc::channel::<Msg>();
+        let (behind_jobs, behind_queue) = mpsc::channel::<Queued>();
         let (done_tx, done) = watch::channel(0u64);
         let writer_storage = storage.clone();
         threads.push(spawn("hookgate-writer", move || {
-            for msg in behind_queue {
-                let Msg::Job(job) = msg else { break };
-                job(writer_storage.as_ref());
-                done_tx.send_modify(|done| *done += 1);
+            while let Ok(first) = behind_queue.recv() {
+                std::thread::sleep(WRITE_LINGER);
+                let mut batch: Vec<Queued> = std::iter::once(first)
+                    .chain(behind_queue.try_iter())
+                    .collect();
+                let stop = batch.iter().position(|q| matches!(q, Queued::Stop));
+                if let Some(at) = stop {
+                    batch.truncate(at);
+                }
+                let applied = batch.len() as u64;
+                apply(writer_storage.as_ref(), batch);
+                done_tx.send_modify(|done| *done += applied);
+                if stop.is_some() {
+                    return;
+                }
             }
         }));
         let (flushed_tx, flushed) = watch::channel((0u64, true));
@@ -271,7 +310,7 @@ impl Db {
             jobs,
             flusher,
             behind: Arc::new(WriteBehind {
-                jobs: Mutex::new(behind_jobs),
+                jobs: behind_jobs,
                 submitted: AtomicU64::new(0),
                 done,
             }),
@@ -309,10 +348,33 @@ impl Db {
                 tracing::error!("cannot store {what}: {err}");
             }
         });
-        let jobs = self.behind.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        self.queue(Queued::Job(job));
+    }
+
+    /// Stores an event with what it caused (see [`Storage::insert_events`]),
+    /// in one write with the events queued alongside it. Answers the
+    /// existing record if the tenant already has an event with its id.
+    pub async fn insert_event(&self, write: EventWrite) -> StoreResult<Option<EventRecord>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue(Queued::Event(Box::new(write), Some(tx)));
+        rx.await
+            .map_err(|_| StoreError::Backend("storage is closed".into()))?
+    }
+
+    /// Queues an event's history without waiting for it.
+    pub fn record_event(&self, write: EventWrite) {
+        self.queue(Queued::Event(Box::new(write), None));
+    }
+
+    /// Queues a delivery's new state without waiting for it.
+    pub fn record_delivery(&self, delivery: Delivery, attempt: Option<Activation>) {
+        self.queue(Queued::Delivery(Box::new((delivery, attempt))));
+    }
+
+    fn queue(&self, queued: Queued) {
         self.behind.submitted.fetch_add(1, Ordering::SeqCst);
-        if jobs.send(Msg::Job(job)).is_err() {
-            tracing::error!("cannot store {what}: storage is closed");
+        if self.behind.jobs.send(queued).is_err() {
+            tracing::error!("cannot store a write: storage is closed");
         }
     }
 
@@ -355,12 +417,7 @@ impl Db {
         for _ in 0..STORAGE_THREADS {
             let _ = self.jobs.send(Msg::Stop);
         }
-        let _ = self
-            .behind
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Msg::Stop);
+        let _ = self.behind.jobs.send(Queued::Stop);
         self.flusher
             .asked
             .lock()
@@ -374,6 +431,58 @@ impl Db {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("storage threads did not stop: {e}")))
+    }
+}
+
+/// Applies a batch of queued writes in order, writing runs of events, and
+/// runs of delivery updates, in one call each.
+fn apply(storage: &dyn Storage, batch: Vec<Queued>) {
+    let mut batch = batch.into_iter().peekable();
+    while let Some(next) = batch.next() {
+        match next {
+            Queued::Job(job) => job(storage),
+            Queued::Event(write, reply) => {
+                let (mut writes, mut replies) = (vec![*write], vec![reply]);
+                while let Some(Queued::Event(..)) = batch.peek() {
+                    let Some(Queued::Event(write, reply)) = batch.next() else {
+                        unreachable!("just peeked an event")
+                    };
+                    writes.push(*write);
+                    replies.push(reply);
+                }
+                match storage.insert_events(&writes) {
+                    Ok(answers) => {
+                        for (reply, answer) in replies.into_iter().zip(answers) {
+                            if let Some(reply) = reply {
+                                let _ = reply.send(Ok(answer));
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        tracing::error!(events = writes.len(), "cannot store events: {err}");
+                        for reply in replies.into_iter().flatten() {
+                            let _ = reply.send(Err(StoreError::Backend(err.to_string())));
+                        }
+                    }
+                }
+            }
+            Queued::Delivery(write) => {
+                let mut writes = vec![*write];
+                while let Some(Queued::Delivery(_)) = batch.peek() {
+                    let Some(Queued::Delivery(write)) = batch.next() else {
+                        unreachable!("just peeked a delivery")
+                    };
+                    writes.push(*write);
+                }
+                if let Err(err) = storage.update_deliveries(&writes) {
+                    tracing::error!(
+                        deliveries = writes.len(),
+                        "cannot store delivery attempts: {err}"
+                    );
+                }
+            }
+            Queued::Stop => {}
+        }
     }
 }
 

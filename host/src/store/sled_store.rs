@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree, abort};
 use sled::{Transactional, Tree};
 
-use super::{DeliveryFilter, Storage, StoreError, StoreResult};
+use super::{DeliveryFilter, DeliveryWrite, EventWrite, Storage, StoreError, StoreResult};
 use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
     Template, Tenant,
@@ -458,14 +458,7 @@ impl Storage for SledStore {
         get(&self.events, &key(tenant, id))
     }
 
-    fn insert_event(
-        &self,
-        record: &EventRecord,
-        deliveries: &[Delivery],
-        activations: &[Activation],
-    ) -> StoreResult<Option<EventRecord>> {
-        let tenant = record.tenant_id.as_str();
-        let event_key = key(tenant, &record.event.id);
+    fn insert_events(&self, batch: &[EventWrite]) -> StoreResult<Vec<Option<EventRecord>>> {
         let trees = (
             &self.events,
             &self.deliveries,
@@ -473,20 +466,27 @@ impl Storage for SledStore {
             &self.pending,
         );
         finish(trees.transaction(|(events, delivery_tree, acts, pending)| {
-            if let Some(existing) = tx_get::<EventRecord>(events, &event_key)? {
-                return Ok(Some(existing));
+            let mut answers = Vec::with_capacity(batch.len());
+            for write in batch {
+                let tenant = write.record.tenant_id.as_str();
+                let event_key = key(tenant, &write.record.event.id);
+                if let Some(existing) = tx_get::<EventRecord>(events, &event_key)? {
+                    answers.push(Some(existing));
+                    continue;
+                }
+                events.insert(event_key.as_str(), encode(&write.record))?;
+                for delivery in &write.deliveries {
+                    let k = key(tenant, &delivery.id);
+                    delivery_tree.insert(k.as_str(), encode(delivery))?;
+                    pending.insert(k.as_str(), &[])?;
+                }
+                for act in &write.activations {
+                    let act_key = format!("{tenant}/{}/{}", act.callback_id, act.id);
+                    acts.insert(act_key.as_str(), encode(act))?;
+                }
+                answers.push(None);
             }
-            events.insert(event_key.as_str(), encode(record))?;
-            for delivery in deliveries {
-                let k = key(tenant, &delivery.id);
-                delivery_tree.insert(k.as_str(), encode(delivery))?;
-                pending.insert(k.as_str(), &[])?;
-            }
-            for act in activations {
-                let act_key = format!("{tenant}/{}/{}", act.callback_id, act.id);
-                acts.insert(act_key.as_str(), encode(act))?;
-            }
-            Ok(None)
+            Ok(answers)
         }))
     }
 
@@ -530,23 +530,21 @@ impl Storage for SledStore {
         Ok(out)
     }
 
-    fn update_delivery(
-        &self,
-        delivery: &Delivery,
-        attempt: Option<&Activation>,
-    ) -> StoreResult<()> {
-        let k = key(&delivery.tenant_id, &delivery.id);
+    fn update_deliveries(&self, batch: &[DeliveryWrite]) -> StoreResult<()> {
         let trees = (&self.deliveries, &self.pending, &self.activations);
         finish(trees.transaction(|(deliveries, pending, acts)| {
-            deliveries.insert(k.as_str(), encode(delivery))?;
-            if delivery.status == DeliveryStatus::Pending {
-                pending.insert(k.as_str(), &[])?;
-            } else {
-                pending.remove(k.as_str())?;
-            }
-            if let Some(act) = attempt {
-                let act_key = format!("{}/{}/{}", act.tenant_id, act.callback_id, act.id);
-                acts.insert(act_key.as_str(), encode(act))?;
+            for (delivery, attempt) in batch {
+                let k = key(&delivery.tenant_id, &delivery.id);
+                deliveries.insert(k.as_str(), encode(delivery))?;
+                if delivery.status == DeliveryStatus::Pending {
+                    pending.insert(k.as_str(), &[])?;
+                } else {
+                    pending.remove(k.as_str())?;
+                }
+                if let Some(act) = attempt {
+                    let act_key = format!("{}/{}/{}", act.tenant_id, act.callback_id, act.id);
+                    acts.insert(act_key.as_str(), encode(act))?;
+                }
             }
             Ok(())
         }))
@@ -633,23 +631,33 @@ mod tests {
             decisions: Vec::new(),
             deliveries: Vec::new(),
         };
-        store
-            .insert_event(
-                &event("old", 10),
-                &[
-                    delivery("dlv_old_done", 10, DeliveryStatus::Succeeded),
-                    delivery("dlv_old_pending", 10, DeliveryStatus::Pending),
-                ],
-                &[],
-            )
+        let write = |record: EventRecord, deliveries: Vec<Delivery>| EventWrite {
+            record,
+            deliveries,
+            activations: Vec::new(),
+        };
+        let answers = store
+            .insert_events(&[
+                write(
+                    event("old", 10),
+                    vec![
+                        delivery("dlv_old_done", 10, DeliveryStatus::Succeeded),
+                        delivery("dlv_old_pending", 10, DeliveryStatus::Pending),
+                    ],
+                ),
+                write(
+                    event("new", 1000),
+                    vec![delivery("dlv_new", 1000, DeliveryStatus::Failed)],
+                ),
+                write(event("new", 2000), Vec::new()),
+            ])
             .unwrap();
-        store
-            .insert_event(
-                &event("new", 1000),
-                &[delivery("dlv_new", 1000, DeliveryStatus::Failed)],
-                &[],
-            )
-            .unwrap();
+        assert_eq!(answers[..2], [None, None]);
+        assert_eq!(
+            answers[2].as_ref().map(|r| r.event.timestamp_ms),
+            Some(1000),
+            "a repeated id in one batch answers the first, and writes nothing"
+        );
 
         assert_eq!(store.prune(500, 1).unwrap(), 1, "the limit holds");
         assert_eq!(store.prune(500, 100).unwrap(), 1);
