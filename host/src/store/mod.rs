@@ -183,10 +183,10 @@ pub trait Storage: Send + Sync + 'static {
 /// one of them waits on the disk; more only add contention.
 const STORAGE_THREADS: usize = 2;
 
-/// How long queued writes wait for company before the writer applies
-/// them, so that under load events and delivery updates share a
-/// transaction. Writers that wait, and reads that must see the writes,
-/// wait at most this much longer.
+/// How long writes nobody waits for wait for company before the writer
+/// applies them, so that under load gate history and delivery updates share
+/// a transaction. Reads that must see those writes wait at most this much
+/// longer.
 const WRITE_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 
 type Job = Box<dyn FnOnce(&dyn Storage) + Send>;
@@ -267,7 +267,11 @@ impl Db {
         let writer_storage = storage.clone();
         threads.push(spawn("hookgate-writer", move || {
             while let Ok(first) = behind_queue.recv() {
-                std::thread::sleep(WRITE_LINGER);
+                // A caller waiting for its write goes first; writes nobody
+                // waits for linger to share the transaction.
+                if !matches!(first, Queued::Event(_, Some(_))) {
+                    std::thread::sleep(WRITE_LINGER);
+                }
                 let mut batch: Vec<Queued> = std::iter::once(first)
                     .chain(behind_queue.try_iter())
                     .collect();
