@@ -441,53 +441,62 @@ impl Db {
 /// Applies a batch of queued writes in order, writing runs of events, and
 /// runs of delivery updates, in one call each.
 fn apply(storage: &dyn Storage, batch: Vec<Queued>) {
-    let mut batch = batch.into_iter().peekable();
-    while let Some(next) = batch.next() {
-        match next {
+    let mut events = Vec::new();
+    let mut deliveries = Vec::new();
+    for queued in batch {
+        // A write of another kind ends the run before it, keeping order.
+        if !matches!(queued, Queued::Event(..)) {
+            write_events(storage, &mut events);
+        }
+        if !matches!(queued, Queued::Delivery(_)) {
+            write_deliveries(storage, &mut deliveries);
+        }
+        match queued {
             Queued::Job(job) => job(storage),
-            Queued::Event(write, reply) => {
-                let (mut writes, mut replies) = (vec![*write], vec![reply]);
-                while let Some(Queued::Event(..)) = batch.peek() {
-                    let Some(Queued::Event(write, reply)) = batch.next() else {
-                        unreachable!("just peeked an event")
-                    };
-                    writes.push(*write);
-                    replies.push(reply);
-                }
-                match storage.insert_events(&writes) {
-                    Ok(answers) => {
-                        for (reply, answer) in replies.into_iter().zip(answers) {
-                            if let Some(reply) = reply {
-                                let _ = reply.send(Ok(answer));
-                            }
-                        }
-                    }
-                    Err(err) => {
-                        tracing::error!(events = writes.len(), "cannot store events: {err}");
-                        for reply in replies.into_iter().flatten() {
-                            let _ = reply.send(Err(StoreError::Backend(err.to_string())));
-                        }
-                    }
-                }
-            }
-            Queued::Delivery(write) => {
-                let mut writes = vec![*write];
-                while let Some(Queued::Delivery(_)) = batch.peek() {
-                    let Some(Queued::Delivery(write)) = batch.next() else {
-                        unreachable!("just peeked a delivery")
-                    };
-                    writes.push(*write);
-                }
-                if let Err(err) = storage.update_deliveries(&writes) {
-                    tracing::error!(
-                        deliveries = writes.len(),
-                        "cannot store delivery attempts: {err}"
-                    );
-                }
-            }
+            Queued::Event(write, reply) => events.push((*write, reply)),
+            Queued::Delivery(write) => deliveries.push(*write),
             Queued::Stop => {}
         }
     }
+    write_events(storage, &mut events);
+    write_deliveries(storage, &mut deliveries);
+}
+
+/// Writes a run of events in one call and answers whoever waits.
+fn write_events(storage: &dyn Storage, run: &mut Vec<(EventWrite, Option<EventReply>)>) {
+    if run.is_empty() {
+        return;
+    }
+    let (writes, replies): (Vec<EventWrite>, Vec<Option<EventReply>>) = run.drain(..).unzip();
+    match storage.insert_events(&writes) {
+        Ok(answers) => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+        }
+        Err(err) => {
+            tracing::error!(events = writes.len(), "cannot store events: {err}");
+            for reply in replies.into_iter().flatten() {
+                let _ = reply.send(Err(StoreError::Backend(err.to_string())));
+            }
+        }
+    }
+}
+
+/// Writes a run of delivery updates in one call.
+fn write_deliveries(storage: &dyn Storage, run: &mut Vec<DeliveryWrite>) {
+    if run.is_empty() {
+        return;
+    }
+    if let Err(err) = storage.update_deliveries(run) {
+        tracing::error!(
+            deliveries = run.len(),
+            "cannot store delivery attempts: {err}"
+        );
+    }
+    run.clear();
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
