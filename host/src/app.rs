@@ -92,6 +92,7 @@ pub enum StartError {
 impl Application {
     /// Opens the data directory, loads plugins and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        crate::tune_allocator();
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
