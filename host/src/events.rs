@@ -127,6 +127,7 @@ impl Events {
                     record: record.clone(),
                     deliveries: Vec::new(),
                     activations: outcome.activations,
+                    client_id,
                 };
                 // The answer does not depend on the history write, so it is
                 // queued behind the answer, in order, and reads wait for it.
@@ -181,6 +182,7 @@ impl Events {
                         record: record.clone(),
                         deliveries: deliveries.clone(),
                         activations: Vec::new(),
+                        client_id,
                     })
                     .await?;
                 if let Some(existing) = existing {

@@ -59,6 +59,9 @@ pub struct EventWrite {
     pub deliveries: Vec<Delivery>,
     /// Its gate decisions' activations (before-events).
     pub activations: Vec<Activation>,
+    /// The client chose the event's id, so it may repeat a stored one and
+    /// must be looked up first. A generated id is new by construction.
+    pub client_id: bool,
 }
 
 /// A delivery's new state, with the activation of the attempt that led to
@@ -132,9 +135,9 @@ pub trait Storage: Send + Sync + 'static {
     /// A tenant's event.
     fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>>;
     /// Stores events with their deliveries and activations, all in one
-    /// atomic write. An event whose tenant already has one with its id is
-    /// skipped, and its answer is the existing record; the others answer
-    /// `None`. Batching matters: with sled, one transaction for many events
+    /// atomic write. An event with a client id whose tenant already has one
+    /// with that id is skipped, and its answer is the existing record; the
+    /// others answer `None`. Batching matters: with sled, one transaction for many events
     /// costs a fraction of one each.
     fn insert_events(&self, batch: &[EventWrite]) -> StoreResult<Vec<Option<EventRecord>>>;
 

@@ -470,7 +470,9 @@ impl Storage for SledStore {
             for write in batch {
                 let tenant = write.record.tenant_id.as_str();
                 let event_key = key(tenant, &write.record.event.id);
-                if let Some(existing) = tx_get::<EventRecord>(events, &event_key)? {
+                if write.client_id
+                    && let Some(existing) = tx_get::<EventRecord>(events, &event_key)?
+                {
                     answers.push(Some(existing));
                     continue;
                 }
@@ -635,6 +637,7 @@ mod tests {
             record,
             deliveries,
             activations: Vec::new(),
+            client_id: true,
         };
         let answers = store
             .insert_events(&[
