@@ -29,7 +29,6 @@ use tokio::sync::Notify;
 mod fixtures;
 
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
-const CLIENTS: usize = 32;
 
 /// What the receiver saw: when each event id arrived.
 #[derive(Default)]
@@ -72,6 +71,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() -> anyhow::Result<()> {
     let events = env("DELIVERY_BENCH_EVENTS", 20_000);
     let rate = env("DELIVERY_BENCH_RATE", 2_000);
+    let clients = env("DELIVERY_BENCH_CLIENTS", 32);
 
     let receipts = Arc::new(Receipts::default());
     let receiver = axum::Router::new()
@@ -149,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
+    for _ in 0..clients {
         let (client, next, emit) = (client.clone(), next.clone(), emit.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -199,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
     let raw_started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
+    for _ in 0..clients {
         let (raw, next, url) = (raw.clone(), next.clone(), receiver_url.clone());
         tasks.push(tokio::spawn(async move {
             let headers = vec![("content-type".to_string(), "application/json".to_string())];
