@@ -28,7 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// buffer on every flush, many times a second under load; returned to the
 /// kernel in between, each new buffer came back through page faults that
 /// zeroed fresh huge pages, 7% of the CPU while delivering.
-#[allow(unsafe_code)] // one FFI call, with no pointers
+#[allow(unsafe_code, reason = "one FFI call that passes no pointers")]
 pub(crate) fn tune_allocator() {
     /// `mi_option_purge_delay` in mimalloc's `mi_option_e`; the binding
     /// crate names the options around it but not this one.
