@@ -342,25 +342,29 @@ impl Inner {
         let was_pending = work.delivery.status == DeliveryStatus::Pending;
         let (outcome, record) = attempt::make(self, work.delivery, work.record, manual).await?;
         let (updated, activation) = (outcome.delivery, outcome.activation);
-        let stored = updated.clone();
+        let finished = updated.status != DeliveryStatus::Pending;
+        // What a finished delivery does to its callback (a disable, say) is
+        // recorded first, so whoever sees the delivery finished sees that too.
+        let settled = if finished {
+            self.settle(&updated, outcome.gone).await
+        } else {
+            Ok(())
+        };
         // Written behind: a crash before it lands only means the delivery
         // is still pending at restart and is sent again (at least once).
-        self.db.record_delivery(stored, Some(activation));
+        self.db.record_delivery(updated.clone(), Some(activation));
         metrics::counter!("hookgate_delivery_attempts_total", "outcome" => outcome.label)
             .increment(1);
-        if updated.status == DeliveryStatus::Pending {
+        if !finished {
             self.schedule(Work {
                 delivery: updated,
                 record,
             });
-        } else {
-            if was_pending {
-                self.pending.fetch_sub(1, Ordering::SeqCst);
-                self.gauge();
-            }
-            self.settle(&updated, outcome.gone).await?;
+        } else if was_pending {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            self.gauge();
         }
-        Ok(())
+        settled
     }
 
     /// Tracks a callback's run of failures, and disables it when the
