@@ -189,7 +189,7 @@ const STORAGE_THREADS: usize = 2;
 /// How long writes nobody waits for wait for company before the writer
 /// applies them, so that under load gate history and delivery updates share
 /// a transaction. Reads that must see those writes wait at most this much
-/// longer.
+/// longer; a write someone waits for cuts the wait short.
 const WRITE_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 
 type Job = Box<dyn FnOnce(&dyn Storage) + Send>;
@@ -270,14 +270,7 @@ impl Db {
         let writer_storage = storage.clone();
         threads.push(spawn("hookgate-writer", move || {
             while let Ok(first) = behind_queue.recv() {
-                // A caller waiting for its write goes first; writes nobody
-                // waits for linger to share the transaction.
-                if !matches!(first, Queued::Event(_, Some(_))) {
-                    std::thread::sleep(WRITE_LINGER);
-                }
-                let mut batch: Vec<Queued> = std::iter::once(first)
-                    .chain(behind_queue.try_iter())
-                    .collect();
+                let mut batch = gather(&behind_queue, first);
                 let stop = batch.iter().position(|q| matches!(q, Queued::Stop));
                 if let Some(at) = stop {
                     batch.truncate(at);
@@ -439,6 +432,26 @@ impl Db {
         .await
         .map_err(|e| StoreError::Backend(format!("storage threads did not stop: {e}")))
     }
+}
+
+/// Collects what the writer applies next: `first` and whatever follows it.
+/// Writes nobody waits for linger up to [`WRITE_LINGER`] to share a
+/// transaction, but a caller waiting for its write, or a stop, ends the
+/// linger at once: an event's answer waits for its write, and should not
+/// wait for company as well.
+fn gather(queue: &mpsc::Receiver<Queued>, first: Queued) -> Vec<Queued> {
+    let urgent = |queued: &Queued| matches!(queued, Queued::Event(_, Some(_)) | Queued::Stop);
+    let deadline = std::time::Instant::now() + WRITE_LINGER;
+    let mut batch = vec![first];
+    while !batch.last().is_some_and(urgent) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match queue.recv_timeout(left) {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    batch.extend(queue.try_iter());
+    batch
 }
 
 /// Applies a batch of queued writes in order, writing runs of events, and
