@@ -137,8 +137,8 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores events with their deliveries and activations, all in one
     /// atomic write. An event with a client id whose tenant already has one
     /// with that id is skipped, and its answer is the existing record; the
-    /// others answer `None`. Batching matters: with sled, one transaction for many events
-    /// costs a fraction of one each.
+    /// others answer `None`. Batching matters: with sled, one transaction
+    /// for many events costs a fraction of one each.
     fn insert_events(&self, batch: &[EventWrite]) -> StoreResult<Vec<Option<EventRecord>>>;
 
     /// A callback's activations, newest first, older than `before` if given.
@@ -353,7 +353,7 @@ impl Db {
 
     /// Stores an event with what it caused (see [`Storage::insert_events`]),
     /// in one write with the events queued alongside it. Answers the
-    /// existing record if the tenant already has an event with its id.
+    /// existing record if the client chose an id the tenant already used.
     pub async fn insert_event(&self, write: EventWrite) -> StoreResult<Option<EventRecord>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.queue(Queued::Event(Box::new(write), Some(tx)));
