@@ -134,7 +134,7 @@ impl Events {
                 // With a client idempotency key it is written first, so
                 // that a simultaneous repeat still gets the original answer.
                 if client_id {
-                    if let Some(existing) = self.db.insert_event(write).await? {
+                    if let Some(existing) = self.db.insert_event(write, false).await? {
                         return Ok(replay(&existing));
                     }
                 } else {
@@ -176,21 +176,17 @@ impl Events {
                         callback_id: d.callback_id.clone(),
                     })
                     .collect();
-                let existing = self
-                    .db
-                    .insert_event(EventWrite {
-                        record: record.clone(),
-                        deliveries: deliveries.clone(),
-                        activations: Vec::new(),
-                        client_id,
-                    })
-                    .await?;
-                if let Some(existing) = existing {
-                    return Ok(replay(&existing));
-                }
                 // Accepted means stored: nothing is acknowledged before it
                 // would survive a crash.
-                self.db.durable().await?;
+                let write = EventWrite {
+                    record: record.clone(),
+                    deliveries: deliveries.clone(),
+                    activations: Vec::new(),
+                    client_id,
+                };
+                if let Some(existing) = self.db.insert_event(write, true).await? {
+                    return Ok(replay(&existing));
+                }
                 self.deliverer
                     .accepted(deliveries, Some(Arc::new(record.clone())));
             }

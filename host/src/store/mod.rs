@@ -195,6 +195,13 @@ const WRITE_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 type Job = Box<dyn FnOnce(&dyn Storage) + Send>;
 type EventReply = tokio::sync::oneshot::Sender<StoreResult<Option<EventRecord>>>;
 
+/// Who waits for an event's write, and for how much of it.
+struct Waiter {
+    reply: EventReply,
+    /// Answer only once the write is on disk.
+    durable: bool,
+}
+
 /// What a storage thread is told: run a job, or stop.
 enum Msg {
     Job(Job),
@@ -205,14 +212,14 @@ enum Msg {
 /// and consecutive delivery updates, are written together.
 enum Queued {
     Job(Job),
-    Event(Box<EventWrite>, Option<EventReply>),
+    Event(Box<EventWrite>, Option<Waiter>),
     Delivery(Box<DeliveryWrite>),
     Stop,
 }
 
 /// The async face of a [`Storage`]: each call runs on a small, dedicated
-/// pool of storage threads, and writes nobody waits for can be queued
-/// behind a single writer thread.
+/// pool of storage threads, and writes can be queued behind a single
+/// writer thread, which also makes them durable for whoever asks.
 ///
 /// A fixed pool, rather than the runtime's blocking pool, matters under
 /// load: the blocking pool grows a thread per concurrent call, and dozens
@@ -223,20 +230,7 @@ enum Queued {
 pub struct Db {
     jobs: mpsc::Sender<Msg>,
     behind: Arc<WriteBehind>,
-    flusher: Arc<GroupFlush>,
     threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
-}
-
-/// Group commit: callers of [`Db::durable`] ask for a flush, one thread
-/// flushes, and every flush covers all the writes made before it began,
-/// so concurrent requests share one disk sync instead of queueing for
-/// their own.
-struct GroupFlush {
-    /// Requests made so far, and whether the flusher should stop.
-    asked: Mutex<(u64, bool)>,
-    wake: std::sync::Condvar,
-    /// The highest request a completed flush covers.
-    done: watch::Receiver<(u64, bool)>,
 }
 
 /// Writes queued with [`Db::submit`] and its kin, applied in order by one
@@ -267,7 +261,6 @@ impl Db {
         }
         let (behind_jobs, behind_queue) = mpsc::channel::<Queued>();
         let (done_tx, done) = watch::channel(0u64);
-        let writer_storage = storage.clone();
         threads.push(spawn("hookgate-writer", move || {
             while let Ok(first) = behind_queue.recv() {
                 let mut batch = gather(&behind_queue, first);
@@ -276,39 +269,16 @@ impl Db {
                     batch.truncate(at);
                 }
                 let applied = batch.len() as u64;
-                apply(writer_storage.as_ref(), batch);
+                let unflushed = apply(storage.as_ref(), batch);
                 done_tx.send_modify(|done| *done += applied);
+                commit(storage.as_ref(), unflushed);
                 if stop.is_some() {
                     return;
                 }
             }
         }));
-        let (flushed_tx, flushed) = watch::channel((0u64, true));
-        let flusher = Arc::new(GroupFlush {
-            asked: Mutex::new((0, false)),
-            wake: std::sync::Condvar::new(),
-            done: flushed,
-        });
-        let (group, flush_storage) = (flusher.clone(), storage);
-        threads.push(spawn("hookgate-flusher", move || {
-            loop {
-                let target = {
-                    let mut asked = group.asked.lock().unwrap_or_else(|p| p.into_inner());
-                    while asked.0 == flushed_tx.borrow().0 && !asked.1 {
-                        asked = group.wake.wait(asked).unwrap_or_else(|p| p.into_inner());
-                    }
-                    if asked.1 {
-                        break;
-                    }
-                    asked.0
-                };
-                let ok = flush_storage.flush().is_ok();
-                flushed_tx.send_replace((target, ok));
-            }
-        }));
         Db {
             jobs,
-            flusher,
             behind: Arc::new(WriteBehind {
                 jobs: behind_jobs,
                 submitted: AtomicU64::new(0),
@@ -352,11 +322,25 @@ impl Db {
     }
 
     /// Stores an event with what it caused (see [`Storage::insert_events`]),
-    /// in one write with the events queued alongside it. Answers the
+    /// in one write with the events queued alongside it, and answers once
+    /// it is written, or with `durable` once it is on disk. Answers the
     /// existing record if the client chose an id the tenant already used.
-    pub async fn insert_event(&self, write: EventWrite) -> StoreResult<Option<EventRecord>> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.queue(Queued::Event(Box::new(write), Some(tx)));
+    ///
+    /// Durable writes are group-committed: the writer flushes once for
+    /// everything it wrote since its last flush, and what arrives during a
+    /// flush waits for the next one together. That is no slower for any
+    /// one write (it would wait for the flush under way anyway) and makes
+    /// each write transaction, and each flush, carry many events.
+    pub async fn insert_event(
+        &self,
+        write: EventWrite,
+        durable: bool,
+    ) -> StoreResult<Option<EventRecord>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.queue(Queued::Event(
+            Box::new(write),
+            Some(Waiter { reply, durable }),
+        ));
         rx.await
             .map_err(|_| StoreError::Backend("storage is closed".into()))?
     }
@@ -388,27 +372,6 @@ impl Db {
         let _ = done.wait_for(|done| *done >= target).await;
     }
 
-    /// Waits until every write completed before this call is on disk,
-    /// sharing the flush with concurrent callers.
-    pub async fn durable(&self) -> StoreResult<()> {
-        let ticket = {
-            let mut asked = self.flusher.asked.lock().unwrap_or_else(|p| p.into_inner());
-            asked.0 += 1;
-            asked.0
-        };
-        self.flusher.wake.notify_one();
-        let mut done = self.flusher.done.clone();
-        let (_, ok) = *done
-            .wait_for(|(flushed, _)| *flushed >= ticket)
-            .await
-            .map_err(|_| StoreError::Backend("storage is closed".into()))?;
-        if ok {
-            Ok(())
-        } else {
-            Err(StoreError::Backend("flushing to disk failed".into()))
-        }
-    }
-
     /// Applies queued writes, flushes, and stops the storage threads; when
     /// this returns the backend is closed. Later calls fail.
     pub async fn close(&self) -> StoreResult<()> {
@@ -418,12 +381,6 @@ impl Db {
             let _ = self.jobs.send(Msg::Stop);
         }
         let _ = self.behind.jobs.send(Queued::Stop);
-        self.flusher
-            .asked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1 = true;
-        self.flusher.wake.notify_one();
         tokio::task::spawn_blocking(move || {
             for thread in threads {
                 let _ = thread.join();
@@ -454,50 +411,87 @@ fn gather(queue: &mpsc::Receiver<Queued>, first: Queued) -> Vec<Queued> {
     batch
 }
 
+/// An event's answer, held back until the write is on disk.
+type Unflushed = Vec<(EventReply, Option<EventRecord>)>;
+
 /// Applies a batch of queued writes in order, writing runs of events, and
-/// runs of delivery updates, in one call each.
-fn apply(storage: &dyn Storage, batch: Vec<Queued>) {
+/// runs of delivery updates, in one call each. Returns the answers that
+/// wait for a flush.
+fn apply(storage: &dyn Storage, batch: Vec<Queued>) -> Unflushed {
     let mut events = Vec::new();
     let mut deliveries = Vec::new();
+    let mut unflushed = Vec::new();
     for queued in batch {
         // A write of another kind ends the run before it, keeping order.
         if !matches!(queued, Queued::Event(..)) {
-            write_events(storage, &mut events);
+            write_events(storage, &mut events, &mut unflushed);
         }
         if !matches!(queued, Queued::Delivery(_)) {
             write_deliveries(storage, &mut deliveries);
         }
         match queued {
             Queued::Job(job) => job(storage),
-            Queued::Event(write, reply) => events.push((*write, reply)),
+            Queued::Event(write, waiter) => events.push((*write, waiter)),
             Queued::Delivery(write) => deliveries.push(*write),
             Queued::Stop => {}
         }
     }
-    write_events(storage, &mut events);
+    write_events(storage, &mut events, &mut unflushed);
     write_deliveries(storage, &mut deliveries);
+    unflushed
 }
 
-/// Writes a run of events in one call and answers whoever waits.
-fn write_events(storage: &dyn Storage, run: &mut Vec<(EventWrite, Option<EventReply>)>) {
+/// Writes a run of events in one call and answers whoever waits, or sets
+/// the answer aside in `unflushed` when it waits for the disk.
+fn write_events(
+    storage: &dyn Storage,
+    run: &mut Vec<(EventWrite, Option<Waiter>)>,
+    unflushed: &mut Unflushed,
+) {
     if run.is_empty() {
         return;
     }
-    let (writes, replies): (Vec<EventWrite>, Vec<Option<EventReply>>) = run.drain(..).unzip();
+    let (writes, waiters): (Vec<EventWrite>, Vec<Option<Waiter>>) = run.drain(..).unzip();
     match storage.insert_events(&writes) {
         Ok(answers) => {
-            for (reply, answer) in replies.into_iter().zip(answers) {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Ok(answer));
+            for (waiter, answer) in waiters.into_iter().zip(answers) {
+                match waiter {
+                    Some(Waiter {
+                        reply,
+                        durable: true,
+                    }) => unflushed.push((reply, answer)),
+                    Some(Waiter { reply, .. }) => {
+                        let _ = reply.send(Ok(answer));
+                    }
+                    None => {}
                 }
             }
         }
         Err(err) => {
             tracing::error!(events = writes.len(), "cannot store events: {err}");
-            for reply in replies.into_iter().flatten() {
-                let _ = reply.send(Err(StoreError::Backend(err.to_string())));
+            for waiter in waiters.into_iter().flatten() {
+                let _ = waiter.reply.send(Err(StoreError::Backend(err.to_string())));
             }
         }
+    }
+}
+
+/// Flushes, if anyone waits for it, and then answers them.
+fn commit(storage: &dyn Storage, unflushed: Unflushed) {
+    if unflushed.is_empty() {
+        return;
+    }
+    let flushed = storage.flush();
+    if let Err(err) = &flushed {
+        tracing::error!("cannot flush storage: {err}");
+    }
+    for (reply, answer) in unflushed {
+        let _ = reply.send(match &flushed {
+            Ok(()) => Ok(answer),
+            Err(err) => Err(StoreError::Backend(format!(
+                "flushing to disk failed: {err}"
+            ))),
+        });
     }
 }
 
