@@ -208,8 +208,8 @@ enum Msg {
     Stop,
 }
 
-/// What the writer thread is given, applied in order. Consecutive events,
-/// and consecutive delivery updates, are written together.
+/// What the writer thread is given. Jobs apply in order; the events, and
+/// the delivery updates, between two jobs are written together.
 enum Queued {
     Job(Job),
     Event(Box<EventWrite>, Option<Waiter>),
@@ -233,8 +233,8 @@ pub struct Db {
     threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
 
-/// Writes queued with [`Db::submit`] and its kin, applied in order by one
-/// thread.
+/// Writes queued with [`Db::submit`] and its kin, applied by one thread
+/// (see [`apply`] for their order).
 struct WriteBehind {
     jobs: mpsc::Sender<Queued>,
     submitted: AtomicU64,
@@ -414,23 +414,23 @@ fn gather(queue: &mpsc::Receiver<Queued>, first: Queued) -> Vec<Queued> {
 /// An event's answer, held back until the write is on disk.
 type Unflushed = Vec<(EventReply, Option<EventRecord>)>;
 
-/// Applies a batch of queued writes in order, writing runs of events, and
-/// runs of delivery updates, in one call each. Returns the answers that
+/// Applies a batch of queued writes, with all the events between two jobs
+/// in one call and all the delivery updates in another. Jobs keep their
+/// place; events and delivery updates need not keep theirs relative to
+/// each other, because a delivery is updated only once its event has been
+/// written and answered, in an earlier batch. Returns the answers that
 /// wait for a flush.
 fn apply(storage: &dyn Storage, batch: Vec<Queued>) -> Unflushed {
     let mut events = Vec::new();
     let mut deliveries = Vec::new();
     let mut unflushed = Vec::new();
     for queued in batch {
-        // A write of another kind ends the run before it, keeping order.
-        if !matches!(queued, Queued::Event(..)) {
-            write_events(storage, &mut events, &mut unflushed);
-        }
-        if !matches!(queued, Queued::Delivery(_)) {
-            write_deliveries(storage, &mut deliveries);
-        }
         match queued {
-            Queued::Job(job) => job(storage),
+            Queued::Job(job) => {
+                write_events(storage, &mut events, &mut unflushed);
+                write_deliveries(storage, &mut deliveries);
+                job(storage);
+            }
             Queued::Event(write, waiter) => events.push((*write, waiter)),
             Queued::Delivery(write) => deliveries.push(*write),
             Queued::Stop => {}
