@@ -187,8 +187,9 @@ impl Events {
                 if let Some(existing) = self.db.insert_event(write, true).await? {
                     return Ok(replay(&existing));
                 }
-                self.deliverer
-                    .accepted(deliveries, Some(Arc::new(record.clone())));
+                let answer = replay(&record);
+                self.deliverer.accepted(deliveries, Some(Arc::new(record)));
+                return Ok(answer);
             }
         }
         Ok(replay(&record))

@@ -350,19 +350,21 @@ impl Inner {
         } else {
             Ok(())
         };
+        // Only a delivery with another attempt to come is needed after it
+        // is recorded.
+        let next = (!finished).then(|| updated.clone());
         // Written behind: a crash before it lands only means the delivery
         // is still pending at restart and is sent again (at least once).
-        self.db.record_delivery(updated.clone(), Some(activation));
+        self.db.record_delivery(updated, Some(activation));
         metrics::counter!("hookgate_delivery_attempts_total", "outcome" => outcome.label)
             .increment(1);
-        if !finished {
-            self.schedule(Work {
-                delivery: updated,
-                record,
-            });
-        } else if was_pending {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
-            self.gauge();
+        match next {
+            Some(delivery) => self.schedule(Work { delivery, record }),
+            None if was_pending => {
+                self.pending.fetch_sub(1, Ordering::SeqCst);
+                self.gauge();
+            }
+            None => {}
         }
         settled
     }
