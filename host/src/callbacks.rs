@@ -20,36 +20,30 @@ const DEFAULT_ACTIONS: [&str; 3] = ["created", "updated", "deleted"];
 const DEFAULT_EXPECTED_STATUS: u16 = 200;
 /// Longest per-callback timeout, in milliseconds.
 const MAX_TIMEOUT_MS: u64 = 60_000;
-/// Headers Hookgate sets itself; a callback may not override them.
-const RESERVED_HEADERS: [&str; 8] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    crate::outbound::CAUSATION_HEADER,
-];
 
 /// A callback as a tenant writes it, for create, replace and patch.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackInput {
     /// Unique within the tenant; before-callbacks run in name order.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
     /// The object type it listens to.
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
     pub object_type: String,
     /// `before` or `after`.
     pub phase: Phase,
     /// Actions it listens to; all three standard ones when absent.
     #[serde(default = "default_actions")]
+    #[schema(min_items = 1)]
     pub actions: Vec<String>,
-    /// Where to POST.
+    /// Where to POST: an absolute http or https URL (in a template, one
+    /// that may hold runtime expressions).
     #[serde(default)]
     pub url: Option<String>,
     /// The status a before-callback's URL must answer (default 200).
     #[serde(default)]
+    #[schema(minimum = 100, maximum = 599)]
     pub expected_status: Option<u16>,
     /// Extra request headers.
     #[serde(default)]
@@ -62,6 +56,7 @@ pub struct CallbackInput {
     pub plugin: Option<PluginInput>,
     /// Request timeout in milliseconds.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 60000)]
     pub timeout_ms: Option<u64>,
     /// Retry policy, for after-callbacks.
     #[serde(default)]
@@ -116,6 +111,7 @@ pub struct ListQuery {
     /// Continue after this callback id.
     pub cursor: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
 }
 
@@ -318,7 +314,7 @@ impl Callbacks {
     /// Deletes a callback.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<()> {
         let (t, key) = (tenant.to_string(), id.to_string());
-        let deleted = self.db.run(move |s| s.delete_callback(&t, &key)).await?;
+        let deleted = self.db.write(move |s| s.delete_callback(&t, &key)).await?;
         self.forget(tenant);
         if deleted {
             Ok(())
@@ -480,7 +476,7 @@ impl Callbacks {
             callback.enabled = false;
             callback.disabled_reason = Some(format!("its plugin `{plugin_id}` was deleted"));
             callback.updated_at = now_ms();
-            self.db.run(move |s| s.put_callback(&callback)).await?;
+            self.db.write(move |s| s.put_callback(&callback)).await?;
         }
         self.forget(tenant);
         Ok(())
@@ -496,7 +492,7 @@ impl Callbacks {
 
     async fn save(&self, callback: Callback) -> Result<CallbackView> {
         let stored = callback.clone();
-        let saved = self.db.run(move |s| s.put_callback(&stored)).await;
+        let saved = self.db.write(move |s| s.put_callback(&stored)).await;
         self.forget(&callback.tenant_id);
         saved.map_err(|e| match e {
             crate::store::StoreError::Conflict(_) => Error::Conflict {
@@ -592,7 +588,7 @@ impl Callbacks {
             if HeaderName::from_bytes(lower.as_bytes()).is_err() {
                 return Err(Error::invalid(field, "is not a valid header name"));
             }
-            if RESERVED_HEADERS.contains(&lower.as_str()) {
+            if crate::outbound::is_reserved(&lower) {
                 return Err(Error::invalid(
                     field,
                     "is set by Hookgate and cannot be overridden",

@@ -66,15 +66,19 @@ impl Event {
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
     /// Client-chosen id, used as an idempotency key.
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     pub id: Option<String>,
     /// The kind of object concerned.
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
     pub object_type: String,
     /// What happened to it.
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
     pub action: String,
     /// Before or after the change.
     pub phase: Phase,
     /// Who caused it.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub actor: Option<String>,
     /// The object itself.
     #[serde(default)]

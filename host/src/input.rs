@@ -3,6 +3,13 @@
 
 use crate::error::{Error, Result};
 
+/// How deeply tenant documents (JSON bodies, event data, imported YAML) may
+/// nest. Deep nesting buys nothing real, and every parser and decoder that
+/// recurses is one stack frame per level; one limit, checked where input
+/// enters, keeps everything Hookgate stores well within what it can read
+/// back (the stored records wrap an event's data in three more levels).
+pub const MAX_NESTING: usize = 64;
+
 /// A non-empty, single-line text of at most `max` characters.
 pub fn text(field: &str, value: &str, max: usize) -> Result<()> {
     if value.trim().is_empty() {
@@ -54,9 +61,76 @@ pub fn http_url(field: &str, value: &str) -> Result<url::Url> {
     Ok(url)
 }
 
+/// Refuses a JSON text nested deeper than [`MAX_NESTING`], in one linear
+/// pass that never recurses, before any parser sees it.
+pub fn json_nesting(bytes: &[u8]) -> Result<()> {
+    check_nesting(bytes, b"", "JSON")
+}
+
+/// Refuses a YAML (or JSON) text whose flow collections, `[` and `{`, nest
+/// deeper than [`MAX_NESTING`], in one linear pass. The YAML parser's time
+/// grows with the square of that depth, so this is checked before it runs.
+pub fn yaml_nesting(bytes: &[u8]) -> Result<()> {
+    check_nesting(bytes, b"'", "YAML")
+}
+
+/// The nesting scan: `[` and `{` open a level, `]` and `}` close one,
+/// except inside double-quoted strings (with backslash escapes) and, for
+/// YAML, single-quoted ones.
+fn check_nesting(bytes: &[u8], other_quotes: &[u8], what: &str) -> Result<()> {
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    for (at, &byte) in bytes.iter().enumerate() {
+        if let Some(open) = quote {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' && open == b'"' {
+                escaped = true;
+            } else if byte == open {
+                quote = None;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => quote = Some(byte),
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(Error::invalid(
+                        "",
+                        format!(
+                            "the {what} document nests deeper than {MAX_NESTING} levels (at byte \
+                             {at}); Hookgate accepts at most {MAX_NESTING}"
+                        ),
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            other if other_quotes.contains(&other) => quote = Some(other),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        let at_limit = format!("{}{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+        assert!(json_nesting(at_limit.as_bytes()).is_ok());
+        let over = format!("[{at_limit}]");
+        let err = json_nesting(over.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("deeper than 64 levels"), "{err}");
+        let quoted = format!("{{\"a\": \"{}\\\"[[\"}}", "[".repeat(200));
+        assert!(json_nesting(quoted.as_bytes()).is_ok(), "{quoted}");
+        let yaml = format!("a: '{}'\nb: [[x]]", "{".repeat(200));
+        assert!(yaml_nesting(yaml.as_bytes()).is_ok());
+        assert!(yaml_nesting(format!("a: {}", "[".repeat(40_000)).as_bytes()).is_err());
+    }
 
     #[test]
     fn urls_must_be_http_with_a_host() {

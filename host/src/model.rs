@@ -87,6 +87,7 @@ pub struct PluginRef {
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included; 1 means never retry.
+    #[schema(minimum = 1, maximum = 50)]
     pub max_attempts: u32,
     /// Delay before each retry, in seconds; the last repeats if needed.
     #[serde(default)]
@@ -309,7 +310,7 @@ pub struct HttpRecord {
     /// The status, for a response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// Headers, with secret values replaced by `[redacted]`.
+    /// Headers, with secret values replaced by `***`.
     pub headers: BTreeMap<String, String>,
     /// The body as text, cut at the history cap.
     pub body: String,

@@ -17,6 +17,7 @@ const KEY_PREFIX: &str = "hg_";
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// Display name.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
 }
 
@@ -25,6 +26,7 @@ pub struct NewTenant {
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// What the key is for.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
     /// What it may do.
     pub role: Role,
@@ -68,7 +70,7 @@ pub async fn create_tenant(db: &Db, new: NewTenant) -> Result<(Tenant, String)> 
     };
     let (key, secret) = make_key(&tenant.id, "default".into(), Role::Manage);
     let stored = tenant.clone();
-    db.run(move |s| s.insert_tenant(&stored, &key)).await?;
+    db.write(move |s| s.insert_tenant(&stored, &key)).await?;
     Ok((tenant, secret))
 }
 
@@ -82,7 +84,7 @@ pub async fn create_key(db: &Db, tenant: &str, new: NewKey) -> Result<(KeyView, 
     input::text("name", &new.name, 200)?;
     let (key, secret) = make_key(tenant, new.name, new.role);
     let stored = key.clone();
-    db.run(move |s| s.insert_key(&stored)).await?;
+    db.write(move |s| s.insert_key(&stored)).await?;
     Ok((key.into(), secret))
 }
 
@@ -96,7 +98,7 @@ pub async fn list_keys(db: &Db, tenant: &str) -> Result<Vec<KeyView>> {
 /// Revokes a key at once: its hash is gone, so the next request with it fails.
 pub async fn revoke_key(db: &Db, tenant: &str, id: &str) -> Result<()> {
     let (tenant, key_id) = (tenant.to_string(), id.to_string());
-    if db.run(move |s| s.delete_key(&tenant, &key_id)).await? {
+    if db.write(move |s| s.delete_key(&tenant, &key_id)).await? {
         Ok(())
     } else {
         Err(Error::not_found("key", id))

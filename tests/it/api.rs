@@ -469,3 +469,143 @@ async fn health_and_metrics_are_served() {
     app.tenant("acme").await;
     assert!(app.metric("hookgate_http_requests_total").await >= 1.0);
 }
+
+/// Sends raw bytes to the server and reads the whole answer: for requests
+/// that no HTTP client will send, such as a 100 KiB URL.
+async fn raw(addr: &str, request: Vec<u8>) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole answer");
+    let status = head[9..12].parse().unwrap();
+    let body = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
+    (status, head.to_ascii_lowercase(), body)
+}
+
+#[tokio::test]
+async fn every_error_answer_is_the_documented_json_whichever_layer_refused() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+
+    let response = app
+        .client
+        .delete(app.url("/v1/events"))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "method_not_allowed");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DELETE"),
+        "{body}"
+    );
+
+    let (status, body) = app.get("/v1/callbacks/%ff", &tenant.key).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "malformed_request");
+
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let long_url = format!(
+        "GET /v1/callbacks?q={} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let (status, head, body) = raw(&addr, long_url.into_bytes()).await;
+    assert_eq!(status, 414, "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert_eq!(error_code(&body), "uri_too_long");
+
+    let mut many = String::from("GET /healthz HTTP/1.1\r\nhost: x\r\n");
+    for n in 0..10_000 {
+        many.push_str(&format!("x-h-{n}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let (status, head, body) = raw(&addr, many.into_bytes()).await;
+    assert_eq!(status, 431, "{head}");
+    assert_eq!(error_code(&body), "headers_too_large");
+
+    let (status, head, body) = raw(&addr, b"NOT HTTP AT ALL\r\n\r\n".to_vec()).await;
+    assert_eq!(status, 400, "{head}");
+    assert_eq!(error_code(&body), "malformed_request");
+
+    assert_eq!(app.get("/healthz", "").await.0, 200, "still serving");
+}
+
+#[tokio::test]
+async fn a_type_error_in_valid_json_is_422_naming_the_field() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let (status, body) = app
+        .emit(
+            &tenant.key,
+            json!({"object_type": "app", "action": "created", "phase": 5}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "phase");
+    let (status, body) = app
+        .emit(
+            &tenant.key,
+            json!({"object_type": ["app"], "action": "created", "phase": "after"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["field"]),
+        (422, &json!("object_type"))
+    );
+}
+
+#[tokio::test]
+async fn json_nested_past_the_limit_is_422_naming_the_limit() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let nested = |depth: usize| -> Value {
+        let mut value = json!("leaf");
+        for _ in 0..depth {
+            value = json!([value]);
+        }
+        value
+    };
+    // The data of an event 126 deep used to be accepted, then unreadable.
+    for depth in [126, 64] {
+        let (status, body) = app
+            .emit(
+                &tenant.key,
+                json!({"object_type": "app", "action": "created", "phase": "after", "data": nested(depth)}),
+            )
+            .await;
+        assert_eq!(status, 422, "depth {depth}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("64 levels"),
+            "{body}"
+        );
+    }
+    let (status, body) = app
+        .emit(
+            &tenant.key,
+            json!({"id": "deep", "object_type": "app", "action": "created", "phase": "after", "data": nested(63)}),
+        )
+        .await;
+    assert_eq!(status, 202, "the deepest accepted: {body}");
+    let (status, event) = app.get("/v1/events/deep", &tenant.key).await;
+    assert_eq!(status, 200, "what is accepted reads back: {event}");
+    assert_eq!(event["event"]["data"], nested(63));
+    let again = app
+        .emit(
+            &tenant.key,
+            json!({"id": "deep", "object_type": "app", "action": "created", "phase": "after", "data": nested(63)}),
+        )
+        .await;
+    assert_eq!(again, (202, body), "a repeat reads the original");
+}

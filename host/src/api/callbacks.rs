@@ -98,7 +98,10 @@ async fn replace(
 #[utoipa::path(patch, operation_id = "patch_callback", path = "/v1/callbacks/{id}", tag = "callbacks",
     request_body(content = Object, content_type = "application/merge-patch+json", description = "Fields of the callback input to change; null removes one."),
     params(("id" = String, Path, description = ID)),
-    responses((status = 200, description = "Changed.", body = CallbackView)))]
+    responses(
+        (status = 200, description = "Changed.", body = CallbackView),
+        (status = 409, description = "The name is taken.", body = super::error::ErrorBody),
+    ))]
 async fn patch(
     who: Principal,
     State(state): State<AppState>,
@@ -135,6 +138,7 @@ struct HistoryQuery {
     /// Continue with activations older than this one.
     cursor: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 

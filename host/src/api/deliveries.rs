@@ -32,6 +32,7 @@ struct ListQuery {
     /// Continue after this delivery id.
     cursor: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 
@@ -72,7 +73,10 @@ async fn show(
 /// rescheduled.
 #[utoipa::path(post, operation_id = "retry_delivery", path = "/v1/deliveries/{id}/retry", tag = "deliveries",
     params(("id" = String, Path, description = "The delivery's id.")),
-    responses((status = 200, description = "The delivery with the new attempt.", body = DeliveryView)))]
+    responses(
+        (status = 200, description = "The delivery with the new attempt.", body = DeliveryView),
+        (status = 409, description = "`delivery_pending` or `delivery_in_flight`: an attempt is already scheduled or under way.", body = super::error::ErrorBody),
+    ))]
 async fn retry(
     who: Principal,
     State(state): State<AppState>,

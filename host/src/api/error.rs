@@ -2,7 +2,10 @@
 //! `{"error": {"code", "message", "field"?}}`. Internal errors are logged
 //! once, in full, and answered with an opaque 500.
 
+use axum::body::Body;
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -73,4 +76,69 @@ impl IntoResponse for Error {
         }
         response
     }
+}
+
+/// Bytes of a plain-text error body quoted in its JSON replacement.
+const QUOTED_ERROR_BYTES: usize = 1024;
+
+/// Gives every error answer the documented JSON shape, whichever layer
+/// produced it: axum's own rejections (a 405 with an empty body, a path
+/// that is not UTF-8 in plain text) as much as the handlers'. Answers that
+/// are already JSON, and the console's HTML pages, pass unchanged.
+pub(super) async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    let typed = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("json") || t.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || typed {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, QUOTED_ERROR_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match status {
+        // The router adds the `Allow` header after this layer has run.
+        StatusCode::METHOD_NOT_ALLOWED => {
+            format!("{method} is not allowed on {path}; the Allow header lists what is")
+        }
+        _ if !text.is_empty() => text,
+        _ => status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_string(),
+    };
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::BAD_REQUEST => "malformed_request",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "request_refused",
+    };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message,
+            field: None,
+        },
+    };
+    let mut response = Response::from_parts(
+        parts,
+        Body::from(serde_json::to_vec(&body).expect("error bodies serialize")),
+    );
+    let headers = response.headers_mut();
+    headers.remove(header::CONTENT_LENGTH);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }

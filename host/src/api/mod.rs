@@ -15,6 +15,7 @@ mod plugins;
 mod subscriptions;
 mod templates;
 mod tenants;
+pub(crate) mod wire;
 
 use std::time::Instant;
 
@@ -32,6 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 use crate::error::Error;
+use crate::input;
 
 /// The whole API, and the console that uses it.
 pub fn router(state: AppState) -> Router {
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::Extension(doc::Published::new(api)))
         .merge(crate::console::router())
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
+        .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn(track))
         .layer(TraceLayer::new_for_http())
         .layer(DefaultBodyLimit::max(limit))
@@ -111,38 +114,59 @@ impl FromRequest<AppState> for Body {
 /// A JSON body: malformed JSON is a 400, a wrong shape a 422 naming the field.
 pub struct Json<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+/// Bodies larger than this are parsed on a blocking thread: a 10 MiB
+/// document takes tens of milliseconds that the async workers, serving
+/// every other request, should not spend.
+const BLOCKING_PARSE_BYTES: usize = 256 * 1024;
+
+impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for Json<T> {
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Error> {
         let Body(bytes) = Body::from_request(request, state).await?;
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(shape_error)?;
-        deserializer
-            .end()
-            .map_err(|e| Error::Malformed(format!("malformed JSON: {e}")))?;
-        Ok(Json(value))
+        if bytes.len() <= BLOCKING_PARSE_BYTES {
+            return parse_json(&bytes).map(Json);
+        }
+        tokio::task::spawn_blocking(move || parse_json(&bytes))
+            .await
+            .map_err(|e| Error::Internal(format!("parsing a JSON body failed: {e}")))?
+            .map(Json)
+    }
+}
+
+/// Parses a JSON body: nesting first, in linear time, then the type.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    input::json_nesting(bytes)?;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| e.into_inner())
+        .and_then(|value| deserializer.end().map(|()| value))
+        .map_err(|err| json_error::<T>(bytes, err))
+}
+
+/// Why a body did not deserialize: malformed JSON is a 400; valid JSON of
+/// the wrong shape is a 422 naming the field. serde_json reports some type
+/// errors, such as a number where an enum's name belongs, as syntax
+/// errors, so the two are told apart by whether the text is JSON at all.
+fn json_error<T: DeserializeOwned>(bytes: &[u8], err: serde_json::Error) -> Error {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Err(_) => Error::Malformed(format!("malformed JSON: {err}")),
+        Ok(value) => match from_value::<T>(value) {
+            Err(shaped) => shaped,
+            Ok(_) => Error::Malformed(format!("malformed JSON: {err}")),
+        },
     }
 }
 
 /// Deserializes a JSON value, reporting a wrong shape as a 422 naming the field.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
-    serde_path_to_error::deserialize(value).map_err(shape_error)
-}
-
-fn shape_error(err: serde_path_to_error::Error<serde_json::Error>) -> Error {
-    use serde_json::error::Category;
-    let path = err.path().to_string();
-    let inner = err.into_inner();
-    match inner.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            Error::Malformed(format!("malformed JSON: {inner}"))
-        }
-        Category::Data => Error::Invalid {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        Error::Invalid {
             field: if path == "." { String::new() } else { path },
-            message: inner.to_string(),
-        },
-    }
+            message: err.into_inner().to_string(),
+        }
+    })
 }
 
 /// Query parameters, with bad values reported as a 422.

@@ -38,7 +38,8 @@ struct DeleteQuery {
 /// Uploads a WebAssembly component. It is validated, precompiled and
 /// stored; a failure is a 422 carrying the runtime's precise message.
 #[utoipa::path(post, operation_id = "upload_plugin", path = "/v1/plugins", tag = "plugins", params(UploadQuery),
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes."),
+    request_body(description = "The component's bytes, under any content type.",
+        content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
     responses((status = 201, description = "Stored as the name's next version.", body = PluginRecord)))]
 async fn upload(
     who: Principal,
