@@ -102,7 +102,7 @@ pub struct Message {
 /// The subscription request and, if given, its response.
 #[derive(Debug, Clone, Default)]
 pub struct Exchange {
-    /// The request's full URL.
+    /// The request's URL: absolute, or only a path (which `$url` refuses).
     pub url: String,
     /// The request's method.
     pub method: String,
@@ -259,6 +259,16 @@ impl Expression {
                 .ok_or_else(|| missing("there is no response")),
         };
         match self {
+            Expression::Url if exchange.url.is_empty() => {
+                Err(missing("the subscribe request has no `url`"))
+            }
+            Expression::Url if exchange.url.starts_with('/') && !exchange.url.starts_with("//") => {
+                Err(missing(&format!(
+                    "the subscribe request's `url` is only a path (`{}`); the template uses \
+                     `$url`, which needs the absolute URL the API was called with",
+                    exchange.url
+                )))
+            }
             Expression::Url => Ok(exchange.url.clone()),
             Expression::Method => Ok(exchange.method.clone()),
             Expression::StatusCode => exchange

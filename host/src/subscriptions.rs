@@ -35,7 +35,9 @@ pub struct RequestInput {
     /// `$method`; POST when absent.
     #[serde(default = "post")]
     pub method: String,
-    /// `$url`; its query string also feeds `$request.query.…`.
+    /// `$url`: the absolute URL, or only its path (with a query string),
+    /// which serves every expression but `$url`. Its query string also
+    /// feeds `$request.query.…`.
     #[serde(default)]
     pub url: String,
     /// `$request.header.…`, matched ignoring case.
@@ -187,6 +189,11 @@ impl Subscriptions {
     }
 }
 
+/// Whether a request URL is only a path, with an optional query string.
+fn is_path(url: &str) -> bool {
+    url.starts_with('/') && !url.starts_with("//")
+}
+
 /// Renders one template field, naming the field and expression that fail.
 fn fill(field: &str, template: &str, exchange: &Exchange) -> Result<String> {
     expr::render(template, exchange).map_err(|e| Error::invalid(field, e.to_string()))
@@ -196,10 +203,20 @@ fn fill(field: &str, template: &str, exchange: &Exchange) -> Result<String> {
 fn exchange(request: RequestInput, response: Option<ResponseInput>) -> Result<Exchange> {
     let mut query = BTreeMap::new();
     if !request.url.is_empty() {
-        let url = url::Url::parse(&request.url).map_err(|e| {
+        // Host systems often know only the path they were called on; that
+        // serves every expression but `$url`, which says so if used.
+        let parsed = if is_path(&request.url) {
+            url::Url::parse("http://path.invalid").and_then(|base| base.join(&request.url))
+        } else {
+            url::Url::parse(&request.url)
+        };
+        let url = parsed.map_err(|e| {
             Error::invalid(
                 "request.url",
-                format!("is not an absolute URL ({e}): `{}`", request.url),
+                format!(
+                    "is neither an absolute URL nor a path starting with `/` ({e}): `{}`",
+                    request.url
+                ),
             )
         })?;
         query.extend(

@@ -687,3 +687,155 @@ async fn the_management_api_document_has_every_route_and_is_valid_openapi_3_1() 
     );
     assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([{}]));
 }
+
+#[tokio::test]
+async fn a_ref_cycle_in_an_import_is_422_naming_it_and_the_server_keeps_serving() {
+    let app = spawn_app().await;
+    let Tenant { key, .. } = app.tenant("acme").await;
+    let document = |components: Value| {
+        json!({"openapi": "3.1.0", "info": {"title": "x", "version": "1"},
+            "paths": {"/s": {"post": {"responses": {"200": {"description": "ok"}},
+                "callbacks": {"cb": {"$ref": "#/components/callbacks/loop"}}}}},
+            "components": {"callbacks": components}})
+        .to_string()
+    };
+    let itself = document(json!({"loop": {"$ref": "#/components/callbacks/loop"}}));
+    let two_step = document(json!({
+        "loop": {"$ref": "#/components/callbacks/back"},
+        "back": {"$ref": "#/components/callbacks/loop"},
+    }));
+    for doc in [itself, two_step] {
+        let (status, err) = import(&app, &key, "", &doc).await;
+        assert_eq!(status, 422, "{err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("cycle") && message.contains("#/components/callbacks/loop"),
+            "{message}"
+        );
+    }
+    assert_eq!(app.get("/healthz", "").await.0, 200);
+    let (status, report) = import(&app, &key, "", &streams_document().to_string()).await;
+    assert_eq!(status, 200, "a one-hop $ref still resolves: {report}");
+}
+
+#[tokio::test]
+async fn deeply_nested_yaml_is_refused_at_once_without_stalling_other_requests() {
+    let app = spawn_app().await;
+    let Tenant { key, .. } = app.tenant("acme").await;
+    // Once, these took 5 s and over 30 s to refuse, on the request threads.
+    let started = std::time::Instant::now();
+    let nested = |depth: usize| format!("a: {}", "[".repeat(depth));
+    let healthz = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let at = std::time::Instant::now();
+        assert_eq!(app.get("/healthz", "").await.0, 200);
+        at.elapsed()
+    };
+    let (shallow, deep) = (nested(40_000), nested(100_000));
+    let (a, b, c, healthz) = tokio::join!(
+        import(&app, &key, "", &shallow),
+        import(&app, &key, "", &deep),
+        import(&app, &key, "", &deep),
+        healthz,
+    );
+    for (status, err) in [a, b, c] {
+        assert_eq!(status, 422, "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("64 levels"),
+            "{err}"
+        );
+    }
+    // Generous bounds that only a quadratic parser would miss.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(healthz < Duration::from_secs(1), "healthz took {healthz:?}");
+}
+
+#[tokio::test]
+async fn a_subscription_takes_a_request_path_unless_the_template_uses_url() {
+    let app = spawn_app().await;
+    let Tenant { key, .. } = app.tenant("acme").await;
+    let sink = receiver(200).await;
+    let template = |name: &str, url: &str| json!({"name": name, "object_type": "stream", "phase": "after", "url": url});
+    let by_body = format!("http://{}/{{$request.query.who}}", sink.addr);
+    assert_eq!(
+        app.post(
+            "/v1/callback-templates",
+            &key,
+            template("by-query", &by_body)
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        app.post("/v1/callback-templates", &key, template("by-url", "{$url}"))
+            .await
+            .0,
+        201
+    );
+    let subscribe = |template: &str| json!({"template": template, "request": {"url": "/subscribe?who=alice", "body": {}}});
+    let (status, sub) = app
+        .post("/v1/subscriptions", &key, subscribe("by-query"))
+        .await;
+    assert_eq!(status, 201, "a path with a query string is enough: {sub}");
+    assert_eq!(sub["url"], format!("http://{}/alice", sink.addr));
+
+    let (status, err) = app
+        .post("/v1/subscriptions", &key, subscribe("by-url"))
+        .await;
+    assert_eq!(
+        (status, &err["error"]["field"]),
+        (422, &json!("url")),
+        "{err}"
+    );
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("$url") && message.contains("/subscribe"),
+        "{message}"
+    );
+
+    let (status, err) = app
+        .post(
+            "/v1/subscriptions",
+            &key,
+            json!({"template": "by-query", "request": {"url": "subscribe"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, &err["error"]["field"]),
+        (422, &json!("request.url")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn every_operation_documents_the_conflicts_it_can_answer() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, method) in [
+        ("/v1/events", "post"),
+        ("/v1/deliveries/{id}/retry", "post"),
+        ("/v1/callbacks/{id}", "patch"),
+        ("/v1/callbacks", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method]["responses"]["409"].is_object(),
+            "{method} {path} can answer 409"
+        );
+    }
+}

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::callbacks::{self, CallbackInput};
 use crate::error::{Error, Result};
 use crate::event::Phase;
+use crate::input;
 use crate::templates::Templates;
 
 /// How imported templates are filed, for what the document cannot say.
@@ -87,8 +88,15 @@ pub async fn import(
     document: &[u8],
     options: ImportOptions,
 ) -> Result<ImportReport> {
-    let doc = parse(document)?;
-    let (openapi, found) = callbacks(doc)?;
+    // A document can be megabytes of YAML: parse it off the async workers.
+    let document = document.to_vec();
+    let (openapi, found) = tokio::task::spawn_blocking(move || {
+        let doc = parse(&document)?;
+        check_refs(&doc)?;
+        callbacks(doc)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("parsing an OpenAPI document failed: {e}")))??;
     let actions = match &options.actions {
         Some(list) => list.split(',').map(|a| a.trim().to_string()).collect(),
         None => callbacks::default_actions(),
@@ -176,8 +184,14 @@ fn describe(responses: &[String]) -> String {
     }
 }
 
-/// Reads JSON or YAML into a JSON value; a syntax error is a 400 saying where.
+/// Reads JSON or YAML into a JSON value; a syntax error is a 400 saying
+/// where. Nesting is checked first, in linear time, because the parsers'
+/// time grows faster than the depth.
 fn parse(document: &[u8]) -> Result<Value> {
+    input::yaml_nesting(document).map_err(|e| match e {
+        Error::Invalid { message, .. } => Error::invalid("document", message),
+        other => other,
+    })?;
     let text = std::str::from_utf8(document)
         .map_err(|e| Error::Malformed(format!("the document is not UTF-8 text: {e}")))?;
     if text.trim_start().starts_with('{') {
@@ -187,6 +201,51 @@ fn parse(document: &[u8]) -> Result<Value> {
         yaml_serde::from_str(text)
             .map_err(|e| Error::Malformed(format!("the document is not valid YAML or JSON: {e}")))
     }
+}
+
+/// Longest chain of `$ref`s that point at `$ref`s. Real documents use one
+/// or two hops; resolvers follow chains recursively, so they are bounded.
+const MAX_REF_CHAIN: usize = 16;
+
+/// Refuses `$ref` chains that loop (`a` → `b` → `a`) or run too long,
+/// naming the chain. The typed models resolve references recursively, so
+/// a loop would never end; this walks the document without recursing.
+fn check_refs(doc: &Value) -> Result<()> {
+    let target_of = |value: &Value| -> Option<String> {
+        let reference = value.as_object()?.get("$ref")?.as_str()?;
+        Some(reference.strip_prefix('#')?.to_string())
+    };
+    let mut stack = vec![doc];
+    while let Some(value) = stack.pop() {
+        if let Some(first) = target_of(value) {
+            let mut chain = vec![first];
+            while let Some(next) = doc
+                .pointer(chain.last().expect("never empty"))
+                .and_then(target_of)
+            {
+                let looped = chain.contains(&next);
+                chain.push(next);
+                if looped || chain.len() > MAX_REF_CHAIN {
+                    let shown: Vec<String> = chain.iter().map(|p| format!("#{p}")).collect();
+                    let what = if looped {
+                        "is a cycle"
+                    } else {
+                        "is longer than 16 references"
+                    };
+                    return Err(Error::invalid(
+                        "document",
+                        format!("the `$ref` chain {} {what}", shown.join(" → ")),
+                    ));
+                }
+            }
+        }
+        match value {
+            Value::Object(map) => stack.extend(map.values()),
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The document's version and every callback in it, read with the crate
