@@ -90,7 +90,7 @@ impl Registry {
         let key = id.to_string();
         let artifact = compiled.artifact;
         self.db
-            .run(move |s| s.put_artifact(&key, &artifact))
+            .write(move |s| s.put_artifact(&key, &artifact))
             .await?;
         Ok(compiled.plugin)
     }
@@ -121,7 +121,7 @@ impl Registry {
         let artifact = compiled.artifact;
         let record = self
             .db
-            .run(move |s| s.insert_plugin(record, &wasm, &artifact))
+            .write(move |s| s.insert_plugin(record, &wasm, &artifact))
             .await?;
         self.write().insert(record.id.clone(), compiled.plugin);
         Ok(record)
@@ -145,7 +145,7 @@ impl Registry {
     /// Deletes a plugin version from storage and memory.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<()> {
         let (t, key) = (tenant.to_string(), id.to_string());
-        if !self.db.run(move |s| s.delete_plugin(&t, &key)).await? {
+        if !self.db.write(move |s| s.delete_plugin(&t, &key)).await? {
             return Err(Error::not_found("plugin", id));
         }
         self.write().remove(id);

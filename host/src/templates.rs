@@ -103,7 +103,7 @@ impl Templates {
     /// Deletes a template; its subscriptions stay until unsubscribed.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<()> {
         let (t, key) = (tenant.to_string(), id.to_string());
-        if self.db.run(move |s| s.delete_template(&t, &key)).await? {
+        if self.db.write(move |s| s.delete_template(&t, &key)).await? {
             Ok(())
         } else {
             Err(Error::not_found("template", id))
@@ -112,7 +112,7 @@ impl Templates {
 
     async fn save(&self, template: Template) -> Result<Template> {
         let stored = template.clone();
-        match self.db.run(move |s| s.put_template(&stored)).await {
+        match self.db.write(move |s| s.put_template(&stored)).await {
             Ok(()) => Ok(template),
             Err(StoreError::Conflict(_)) => Err(Error::Conflict {
                 code: "name_taken",

@@ -20,7 +20,12 @@ pub(crate) struct Server {
 
 /// Starts the binary on port 0 with `data_dir` and waits until it listens.
 pub(crate) fn start(data_dir: &Path, envs: &[(&str, &str)]) -> Server {
-    let mut command = Command::new(fixtures::hookgate_bin());
+    launch(Command::new(fixtures::hookgate_bin()), data_dir, envs)
+}
+
+/// Starts `hookgate serve` through `command`: the binary itself, or a
+/// tracer that runs it.
+fn launch(mut command: Command, data_dir: &Path, envs: &[(&str, &str)]) -> Server {
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -68,11 +73,17 @@ impl Server {
     }
 
     /// Kills the process outright (SIGKILL): no shutdown, no flush.
-    pub(crate) fn kill_9(mut self) {
+    pub(crate) fn kill_9(self) {
+        self.kill("KILL");
+    }
+
+    /// Sends a signal that ends the process without a clean stop, such as
+    /// KILL or ABRT, and waits for it to die.
+    pub(crate) fn kill(mut self, signal: &str) {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")
-                .args(["-KILL", &pid])
+                .args([&format!("-{signal}"), &pid])
                 .status()
                 .unwrap()
                 .success()
@@ -228,5 +239,250 @@ async fn every_accepted_event_is_delivered_after_a_kill_9() {
         missing, 0,
         "every accepted event reaches the receiver after the restart"
     );
+    assert!(server.terminate().success());
+}
+
+/// One request to a server run as a process: the status and JSON body.
+async fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = client
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+const ENVS: [(&str, &str); 2] = [
+    ("HOOKGATE_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN),
+    ("HOOKGATE_ALLOW_PRIVATE_TARGETS", "true"),
+];
+
+/// Creates a tenant and returns its manage key.
+async fn tenant(base: &str) -> String {
+    let (status, tenant) = call(
+        base,
+        "POST",
+        "/v1/tenants",
+        crate::helpers::ADMIN_TOKEN,
+        Some(json!({"name": "acme"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{tenant}");
+    tenant["api_key"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn management_writes_answered_with_success_survive_a_kill_9_or_an_abort() {
+    for signal in ["KILL", "ABRT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(dir.path(), &ENVS);
+        let key = tenant(&server.base).await;
+        let (status, made) = call(
+            &server.base,
+            "POST",
+            "/v1/keys",
+            &key,
+            Some(json!({"name": "reader", "role": "read"})),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let reader = made["api_key"].as_str().unwrap().to_string();
+        let callback = json!({"name": "cb", "object_type": "app", "phase": "after",
+            "url": "http://127.0.0.1:9/hook"});
+        let (status, cb) = call(&server.base, "POST", "/v1/callbacks", &key, Some(callback)).await;
+        assert_eq!(status, 201);
+        server.kill(signal);
+
+        let server = start(dir.path(), &ENVS);
+        let (status, listed) = call(&server.base, "GET", "/v1/callbacks", &key, None).await;
+        assert_eq!(
+            status, 200,
+            "the tenant's key survived SIG{signal}: {listed}"
+        );
+        assert_eq!(listed["items"][0]["id"], cb["id"], "SIG{signal}");
+        let (status, _) = call(&server.base, "GET", "/v1/deliveries", &reader, None).await;
+        assert_eq!(status, 200, "the new key survived SIG{signal}");
+        assert!(server.terminate().success());
+    }
+}
+
+/// Whether a test may run without `tool`: it says loudly that it skipped,
+/// except in CI, where a missing tool fails the run.
+fn require(tool: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{tool} is required in CI and is not installed"
+        );
+        eprintln!("SKIPPED: {tool} is not installed; install it to run this test");
+    }
+    found
+}
+
+#[tokio::test]
+async fn every_accepted_event_is_synced_to_disk_with_fdatasync_before_its_202() {
+    const EVENTS: usize = 20;
+    if !require("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("syscalls.txt");
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&trace)
+        .arg(fixtures::hookgate_bin());
+    let data = dir.path().join("data");
+    let server = launch(strace, &data, &ENVS);
+    let key = tenant(&server.base).await;
+    let sink = crate::helpers::receiver(200).await;
+    let callback = json!({"name": "cb", "object_type": "app", "phase": "after", "url": sink.url()});
+    assert_eq!(
+        call(&server.base, "POST", "/v1/callbacks", &key, Some(callback))
+            .await
+            .0,
+        201
+    );
+    let syncs = || {
+        std::fs::read_to_string(&trace)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("/db/db>"))
+            .count()
+    };
+    let before = syncs();
+    for n in 0..EVENTS {
+        let event =
+            json!({"object_type": "app", "action": "created", "phase": "after", "data": {"n": n}});
+        assert_eq!(
+            call(&server.base, "POST", "/v1/events", &key, Some(event))
+                .await
+                .0,
+            202
+        );
+    }
+    // One at a time, each event's 202 waited for its own group commit.
+    let synced = syncs() - before;
+    assert!(
+        synced >= EVENTS,
+        "{synced} syncs of the log for {EVENTS} events accepted one after another"
+    );
+    sink.wait_for(EVENTS, 30).await;
+    // SIGTERM to strace would detach it and leave the server running.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", server.child.id())).unwrap();
+    let pid = children
+        .split_whitespace()
+        .next()
+        .expect("hookgate runs under strace");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut server = server;
+    assert!(server.child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_attempt_in_flight_finish_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &ENVS);
+    let key = tenant(&server.base).await;
+    let sink = crate::helpers::receiver(200).await;
+    sink.delay(1_500);
+    let callback = json!({"name": "cb", "object_type": "app", "phase": "after", "url": sink.url()});
+    assert_eq!(
+        call(&server.base, "POST", "/v1/callbacks", &key, Some(callback))
+            .await
+            .0,
+        201
+    );
+    let event = json!({"object_type": "app", "action": "created", "phase": "after", "data": {}});
+    let (status, accepted) = call(&server.base, "POST", "/v1/events", &key, Some(event)).await;
+    assert_eq!(status, 202);
+    let delivery = accepted["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sink.wait_for(1, 10).await;
+    // The receiver is still answering when the server is told to stop.
+    let stopping = tokio::task::spawn_blocking(move || server.terminate());
+    assert!(stopping.await.unwrap().success());
+    assert_eq!(sink.received().len(), 1);
+
+    sink.delay(0);
+    let server = start(dir.path(), &ENVS);
+    let (_, shown) = call(
+        &server.base,
+        "GET",
+        &format!("/v1/deliveries/{delivery}"),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(shown["status"], "succeeded", "{shown}");
+    assert_eq!(shown["attempts"], 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.received().len(), 1, "nothing is sent twice");
+    assert!(server.terminate().success());
+}
+
+#[tokio::test]
+async fn the_pending_deliveries_gauge_is_set_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &ENVS);
+    let key = tenant(&server.base).await;
+    let callback = json!({"name": "cb", "object_type": "app", "phase": "after",
+        "url": crate::helpers::dead_url().await, "retry": {"max_attempts": 5, "schedule_secs": [3600]}});
+    assert_eq!(
+        call(&server.base, "POST", "/v1/callbacks", &key, Some(callback))
+            .await
+            .0,
+        201
+    );
+    for _ in 0..3 {
+        let event =
+            json!({"object_type": "app", "action": "created", "phase": "after", "data": {}});
+        assert_eq!(
+            call(&server.base, "POST", "/v1/events", &key, Some(event))
+                .await
+                .0,
+            202
+        );
+    }
+    assert!(server.terminate().success());
+
+    let server = start(dir.path(), &ENVS);
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let pending = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("hookgate_delivery_pending "))
+        .unwrap_or_else(|| panic!("no pending gauge after the restart:\n{metrics}"));
+    assert_eq!(pending.trim(), "3");
     assert!(server.terminate().success());
 }

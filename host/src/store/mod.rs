@@ -28,6 +28,9 @@ pub enum StoreError {
     /// The backend failed.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// Storage was closed: the server is stopping.
+    #[error("storage is closed")]
+    Closed,
     /// A stored record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt {
@@ -194,6 +197,11 @@ const WRITE_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 
 type Job = Box<dyn FnOnce(&dyn Storage) + Send>;
 type EventReply = tokio::sync::oneshot::Sender<StoreResult<Option<EventRecord>>>;
+/// Told once a write is on disk, or that flushing it failed.
+type Answer = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// A write the writer thread runs; it returns the answer that waits for
+/// the disk, if anyone waits.
+type WriteJob = Box<dyn FnOnce(&dyn Storage) -> Option<Answer> + Send>;
 
 /// Who waits for an event's write, and for how much of it.
 struct Waiter {
@@ -211,7 +219,8 @@ enum Msg {
 /// What the writer thread is given. Jobs apply in order; the events, and
 /// the delivery updates, between two jobs are written together.
 enum Queued {
-    Job(Job),
+    /// A write, and whether someone waits for it.
+    Job(WriteJob, bool),
     Event(Box<EventWrite>, Option<Waiter>),
     Delivery(Box<DeliveryWrite>),
     Stop,
@@ -302,9 +311,8 @@ impl Db {
         });
         self.jobs
             .send(Msg::Job(job))
-            .map_err(|_| StoreError::Backend("storage is closed".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Backend("storage is closed".into()))?
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Queues a write without waiting for it. Writes apply in submission
@@ -313,12 +321,36 @@ impl Db {
     where
         F: FnOnce(&dyn Storage) -> StoreResult<()> + Send + 'static,
     {
-        let job: Job = Box::new(move |storage| {
+        let job: WriteJob = Box::new(move |storage| {
             if let Err(err) = f(storage) {
                 tracing::error!("cannot store {what}: {err}");
             }
+            None
         });
-        self.queue(Queued::Job(job));
+        self.queue(Queued::Job(job, false));
+    }
+
+    /// Runs a write on the writer thread, in order with every queued write,
+    /// and answers once it is on disk. Every write that a client is told
+    /// succeeded goes through here (or [`Db::insert_event`]): it shares the
+    /// writer's group commit, so under load many writes share one flush.
+    pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Storage) -> StoreResult<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |storage| match f(storage) {
+            Ok(value) => Some(Box::new(move |flushed: StoreResult<()>| {
+                let _ = tx.send(flushed.map(|()| value));
+            })),
+            Err(err) => {
+                let _ = tx.send(Err(err));
+                None
+            }
+        });
+        self.queue(Queued::Job(job, true));
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Stores an event with what it caused (see [`Storage::insert_events`]),
@@ -341,8 +373,7 @@ impl Db {
             Box::new(write),
             Some(Waiter { reply, durable }),
         ));
-        rx.await
-            .map_err(|_| StoreError::Backend("storage is closed".into()))?
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Queues an event's history without waiting for it.
@@ -397,7 +428,12 @@ impl Db {
 /// linger at once: an event's answer waits for its write, and should not
 /// wait for company as well.
 fn gather(queue: &mpsc::Receiver<Queued>, first: Queued) -> Vec<Queued> {
-    let urgent = |queued: &Queued| matches!(queued, Queued::Event(_, Some(_)) | Queued::Stop);
+    let urgent = |queued: &Queued| {
+        matches!(
+            queued,
+            Queued::Event(_, Some(_)) | Queued::Job(_, true) | Queued::Stop
+        )
+    };
     let deadline = std::time::Instant::now() + WRITE_LINGER;
     let mut batch = vec![first];
     while !batch.last().is_some_and(urgent) {
@@ -411,8 +447,8 @@ fn gather(queue: &mpsc::Receiver<Queued>, first: Queued) -> Vec<Queued> {
     batch
 }
 
-/// An event's answer, held back until the write is on disk.
-type Unflushed = Vec<(EventReply, Option<EventRecord>)>;
+/// Answers held back until their writes are on disk.
+type Unflushed = Vec<Answer>;
 
 /// Applies a batch of queued writes, with all the events between two jobs
 /// in one call and all the delivery updates in another. Jobs keep their
@@ -426,10 +462,10 @@ fn apply(storage: &dyn Storage, batch: Vec<Queued>) -> Unflushed {
     let mut unflushed = Vec::new();
     for queued in batch {
         match queued {
-            Queued::Job(job) => {
+            Queued::Job(job, _) => {
                 write_events(storage, &mut events, &mut unflushed);
                 write_deliveries(storage, &mut deliveries);
-                job(storage);
+                unflushed.extend(job(storage));
             }
             Queued::Event(write, waiter) => events.push((*write, waiter)),
             Queued::Delivery(write) => deliveries.push(*write),
@@ -459,7 +495,9 @@ fn write_events(
                     Some(Waiter {
                         reply,
                         durable: true,
-                    }) => unflushed.push((reply, answer)),
+                    }) => unflushed.push(Box::new(move |flushed: StoreResult<()>| {
+                        let _ = reply.send(flushed.map(|()| answer));
+                    })),
                     Some(Waiter { reply, .. }) => {
                         let _ = reply.send(Ok(answer));
                     }
@@ -485,9 +523,9 @@ fn commit(storage: &dyn Storage, unflushed: Unflushed) {
     if let Err(err) = &flushed {
         tracing::error!("cannot flush storage: {err}");
     }
-    for (reply, answer) in unflushed {
-        let _ = reply.send(match &flushed {
-            Ok(()) => Ok(answer),
+    for answer in unflushed {
+        answer(match &flushed {
+            Ok(()) => Ok(()),
             Err(err) => Err(StoreError::Backend(format!(
                 "flushing to disk failed: {err}"
             ))),
