@@ -25,7 +25,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use hookgate::app::Application;
 use hookgate::config::Config;
-use hookgate::outbound::HttpClient;
+use hookgate::outbound::{HttpClient, Request};
+use hookgate::plugin::Outgoing;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -204,12 +205,15 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..clients {
         let (raw, next, url) = (raw.clone(), next.clone(), receiver_url.clone());
         tasks.push(tokio::spawn(async move {
-            let headers = vec![("content-type".to_string(), "application/json".to_string())];
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < events {
-                let body = json!({"event_id": "", "data": {"name": "raw"}})
-                    .to_string()
-                    .into_bytes();
-                raw.post(&url, &headers, body, Duration::from_secs(10))
+                let plain = Outgoing {
+                    headers: vec![("content-type".to_string(), "application/json".to_string())],
+                    body: json!({"event_id": "", "data": {"name": "raw"}})
+                        .to_string()
+                        .into_bytes(),
+                };
+                let request = Request::build(&url, plain, &Default::default(), "");
+                raw.send(request, Duration::from_secs(10))
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }

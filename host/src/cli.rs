@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::event::{NewEvent, Verdict, now_ms};
-use crate::plugin::{Incoming, Limits, Outgoing, PluginConfig, PluginError, Runtime, Transformed};
+use crate::outbound::Request;
+use crate::plugin::{Incoming, Limits, PluginConfig, PluginError, Runtime, Transformed};
 
 /// Which plugin export `plugin run` calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,16 +82,18 @@ pub async fn run(path: &Path, options: RunOptions, limits: Limits) -> Result<Val
 
     let (hook, result, fuel_used, duration) = match options.hook {
         HookName::Transform => {
-            let request = Outgoing {
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: event.envelope().to_string().into_bytes(),
-            };
+            let request = Request::envelope(&event);
             let out = runtime.transform(&plugin, config, &event, request).await?;
             let result = match out.value {
-                Transformed::Send(request) => json!({"send": {
-                    "headers": request.headers,
-                    "body": body_json(&request.body),
-                }}),
+                // Built as the server builds it, so the headers shown are
+                // those a callback URL would get, but for the signature.
+                Transformed::Send(transformed) => {
+                    let request = Request::build("", transformed, &Default::default(), &event.id);
+                    json!({"send": {
+                        "headers": request.headers,
+                        "body": body_json(&request.body),
+                    }})
+                }
                 Transformed::Skip(reason) => json!({"skip": reason}),
             };
             ("transform", result, out.fuel_used, out.duration)

@@ -11,8 +11,8 @@ use tracing::Instrument;
 use crate::event::{Event, Verdict};
 use crate::ids::new_id;
 use crate::model::{Activation, Callback, Decision};
-use crate::outbound::{self, CAUSATION_HEADER, HttpClient};
-use crate::plugin::{Incoming, Outgoing, Transformed};
+use crate::outbound::{self, HttpClient, Request, signing_secrets};
+use crate::plugin::{Incoming, Transformed};
 use crate::registry::Registry;
 
 /// What the gate needs.
@@ -85,9 +85,10 @@ impl Gate {
         for callback in callbacks {
             let started_at = crate::event::now_ms();
             let clock = Instant::now();
+            let activation_id = new_id("act");
             let span = tracing::info_span!("gate_callback", callback = %callback.id, name = %callback.name);
             let run = self
-                .run_one(event, causation, callback)
+                .run_one(event, causation, callback, &activation_id)
                 .instrument(span)
                 .await;
             let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
@@ -96,7 +97,6 @@ impl Gate {
                 Verdict::Deny(reason) => ("deny", Some(reason.clone())),
             };
             metrics::counter!("hookgate_gate_decisions_total", "verdict" => verdict).increment(1);
-            let activation_id = new_id("act");
             outcome.decisions.push(Decision {
                 callback_id: callback.id.clone(),
                 callback_name: callback.name.clone(),
@@ -131,7 +131,15 @@ impl Gate {
         outcome
     }
 
-    async fn run_one(&self, event: &Event, causation: &str, callback: &Callback) -> Run {
+    /// Runs one callback. Its request is signed like a delivery, with the
+    /// activation's id as `webhook-id`, so receivers can verify it.
+    async fn run_one(
+        &self,
+        event: &Event,
+        causation: &str,
+        callback: &Callback,
+        activation_id: &str,
+    ) -> Run {
         let run = Run::new();
         let plugin = match &callback.plugin {
             Some(reference) => match self.registry.get(&reference.id) {
@@ -165,19 +173,16 @@ impl Gate {
             return run;
         };
 
-        let mut request = Outgoing {
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: event.envelope().to_string().into_bytes(),
-        };
+        let mut transformed = Request::envelope(event);
         if let Some((plugin, config)) = &plugin {
             match runtime
-                .transform(plugin, config.clone(), event, request)
+                .transform(plugin, config.clone(), event, transformed)
                 .await
             {
                 Ok(out) => {
                     record_plugin_call("transform", &out);
                     match out.value {
-                        Transformed::Send(changed) => request = changed,
+                        Transformed::Send(changed) => transformed = changed,
                         Transformed::Skip(reason) => {
                             return Run {
                                 note: Some(format!("plugin skipped the request: {reason}")),
@@ -189,19 +194,20 @@ impl Gate {
                 Err(err) => return run.deny("plugin", format!("plugin transform failed: {err}")),
             }
         }
-        let mut headers = request.headers;
-        headers.extend(callback.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        headers.push((CAUSATION_HEADER.into(), causation.to_string()));
+        let mut request = Request::build(url, transformed, &callback.headers, causation);
+        let now = crate::event::now_ms();
+        if let Err(err) = request.sign(&signing_secrets(callback, now), activation_id, now) {
+            return run.deny("config", err.to_string());
+        }
         let timeout = callback
             .timeout_ms
             .map_or(self.default_timeout, Duration::from_millis);
-        let record = outbound::request_record(url, &headers, &request.body);
         let run = Run {
-            request: Some(record),
+            request: Some(request.record()),
             ..run
         };
 
-        let answer = match self.http.post(url, &headers, request.body, timeout).await {
+        let answer = match self.http.send(request, timeout).await {
             Ok(answer) => answer,
             Err(err) => return run.deny(err.class, err.message),
         };

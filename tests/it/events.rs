@@ -404,8 +404,11 @@ async fn activations_keep_requests_and_responses_with_secrets_redacted() {
         (&json!("allow"), &json!(200))
     );
     assert_eq!(act["request"]["url"], sink.url());
-    assert_eq!(act["request"]["headers"]["authorization"], "[redacted]");
-    assert_eq!(act["request"]["headers"]["x-team"], "blue");
+    assert_eq!(act["request"]["headers"]["authorization"], "***");
+    assert_eq!(
+        act["request"]["headers"]["x-team"], "***",
+        "the callback's own headers are secrets in history"
+    );
     assert!(act["request"]["body"].as_str().unwrap().contains("\"n\":1"));
     assert_eq!(act["response"]["status"], 200);
     assert!(!page.to_string().contains("very-secret"));
@@ -491,4 +494,74 @@ async fn another_tenants_ids_are_404_everywhere() {
     assert_eq!(sink.received().len(), 1);
     let (_, still) = app.get(&format!("/v1/callbacks/{cb}"), &owner.key).await;
     assert_eq!(still["enabled"], true, "the owner's callback is untouched");
+}
+
+#[tokio::test]
+async fn before_callbacks_are_signed_exactly_as_deliveries_are() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(200).await;
+    let (status, cb) = app
+        .post(
+            "/v1/callbacks",
+            &tenant.key,
+            json!({"name": "signed", "object_type": "app", "phase": "before", "url": sink.url()}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, answer) = app.emit(&tenant.key, before("app", json!({"n": 1}))).await;
+    assert_eq!(answer["allowed"], true, "{answer}");
+    let got = &sink.received()[0];
+    assert_eq!(
+        got.header("webhook-id"),
+        answer["decisions"][0]["activation_id"].as_str(),
+        "the activation is the message"
+    );
+    assert!(
+        crate::delivery::verify_received(cb["secret"].as_str().unwrap(), got),
+        "a Standard Webhooks verifier accepts it"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_cannot_set_hookgates_own_headers_on_any_request() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let hostile = plugin(&app, &tenant, "hostile").await;
+    let sink = receiver(200).await;
+    for (name, phase) in [("gate", "before"), ("delivery", "after")] {
+        app.callback(
+            &tenant.key,
+            json!({"name": name, "object_type": "app", "phase": phase, "url": sink.url(),
+            "plugin": {"id": hostile, "config": {"mode": "forge-headers"}}}),
+        )
+        .await;
+    }
+    let (status, gate) = app.emit(&tenant.key, before("app", json!({}))).await;
+    assert_eq!((status, &gate["allowed"]), (200, &json!(true)), "{gate}");
+    let (status, accepted) = app
+        .emit(
+            &tenant.key,
+            json!({"object_type": "app", "action": "created", "phase": "after", "data": {}}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let got = sink.wait_for(2, 10).await;
+    for (request, event) in got.iter().zip([&gate, &accepted]) {
+        assert_eq!(
+            request.header("hookgate-causation"),
+            event["event_id"].as_str(),
+            "the loop guard's header is the host's"
+        );
+        assert_ne!(request.header("webhook-id"), Some("msg_forged"));
+        assert!(
+            !request
+                .header("webhook-signature")
+                .unwrap()
+                .contains("forged")
+        );
+        assert_ne!(request.header("host"), Some("forged.example"));
+        assert_eq!(request.header("x-plugin"), Some("kept"));
+        assert!(request.json().is_object(), "the body arrived whole");
+    }
 }

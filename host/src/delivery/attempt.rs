@@ -13,19 +13,8 @@ use crate::ids::new_id;
 use crate::model::{
     Activation, Callback, Delivery, DeliveryStatus, EventRecord, HttpRecord, RetryPolicy,
 };
-use crate::outbound::{self, Answer, CAUSATION_HEADER, SendError};
-use crate::plugin::{Outgoing, Transformed};
-use crate::signing;
-
-/// Headers a plugin may not set: Hookgate's own.
-const RESERVED: [&str; 6] = [
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    CAUSATION_HEADER,
-    "content-length",
-    "host",
-];
+use crate::outbound::{self, Answer, Request, SendError, signing_secrets};
+use crate::plugin::Transformed;
 
 /// An attempt's result.
 pub(super) struct Outcome {
@@ -143,10 +132,7 @@ async fn send(
         );
     };
     let event = &record.event;
-    let mut request = Outgoing {
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: event.envelope().to_string().into_bytes(),
-    };
+    let mut transformed = Request::envelope(event);
     if let Some(reference) = &callback.plugin {
         let Some(plugin) = inner.registry.get(&reference.id) else {
             return Result_::final_error(
@@ -159,11 +145,11 @@ async fn send(
         match inner
             .registry
             .runtime()
-            .transform(&plugin, config, event, request)
+            .transform(&plugin, config, event, transformed)
             .await
         {
             Ok(out) => match out.value {
-                Transformed::Send(changed) => request = changed,
+                Transformed::Send(changed) => transformed = changed,
                 Transformed::Skip(reason) => {
                     return Result_::final_error(
                         DeliveryStatus::Skipped,
@@ -182,35 +168,16 @@ async fn send(
         }
     }
 
-    let mut headers: Vec<(String, String)> = request
-        .headers
-        .into_iter()
-        .filter(|(name, _)| !RESERVED.contains(&name.to_ascii_lowercase().as_str()))
-        .collect();
-    headers.extend(callback.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut chain = record.causation.clone();
     chain.push(event.id.clone());
-    headers.push((CAUSATION_HEADER.into(), chain.join(",")));
-    let timestamp = (now_ms() / 1000) as i64;
-    let mut secrets = vec![callback.secret.as_str()];
-    if let (Some(previous), Some(until)) = (
-        &callback.previous_secret,
-        callback.previous_secret_expires_at,
-    ) && until > now_ms()
-    {
-        secrets.push(previous);
+    let mut request = Request::build(&url, transformed, &callback.headers, &chain.join(","));
+    let now = now_ms();
+    if let Err(err) = request.sign(&signing_secrets(callback, now), &delivery.id, now) {
+        return Result_::final_error(DeliveryStatus::Failed, "config", err.to_string());
     }
-    let signature = match signing::header(&secrets, &delivery.id, timestamp, &request.body) {
-        Ok(signature) => signature,
-        Err(err) => return Result_::final_error(DeliveryStatus::Failed, "config", err.to_string()),
-    };
-    headers.push(("webhook-id".into(), delivery.id.clone()));
-    headers.push(("webhook-timestamp".into(), timestamp.to_string()));
-    headers.push(("webhook-signature".into(), signature));
-
     let timeout = Duration::from_millis(callback.timeout_ms.unwrap_or(inner.config.timeout_ms));
-    let request_record = outbound::request_record(&url, &headers, &request.body);
-    match inner.http.post(&url, &headers, request.body, timeout).await {
+    let request_record = request.record();
+    match inner.http.send(request, timeout).await {
         Ok(answer) => {
             let verdict = retry::classify_status(answer.status);
             let cap = Duration::from_secs(inner.config.max_retry_after_secs);

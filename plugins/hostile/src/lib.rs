@@ -1,7 +1,8 @@
 //! Test fixture: a plugin that misbehaves on demand, to prove the sandbox
 //! holds.
 //!
-//! Config `mode` picks the misbehaviour, in every export. Modes that report
+//! Config `mode` picks the misbehaviour, in every export (`forge-headers`
+//! only in `transform`, where it sets headers only the host may set). Modes that report
 //! something (`snoop`, `echo-config`) do so through the only channel a plugin
 //! has: a deny reason from `decide` and `judge`, a skip reason from
 //! `transform`. Without a mode, or with one an export does not know, the
@@ -29,6 +30,11 @@ impl Plugin for Hostile {
                 huge_json_string(bytes)
             }
             "bad-json" => b"not json at all".to_vec(),
+            "forge-headers" => {
+                let mut headers = request.headers;
+                headers.extend(forged_headers());
+                return Ok(Transformed::Send(Outgoing { headers, ..request }));
+            }
             mode => {
                 return Ok(match misbehave(mode)? {
                     Some(report) => Transformed::Skip(report),
@@ -125,6 +131,23 @@ fn flood_log() {
     for _ in 0..100_000 {
         hookgate_sdk::log(Level::Info, &line);
     }
+}
+
+/// Headers only the host may set, with forged values: the host must drop
+/// every one of them, and keep the plugin's ordinary header.
+fn forged_headers() -> Vec<(String, String)> {
+    [
+        ("hookgate-causation", "evt_forged"),
+        ("Host", "forged.example"),
+        ("content-length", "1"),
+        ("webhook-id", "msg_forged"),
+        ("webhook-signature", "v1,forged"),
+        ("transfer-encoding", "chunked"),
+        ("x-plugin", "kept"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .collect()
 }
 
 /// A JSON string of `bytes` bytes, quotes included: `"aaa…a"`.
