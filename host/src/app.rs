@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sha2::{Digest, Sha256};
@@ -20,7 +20,7 @@ use crate::ids::new_token;
 use crate::outbound::HttpClient;
 use crate::plugin::Runtime;
 use crate::registry::Registry;
-use crate::store::{Db, SledStore, Storage};
+use crate::store::{Db, SledStore, Storage, StoreError};
 use crate::subscriptions::Subscriptions;
 use crate::templates::Templates;
 
@@ -93,6 +93,9 @@ impl Application {
     /// Opens the data directory, loads plugins and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         crate::tune_allocator();
+        // First, so that what starting up records (the pending deliveries
+        // resumed, say) is not lost.
+        let metrics = metrics_handle();
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
@@ -139,7 +142,6 @@ impl Application {
         );
         let templates = Templates::new(db.clone(), callbacks.clone());
         let subscriptions = Subscriptions::new(templates.clone(), callbacks.clone());
-        spawn_pruner(db.clone(), config.delivery.retention_days);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -160,7 +162,7 @@ impl Application {
                 config: Arc::new(config),
                 keys: KeyCache::default(),
                 admin_token_sha256,
-                metrics: metrics_handle(),
+                metrics,
             })),
         })
     }
@@ -172,35 +174,53 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting requests, lets
-    /// in-flight ones finish within the configured grace period, and
-    /// flushes storage.
+    /// Serves until `shutdown` resolves, then stops: no new requests and
+    /// no new delivery attempts; in-flight requests and attempts get the
+    /// configured grace period to finish and be recorded; background tasks
+    /// stop; and storage is flushed and closed.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let db = self.state.db.clone();
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<Instant>();
+        let state = self.state.clone();
+        let pruner = spawn_pruner(state.db.clone(), state.config.delivery.retention_days);
+        let deliverer = state.deliverer.clone();
         let app = crate::api::router(self.state);
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new requests, finishing in-flight ones");
-            let _ = stopping_tx.send(());
-        });
+        let server = axum::serve(crate::api::wire::Listener(self.listener), app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!(
+                    "shutting down: no new requests or attempts; finishing in-flight ones"
+                );
+                deliverer.stop();
+                let _ = stopping_tx.send(Instant::now());
+            });
         let mut server = tokio::spawn(server.into_future());
-        let result = tokio::select! {
-            result = &mut server => result,
-            _ = async {
-                let _ = stopping_rx.await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!("in-flight requests outlived the {grace:?} grace period; stopping anyway");
-                server.abort();
-                Ok(Ok(()))
+        let (result, deadline) = tokio::select! {
+            result = &mut server => (result, Instant::now() + grace),
+            Ok(at) = stopping_rx => {
+                let deadline = at + grace;
+                match tokio::time::timeout_at(deadline.into(), &mut server).await {
+                    Ok(result) => (result, deadline),
+                    Err(_) => {
+                        tracing::warn!("in-flight requests outlived the {grace:?} grace period; stopping anyway");
+                        server.abort();
+                        (Ok(Ok(())), deadline)
+                    }
+                }
             }
         };
-        db.close().await.map_err(std::io::Error::other)?;
+        state.deliverer.stop();
+        if !state.deliverer.drained(deadline).await {
+            tracing::warn!(
+                "delivery attempts outlived the {grace:?} grace period; they stay pending and are \
+                 attempted again after a restart"
+            );
+        }
+        pruner.abort();
+        state.db.close().await.map_err(std::io::Error::other)?;
         tracing::info!("storage flushed and closed; stopped");
         result.map_err(std::io::Error::other)?
     }
@@ -213,7 +233,8 @@ const PRUNE_BATCH: usize = 1000;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Prunes history older than `retention_days`, hourly, in small batches.
-fn spawn_pruner(db: Db, retention_days: u64) {
+/// A failed round is logged and tried again at the next.
+fn spawn_pruner(db: Db, retention_days: u64) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_EVERY);
         loop {
@@ -224,10 +245,10 @@ fn spawn_pruner(db: Db, retention_days: u64) {
                 match db.run(move |s| s.prune(cutoff, PRUNE_BATCH)).await {
                     Ok(0) => break,
                     Ok(n) => total += n,
-                    // Closed storage means the server stopped.
+                    Err(StoreError::Closed) => return,
                     Err(err) => {
-                        tracing::debug!("pruning stopped: {err}");
-                        return;
+                        tracing::error!("pruning history failed; trying again in an hour: {err}");
+                        break;
                     }
                 }
                 tokio::task::yield_now().await;
@@ -239,7 +260,7 @@ fn spawn_pruner(db: Db, retention_days: u64) {
                 );
             }
         }
-    });
+    })
 }
 
 /// The recorder is process-wide, so every application in a process

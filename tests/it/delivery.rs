@@ -31,7 +31,7 @@ fn verify(secret: &str, id: &str, timestamp: &str, body: &[u8], header: &str) ->
     header.split(' ').any(|sig| sig == expected)
 }
 
-fn verify_received(secret: &str, got: &Received) -> bool {
+pub(crate) fn verify_received(secret: &str, got: &Received) -> bool {
     verify(
         secret,
         got.header("webhook-id").unwrap(),
@@ -133,10 +133,7 @@ async fn an_after_event_is_delivered_signed_with_all_its_headers() {
         (&attempt["attempt"], &attempt["status"], &attempt["outcome"]),
         (&json!(1), &json!(200), &json!("succeeded"))
     );
-    assert_eq!(
-        attempt["request"]["headers"]["webhook-signature"],
-        "[redacted]"
-    );
+    assert_eq!(attempt["request"]["headers"]["webhook-signature"], "***");
     assert_eq!(attempt["request"]["url"], sink.url());
     let (_, shown) = app.get(&format!("/v1/callbacks/{cb}"), &tenant.key).await;
     assert_eq!(shown["last_status"], "succeeded");
@@ -592,4 +589,113 @@ async fn too_many_pending_deliveries_get_a_503_with_retry_after() {
     assert_eq!(response.headers()["retry-after"], "5");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable");
+}
+
+#[tokio::test]
+async fn a_tenant_with_hanging_receivers_does_not_hold_up_another_tenants_deliveries() {
+    let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), |config| {
+        config.delivery.concurrency = 8;
+        config.delivery.per_callback_concurrency = 2;
+    })
+    .await;
+    let slow_tenant = app.tenant("slow").await;
+    let hanging = receiver(200).await;
+    hanging.delay(5_000);
+    for n in 0..5 {
+        callback(
+            &app,
+            &slow_tenant,
+            json!({"name": format!("hang-{n}"), "object_type": "app", "phase": "after", "url": hanging.url()}),
+        )
+        .await;
+    }
+    for n in 0..4 {
+        emit(&app, &slow_tenant, after("app", json!({"n": n}))).await;
+    }
+    // Every slot the slow tenant may take is held by a hanging receiver.
+    hanging.wait_for(7, 10).await;
+
+    let other = app.tenant("other").await;
+    let fast = receiver(200).await;
+    callback(
+        &app,
+        &other,
+        json!({"name": "fast", "object_type": "app", "phase": "after", "url": fast.url()}),
+    )
+    .await;
+    let sent = std::time::Instant::now();
+    emit(&app, &other, after("app", json!({}))).await;
+    fast.wait_for(1, 10).await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "the other tenant waited {:?} behind hanging receivers",
+        sent.elapsed()
+    );
+    hanging.delay(0);
+}
+
+#[tokio::test]
+async fn history_never_shows_credentials_in_urls_or_the_callbacks_own_headers() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(200).await;
+    let with_secrets = format!(
+        "http://alice:hunter2@{}/hook?token=t0ps3cret&page=2",
+        sink.addr
+    );
+    let (cb, _) = callback(
+        &app,
+        &tenant,
+        json!({"name": "creds", "object_type": "app", "phase": "after", "url": with_secrets,
+            "headers": {"x-partner-key": "k3y-value", "x-team": "blue"}}),
+    )
+    .await;
+    let delivery = emit(&app, &tenant, after("app", json!({}))).await;
+    let done = settled(&app, &tenant, &delivery, "succeeded", 10).await;
+    let got = &sink.received()[0];
+    assert_eq!(
+        got.target, "/hook?token=t0ps3cret&page=2",
+        "the receiver gets them"
+    );
+    assert_eq!(got.header("x-partner-key"), Some("k3y-value"));
+    let attempt = &done["attempts_made"][0]["request"];
+    assert_eq!(
+        attempt["url"],
+        format!("http://alice:***@{}/hook?token=***&page=2", sink.addr)
+    );
+    assert_eq!(attempt["headers"]["x-partner-key"], "***");
+    assert_eq!(attempt["headers"]["x-team"], "***");
+
+    // Error texts quote the URL too.
+    let dead = crate::helpers::dead_url()
+        .await
+        .replace("http://", "http://alice:hunter2@");
+    let (status, _) = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/callbacks/{cb}"),
+            &tenant.key,
+            Some(json!({"url": format!("{dead}?sig=t0ps3cret"), "retry": {"max_attempts": 1}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let failed = emit(&app, &tenant, after("app", json!({}))).await;
+    let failed = settled(&app, &tenant, &failed, "failed", 10).await;
+    let (_, listed) = app.get("/v1/deliveries", &tenant.key).await;
+    let (_, activations) = app
+        .get(&format!("/v1/callbacks/{cb}/activations"), &tenant.key)
+        .await;
+    for shown in [&done, &failed, &listed, &activations] {
+        let text = shown.to_string();
+        for secret in ["hunter2", "t0ps3cret", "k3y-value", "blue"] {
+            assert!(!text.contains(secret), "history shows {secret}: {text}");
+        }
+    }
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("alice:***@"),
+        "{failed}"
+    );
 }

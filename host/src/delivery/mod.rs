@@ -7,22 +7,26 @@
 //! what makes a crash lose nothing. Delivery is therefore at least once;
 //! receivers deduplicate on `webhook-id`, the delivery id.
 //!
-//! Concurrency is bounded twice: a global limit on attempts in flight, and
-//! a per-callback one taken first, so a slow receiver queues its own
-//! deliveries without holding global slots.
+//! Concurrency is bounded globally and per callback, and shared fairly
+//! between tenants (see `scheduler`), so a slow receiver queues its own
+//! deliveries without holding up anyone else's.
 //!
-//! Layout: this module schedules and dispatches; `attempt` makes one
-//! attempt; `retry` decides what a result means.
+//! Layout: this module schedules and dispatches; `scheduler` decides who
+//! gets the next slot; `attempt` makes one attempt; `retry` decides what
+//! a result means.
 
 mod attempt;
 mod retry;
+mod scheduler;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Notify;
+
+use self::scheduler::{Bounds, Scheduler};
 
 use crate::callbacks::Callbacks;
 use crate::config::DeliveryConfig;
@@ -52,9 +56,12 @@ struct Inner {
     registry: Registry,
     http: HttpClient,
     config: DeliveryConfig,
-    ready: mpsc::UnboundedSender<Work>,
-    global: Arc<Semaphore>,
-    per_callback: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Deliveries due now, waiting for a slot.
+    scheduler: Mutex<Scheduler<Work>>,
+    /// Set at shutdown: no attempt starts after it.
+    stopping: AtomicBool,
+    /// Told whenever an attempt's slot is released.
+    released: Notify,
     in_flight: Mutex<HashSet<String>>,
     pending: AtomicUsize,
     /// Callbacks' runs of failures, read from storage once and kept.
@@ -80,28 +87,48 @@ impl Deliverer {
         http: HttpClient,
         config: DeliveryConfig,
     ) -> Self {
-        let (ready, mut queue) = mpsc::unbounded_channel::<Work>();
+        let bounds = Bounds {
+            global: config.concurrency,
+            per_callback: config.per_callback_concurrency,
+        };
         let inner = Arc::new(Inner {
             db,
             callbacks,
             registry,
             http,
-            global: Arc::new(Semaphore::new(config.concurrency)),
             config,
-            ready,
-            per_callback: Mutex::default(),
+            scheduler: Mutex::new(Scheduler::new(bounds)),
+            stopping: AtomicBool::new(false),
+            released: Notify::new(),
             in_flight: Mutex::default(),
             pending: AtomicUsize::new(0),
             health: Mutex::default(),
         });
-        let weak = Arc::downgrade(&inner);
-        tokio::spawn(async move {
-            while let Some(work) = queue.recv().await {
-                let Some(inner) = weak.upgrade() else { break };
-                tokio::spawn(async move { inner.run(work).await });
-            }
-        });
         Deliverer { inner }
+    }
+
+    /// Starts no more attempts: the first step of a graceful shutdown.
+    /// Deliveries not yet attempted stay pending in storage.
+    pub fn stop(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until the attempts in flight have finished, or `deadline`
+    /// passes; true if they all finished. Their results are queued for
+    /// storage by then, so closing storage records them.
+    pub async fn drained(&self, deadline: Instant) -> bool {
+        loop {
+            let released = self.inner.released.notified();
+            if self.inner.slots().in_flight() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline.into(), released)
+                .await
+                .is_err()
+            {
+                return self.inner.slots().in_flight() == 0;
+            }
+        }
     }
 
     /// Schedules every stored pending delivery: after a restart, this is
@@ -109,6 +136,7 @@ impl Deliverer {
     pub async fn resume(&self) -> Result<usize> {
         let pending = self.inner.db.run(|s| s.pending_deliveries()).await?;
         self.inner.pending.store(pending.len(), Ordering::SeqCst);
+        self.inner.gauge();
         for delivery in pending.iter().cloned() {
             self.inner.schedule(Work {
                 delivery,
@@ -258,12 +286,28 @@ impl Deliverer {
             let stored = delivery.clone();
             self.inner
                 .db
-                .run(move |s| s.update_deliveries(&[(stored, None)]))
+                .write(move |s| s.update_deliveries(&[(stored, None)]))
                 .await?;
             replayed.push(delivery.id.clone());
             self.accepted(vec![delivery], None);
         }
         Ok(replayed)
+    }
+}
+
+/// An attempt's slot in the scheduler, given back when the attempt ends,
+/// however it ends, so that the next due delivery can start.
+struct Slot {
+    inner: Arc<Inner>,
+    tenant: String,
+    callback: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.inner.slots().release(&self.tenant, &self.callback);
+        self.inner.released.notify_waiters();
+        self.inner.dispatch();
     }
 }
 
@@ -275,14 +319,49 @@ impl Inner {
             .next_attempt_at
             .map_or(0, |at| at.saturating_sub(now_ms()));
         if wait == 0 {
-            let _ = self.ready.send(work);
+            self.enqueue(work);
             return;
         }
-        let ready = self.ready.clone();
+        let inner = Arc::downgrade(self);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(wait)).await;
-            let _ = ready.send(work);
+            if let Some(inner) = inner.upgrade() {
+                inner.enqueue(work);
+            }
         });
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Scheduler<Work>> {
+        self.scheduler.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands a due delivery to the scheduler, and starts what it allows.
+    fn enqueue(self: &Arc<Self>, work: Work) {
+        let (tenant, callback) = (
+            work.delivery.tenant_id.clone(),
+            work.delivery.callback_id.clone(),
+        );
+        self.slots().push(&tenant, &callback, work);
+        self.dispatch();
+    }
+
+    /// Starts every attempt the scheduler grants a slot to.
+    fn dispatch(self: &Arc<Self>) {
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let granted: Vec<Work> = {
+            let mut slots = self.slots();
+            std::iter::from_fn(|| slots.next()).collect()
+        };
+        for work in granted {
+            let slot = Slot {
+                inner: self.clone(),
+                tenant: work.delivery.tenant_id.clone(),
+                callback: work.delivery.callback_id.clone(),
+            };
+            tokio::spawn(async move { slot.inner.clone().run(work, slot).await });
+        }
     }
 
     async fn find(&self, tenant: &str, id: &str) -> Result<Delivery> {
@@ -308,29 +387,13 @@ impl Inner {
             .remove(id);
     }
 
-    fn callback_slots(&self, callback_id: &str) -> Arc<Semaphore> {
-        self.per_callback
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(callback_id.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_callback_concurrency)))
-            .clone()
-    }
-
-    /// A scheduled attempt: waits for a slot of its callback, then a global
-    /// one, and attempts the delivery unless another attempt has it.
-    async fn run(self: Arc<Self>, work: Work) {
+    /// A granted attempt, holding its slot until it is done: attempts the
+    /// delivery unless another attempt has it.
+    async fn run(self: Arc<Self>, work: Work, _slot: Slot) {
         let id = work.delivery.id.clone();
         if work.delivery.status != DeliveryStatus::Pending || !self.claim(&id) {
             return;
         }
-        let slots = self.callback_slots(&work.delivery.callback_id);
-        let Ok(_callback_slot) = slots.acquire_owned().await else {
-            return;
-        };
-        let Ok(_global_slot) = self.global.clone().acquire_owned().await else {
-            return;
-        };
         if let Err(err) = self.attempt(work, false).await {
             tracing::error!(delivery = %id, "delivery attempt failed: {err}");
         }
