@@ -65,30 +65,65 @@ fn bearer(parts: &Parts) -> Result<&str, Error> {
 }
 
 /// Known keys by hash, so that authenticating a request costs no storage
-/// round trip. This process is the only writer of keys, so revoking a key
-/// clears the cache and the revocation still takes effect at once.
+/// round trip. Revoking a key clears the cache, and the revocation takes
+/// effect at once.
+///
+/// A request that read a key from storage just before its revocation must
+/// not put it back afterwards, so the cache counts its clears: a key read
+/// during one generation is cached only if no clear came since.
 #[derive(Clone, Default)]
-pub struct KeyCache(Arc<RwLock<HashMap<String, Principal>>>);
+pub struct KeyCache(Arc<RwLock<Keys>>);
+
+#[derive(Default)]
+struct Keys {
+    by_hash: HashMap<String, Principal>,
+    generation: u64,
+}
 
 impl KeyCache {
-    fn get(&self, hash: &str) -> Option<Principal> {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(hash)
-            .cloned()
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn insert(&self, hash: String, principal: Principal) {
-        self.0
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(hash, principal);
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Keys> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The principal of a key's hash: from the cache, or else from `lookup`
+    /// (storage), cached unless the cache was cleared meanwhile.
+    pub async fn resolve(
+        &self,
+        hash: String,
+        lookup: impl Future<Output = Result<Option<Principal>, Error>>,
+    ) -> Result<Principal, Error> {
+        let generation = {
+            let keys = self.read();
+            if let Some(principal) = keys.by_hash.get(&hash) {
+                return Ok(principal.clone());
+            }
+            keys.generation
+        };
+        let principal = lookup
+            .await?
+            .ok_or(Error::Unauthorized("unknown or revoked API key"))?;
+        let mut keys = self.write();
+        if keys.generation == generation {
+            keys.by_hash.insert(hash, principal.clone());
+        }
+        Ok(principal)
     }
 
     /// Forgets every key; the next request of each goes to storage.
     pub fn clear(&self) {
-        self.0.write().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut keys = self.write();
+        keys.by_hash.clear();
+        keys.generation += 1;
+    }
+
+    /// Whether a key's hash is cached.
+    #[cfg(test)]
+    fn holds(&self, hash: &str) -> bool {
+        self.read().by_hash.contains_key(hash)
     }
 }
 
@@ -104,22 +139,19 @@ impl Principal {
     /// The principal an API key stands for, however the key arrived.
     pub async fn from_key(state: &AppState, key: &str) -> Result<Self, Error> {
         let hash = token_hash(key);
-        if let Some(principal) = state.keys.get(&hash) {
-            return Ok(principal);
-        }
         let lookup = hash.clone();
-        let key = state
-            .db
-            .run(move |s| s.key_by_hash(&lookup))
-            .await?
-            .ok_or(Error::Unauthorized("unknown or revoked API key"))?;
-        let principal = Principal {
-            tenant_id: key.tenant_id,
-            key_name: key.name,
-            role: key.role,
-        };
-        state.keys.insert(hash, principal.clone());
-        Ok(principal)
+        let db = state.db.clone();
+        state
+            .keys
+            .resolve(hash, async move {
+                let key = db.run(move |s| s.key_by_hash(&lookup)).await?;
+                Ok(key.map(|key| Principal {
+                    tenant_id: key.tenant_id,
+                    key_name: key.name,
+                    role: key.role,
+                }))
+            })
+            .await
     }
 }
 
@@ -137,5 +169,44 @@ impl FromRequestParts<AppState> for Admin {
                 "this endpoint needs the administrator token",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal() -> Principal {
+        Principal {
+            tenant_id: "ten_1".into(),
+            key_name: "default".into(),
+            role: Role::Manage,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_read_before_its_revocation_is_not_cached_after_it() {
+        let cache = KeyCache::default();
+        // The revocation lands while the request's storage read is under
+        // way: the read still found the key, but it must not be cached.
+        let during = cache.clone();
+        let found = cache
+            .resolve("h".into(), async move {
+                during.clear();
+                Ok(Some(principal()))
+            })
+            .await;
+        assert!(found.is_ok(), "the request that read it in time passes");
+        assert!(!cache.holds("h"), "the revoked key stays out of the cache");
+
+        cache
+            .resolve("h".into(), async { Ok(Some(principal())) })
+            .await
+            .unwrap();
+        assert!(cache.holds("h"), "a quiet read is cached");
+        cache.clear();
+        assert!(!cache.holds("h"));
+        let gone = cache.resolve("h".into(), async { Ok(None) }).await;
+        assert!(matches!(gone, Err(Error::Unauthorized(_))));
     }
 }
