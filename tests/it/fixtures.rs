@@ -27,6 +27,15 @@ pub(crate) fn plugin_path(name: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let plugins = repo_root().join("plugins");
+        // rust-toolchain.toml asks for the wasm target, but a toolchain
+        // installed before it was read lacks it; adding it is a no-op if
+        // it is there, and where rustup is missing the build says why.
+        let _ = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .current_dir(&plugins)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
         cargo(&plugins, &["build", "--release"]);
         plugins.join("target/wasm32-wasip2/release")
     });
