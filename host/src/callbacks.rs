@@ -26,7 +26,11 @@ const MAX_TIMEOUT_MS: u64 = 60_000;
 #[serde(deny_unknown_fields)]
 pub struct CallbackInput {
     /// Unique within the tenant; before-callbacks run in name order.
-    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// The object type it listens to.
     #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
