@@ -1,5 +1,5 @@
 //! Plugin call costs: a fresh sandbox per call against a warm instance,
-//! loading a precompiled artifact, and a 1 KB transform in WebAssembly
+//! loading a plugin from this node's compile cache, and a 1 KB transform in WebAssembly
 //! against the same transform as native Rust (the baseline ratio).
 //!
 //! Run with `cargo bench -p hookgate --bench plugin`.
@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hookgate::event::{Event, Phase};
+use hookgate::model::{Event, Phase};
 use hookgate::plugin::{Limits, Outgoing, PluginConfig, Runtime};
 use serde_json::{Value, json};
 
@@ -53,7 +53,8 @@ fn native_redact(body: &[u8], fields: &[&str]) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let tokio = tokio::runtime::Runtime::new().unwrap();
-    let rt = Runtime::new(Limits::default()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(Limits::default(), Some(cache.path().to_path_buf())).unwrap();
     let config: Arc<PluginConfig> = Arc::default();
 
     let rate = tokio
@@ -104,9 +105,12 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
-    group.bench_function("load_precompiled", |b| {
-        b.to_async(&tokio)
-            .iter(|| async { rt.load(rate.artifact.clone()).await.unwrap() })
+    let rate_wasm = fixtures::plugin("rate-policy");
+    group.bench_function("load_from_compile_cache", |b| {
+        b.to_async(&tokio).iter(|| async {
+            let loaded = rt.compile(rate_wasm.clone()).await.unwrap();
+            assert!(!loaded.compiled, "identical bytes come from the cache");
+        })
     });
     group.bench_function("native_transform_1kb", |b| {
         b.iter(|| native_redact(&body, &["password", "@metadata"]))

@@ -1,5 +1,5 @@
-//! Wiring: open storage, start the plugin runtime, load plugins, bind the
-//! listener, and serve until told to stop.
+//! Wiring: open storage, start the plugin runtime and the services, bind
+//! the listener, and serve until told to stop.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,63 +10,27 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
-use crate::auth::KeyCache;
-use crate::callbacks::Callbacks;
+use crate::api::state::{AppState, Services};
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::delivery::Deliverer;
-use crate::events::Events;
-use crate::gate::Gate;
-use crate::ids::new_token;
+use crate::domain::callbacks::Callbacks;
+use crate::domain::events::{Events, IntakeLimits};
+use crate::domain::gate::Gate;
+use crate::domain::plugins::Plugins;
+use crate::domain::subscriptions::Subscriptions;
+use crate::domain::templates::Templates;
+use crate::domain::tenants::Tenants;
+use crate::model::ids::{new_id, new_token};
 use crate::outbound::HttpClient;
 use crate::plugin::Runtime;
-use crate::registry::Registry;
-use crate::store::{Db, SledStore, Storage, StoreError};
-use crate::subscriptions::Subscriptions;
-use crate::templates::Templates;
-
-/// Everything a request handler can reach, behind one `Arc`: handlers get
-/// their own copy of the state on every request, and one reference count
-/// costs far less under load than one per service.
-#[derive(Clone)]
-pub struct AppState(Arc<Services>);
-
-impl std::ops::Deref for AppState {
-    type Target = Services;
-
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-/// The services behind [`AppState`].
-pub struct Services {
-    /// Storage.
-    pub db: Db,
-    /// Plugins.
-    pub registry: Registry,
-    /// Callbacks.
-    pub callbacks: Callbacks,
-    /// Callback templates.
-    pub templates: Templates,
-    /// Subscriptions made from templates.
-    pub subscriptions: Subscriptions,
-    /// Event intake.
-    pub events: Events,
-    /// After-event delivery.
-    pub deliverer: Deliverer,
-    /// The loaded configuration.
-    pub config: Arc<Config>,
-    /// Authenticated keys.
-    pub keys: KeyCache,
-    /// SHA-256 of the administrator token.
-    pub admin_token_sha256: [u8; 32],
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-}
+use crate::store::{Changes, SledStore, Store, StoreError};
 
 /// A Hookgate server, bound and ready to run.
 pub struct Application {
     listener: TcpListener,
+    store: Store,
+    clock: SharedClock,
     state: AppState,
 }
 
@@ -92,55 +56,63 @@ pub enum StartError {
 impl Application {
     /// Opens the data directory, loads plugins and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], with time read from `clock`: tests move
+    /// it to run retry schedules and leases without waiting.
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
         crate::tune_allocator();
-        // First, so that what starting up records (the pending deliveries
-        // resumed, say) is not lost.
+        // First, so that what starting up records is not lost.
         let metrics = metrics_handle();
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
         let admin_token_sha256 = admin_token(&config)?;
-        let storage: Arc<dyn Storage> = Arc::new(
-            SledStore::open(&config.data_dir.join("db"))
-                .map_err(|e| StartError::Storage(e.to_string()))?,
-        );
-        let db = Db::new(storage);
-        let runtime =
-            Runtime::new(config.plugin.limits()).map_err(|e| StartError::Runtime(e.to_string()))?;
-        let registry = Registry::new(runtime, db.clone());
-        let loaded = registry
+        let changes = Changes::default();
+        let backend = SledStore::open(&config.data_dir.join("db"), changes.clone())
+            .map_err(|e| StartError::Storage(e.to_string()))?;
+        let store = Store::new(Arc::new(backend), changes);
+        let runtime = Runtime::new(
+            config.plugin.limits(),
+            Some(config.data_dir.join("plugin-cache")),
+        )
+        .map_err(|e| StartError::Runtime(e.to_string()))?;
+        let plugins = Plugins::new(runtime, store.clone(), clock.clone());
+        let loaded = plugins
             .load_all()
             .await
             .map_err(|e| StartError::Storage(e.to_string()))?;
         tracing::info!(plugins = loaded, "plugins ready");
 
         let http = HttpClient::new(config.allow_private_targets);
-        let callbacks = Callbacks::new(db.clone());
+        let callbacks = Callbacks::new(store.clone(), clock.clone());
         let gate = Gate::new(
-            registry.clone(),
+            plugins.clone(),
             http.clone(),
             Duration::from_millis(config.gate.timeout_ms),
+            clock.clone(),
         );
         let deliverer = Deliverer::start(
-            db.clone(),
+            store.clone(),
             callbacks.clone(),
-            registry.clone(),
+            plugins.clone(),
             http,
             config.delivery.clone(),
+            clock.clone(),
+            new_id("node"),
         );
-        let resumed = deliverer
-            .resume()
-            .await
-            .map_err(|e| StartError::Storage(e.to_string()))?;
-        tracing::info!(deliveries = resumed, "pending deliveries resumed");
         let events = Events::new(
-            db.clone(),
+            store.clone(),
             callbacks.clone(),
             gate,
-            deliverer.clone(),
-            config.max_event_depth,
+            clock.clone(),
+            IntakeLimits {
+                max_depth: config.max_event_depth,
+                max_pending: config.delivery.max_pending,
+            },
         );
-        let templates = Templates::new(db.clone(), callbacks.clone());
+        let templates = Templates::new(store.clone(), callbacks.clone(), clock.clone());
         let subscriptions = Subscriptions::new(templates.clone(), callbacks.clone());
         let listener =
             TcpListener::bind(config.listen)
@@ -151,16 +123,17 @@ impl Application {
                 })?;
         Ok(Application {
             listener,
+            store: store.clone(),
+            clock: clock.clone(),
             state: AppState(Arc::new(Services {
-                db,
-                registry,
+                tenants: Tenants::new(store, clock),
+                plugins,
                 callbacks,
                 templates,
                 subscriptions,
                 events,
                 deliverer,
                 config: Arc::new(config),
-                keys: KeyCache::default(),
                 admin_token_sha256,
                 metrics,
             })),
@@ -185,9 +158,13 @@ impl Application {
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<Instant>();
         let state = self.state.clone();
-        let pruner = spawn_pruner(state.db.clone(), state.config.delivery.retention_days);
+        let pruner = spawn_pruner(
+            self.store.clone(),
+            self.clock.clone(),
+            state.config.delivery.retention_days,
+        );
         let deliverer = state.deliverer.clone();
-        let app = crate::api::router(self.state);
+        let app = crate::api::router(self.state, crate::console::router());
         let server = axum::serve(crate::api::wire::Listener(self.listener), app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -220,7 +197,7 @@ impl Application {
             );
         }
         pruner.abort();
-        state.db.close().await.map_err(std::io::Error::other)?;
+        self.store.close().await.map_err(std::io::Error::other)?;
         tracing::info!("storage flushed and closed; stopped");
         result.map_err(std::io::Error::other)?
     }
@@ -234,15 +211,19 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Prunes history older than `retention_days`, hourly, in small batches.
 /// A failed round is logged and tried again at the next.
-fn spawn_pruner(db: Db, retention_days: u64) -> tokio::task::JoinHandle<()> {
+fn spawn_pruner(
+    store: Store,
+    clock: SharedClock,
+    retention_days: u64,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_EVERY);
         loop {
             tick.tick().await;
-            let cutoff = crate::event::now_ms().saturating_sub(retention_days * 86_400_000);
+            let cutoff = clock.now_ms().saturating_sub(retention_days * 86_400_000);
             let mut total = 0;
             loop {
-                match db.run(move |s| s.prune(cutoff, PRUNE_BATCH)).await {
+                match store.deliveries().prune(cutoff, PRUNE_BATCH).await {
                     Ok(0) => break,
                     Ok(n) => total += n,
                     Err(StoreError::Closed) => return,

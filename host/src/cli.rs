@@ -8,7 +8,8 @@ use anyhow::Context;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::event::{NewEvent, Verdict, now_ms};
+use crate::clock::{Clock, SystemClock};
+use crate::model::{NewEvent, Verdict};
 use crate::outbound::Request;
 use crate::plugin::{Incoming, Limits, PluginConfig, PluginError, Runtime, Transformed};
 
@@ -65,7 +66,7 @@ pub enum CliError {
 /// Validates a plugin and describes it: size, sha256, exports and imports.
 pub async fn check(path: &Path, limits: Limits) -> Result<Value, CliError> {
     let wasm = read(path)?;
-    let runtime = Runtime::new(limits)?;
+    let runtime = Runtime::new(limits, None)?;
     let compiled = runtime.compile(wasm).await?;
     Ok(serde_json::to_value(compiled.plugin.info()).expect("plugin info serializes"))
 }
@@ -75,8 +76,8 @@ pub async fn check(path: &Path, limits: Limits) -> Result<Value, CliError> {
 pub async fn run(path: &Path, options: RunOptions, limits: Limits) -> Result<Value, CliError> {
     let wasm = read(path)?;
     let event: NewEvent = parse(&options.event)?;
-    let event = event.into_event(now_ms());
-    let runtime = Runtime::new(limits)?;
+    let event = event.into_event(SystemClock.now_ms());
+    let runtime = Runtime::new(limits, None)?;
     let plugin = runtime.compile(wasm).await?.plugin;
     let config = Arc::new(options.config);
 

@@ -38,7 +38,7 @@ pub struct Config {
     /// The before-event gate.
     pub gate: GateConfig,
     /// The plugin sandbox.
-    pub plugin: PluginConfig,
+    pub plugin: SandboxConfig,
 }
 
 /// Settings of after-event delivery.
@@ -80,7 +80,7 @@ pub struct GateConfig {
 /// Settings of the plugin sandbox; see [`Limits`].
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PluginConfig {
+pub struct SandboxConfig {
     /// Memory per call, in MiB.
     pub memory_mib: usize,
     /// Fuel per call.
@@ -95,7 +95,7 @@ pub struct PluginConfig {
     pub max_concurrent_calls: u32,
 }
 
-impl PluginConfig {
+impl SandboxConfig {
     /// The runtime limits these settings describe.
     pub fn limits(&self) -> Limits {
         Limits {

@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::fixtures;
-use crate::helpers::{Received, Tenant, TestApp, receiver, spawn_app, spawn_app_in};
+use crate::helpers::{
+    Received, Tenant, TestApp, receiver, spawn_app, spawn_app_in, spawn_app_with_clock,
+};
+use hookgate::clock::ManualClock;
 
 /// Standard Webhooks verification, written from the specification rather
 /// than shared with the server: the signed content is `{id}.{timestamp}.{body}`,
@@ -139,9 +142,28 @@ async fn an_after_event_is_delivered_signed_with_all_its_headers() {
     assert_eq!(shown["last_status"], "succeeded");
 }
 
+/// Polls a delivery until `n` attempts are recorded.
+async fn attempted(app: &TestApp, tenant: &Tenant, id: &str, n: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, delivery) = app.get(&format!("/v1/deliveries/{id}"), &tenant.key).await;
+        if delivery["attempts"].as_u64() == Some(n)
+            && delivery["attempts_made"].as_array().map(Vec::len) == Some(n as usize)
+        {
+            return delivery;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} attempts not recorded: {delivery}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn failures_are_retried_on_schedule_with_the_same_webhook_id() {
-    let app = spawn_app().await;
+    let clock = ManualClock::default();
+    let app = spawn_app_with_clock(clock.clone()).await;
     let tenant = app.tenant("acme").await;
     let sink = receiver(200).await;
     sink.script([(503, vec![]), (500, vec![])]);
@@ -149,11 +171,27 @@ async fn failures_are_retried_on_schedule_with_the_same_webhook_id() {
         &app,
         &tenant,
         json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
-        "retry": {"max_attempts": 3, "schedule_secs": [1]}}),
+        "retry": {"max_attempts": 3, "schedule_secs": [30, 120]}}),
     )
     .await;
     let id = emit(&app, &tenant, after("app", json!({}))).await;
-    let delivery = settled(&app, &tenant, &id, "succeeded", 15).await;
+    let first = attempted(&app, &tenant, &id, 1).await;
+    let due = first["next_attempt_at"].as_u64().unwrap();
+    let wait = due - first["attempts_made"][0]["at"].as_u64().unwrap();
+    assert!((24_000..=36_000).contains(&wait), "30 s ±20%: {wait} ms");
+
+    // Nothing happens until the clock reaches the due time.
+    clock.advance(Duration::from_millis(wait - 1_000));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.received().len(), 1, "not due yet");
+    clock.advance(Duration::from_millis(1_000));
+    let second = attempted(&app, &tenant, &id, 2).await;
+    let wait = second["next_attempt_at"].as_u64().unwrap()
+        - second["attempts_made"][1]["at"].as_u64().unwrap();
+    assert!((96_000..=144_000).contains(&wait), "120 s ±20%: {wait} ms");
+    clock.advance(Duration::from_millis(wait));
+    let delivery = settled(&app, &tenant, &id, "succeeded", 10).await;
+
     let got = sink.received();
     assert_eq!(got.len(), 3);
     assert!(
@@ -161,18 +199,13 @@ async fn failures_are_retried_on_schedule_with_the_same_webhook_id() {
             .all(|r| r.header("webhook-id") == Some(id.as_str())),
         "same id on every attempt"
     );
-    let attempts = delivery["attempts_made"].as_array().unwrap();
-    let statuses: Vec<&Value> = attempts.iter().map(|a| &a["status"]).collect();
+    let statuses: Vec<&Value> = delivery["attempts_made"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["status"])
+        .collect();
     assert_eq!(statuses, [&json!(503), &json!(500), &json!(200)]);
-    for pair in attempts.windows(2) {
-        let scheduled =
-            pair[0]["next_attempt_at"].as_u64().unwrap() - pair[0]["at"].as_u64().unwrap();
-        assert!(
-            (700..=1400).contains(&scheduled),
-            "1 s ±20% (plus the attempt itself): {scheduled} ms"
-        );
-        assert!(pair[1]["at"].as_u64().unwrap() >= pair[0]["next_attempt_at"].as_u64().unwrap());
-    }
 }
 
 #[tokio::test]
@@ -236,24 +269,54 @@ async fn a_4xx_is_final_and_a_410_unsubscribes_the_callback() {
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
-    let app = spawn_app().await;
+    let clock = ManualClock::default();
+    let app = spawn_app_with_clock(clock.clone()).await;
     let tenant = app.tenant("acme").await;
     let sink = receiver(200).await;
-    sink.script([(429, vec![("retry-after", "1".to_string())])]);
+    sink.script([(429, vec![("retry-after", "90".to_string())])]);
     callback(
         &app,
         &tenant,
         json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
-        "retry": {"max_attempts": 2, "schedule_secs": [60]}}),
+        "retry": {"max_attempts": 2, "schedule_secs": [3600]}}),
     )
     .await;
     let id = emit(&app, &tenant, after("app", json!({}))).await;
-    let delivery = settled(&app, &tenant, &id, "succeeded", 10).await;
-    let first = &delivery["attempts_made"][0];
-    let wait = first["next_attempt_at"].as_u64().unwrap() - first["at"].as_u64().unwrap();
+    let first = attempted(&app, &tenant, &id, 1).await;
+    let wait = first["next_attempt_at"].as_u64().unwrap()
+        - first["attempts_made"][0]["at"].as_u64().unwrap();
+    assert_eq!(wait, 90_000, "Retry-After: 90 beats the hour's schedule");
+    clock.advance(Duration::from_secs(90));
+    settled(&app, &tenant, &id, "succeeded", 10).await;
+}
+
+#[tokio::test]
+async fn a_callback_failing_for_the_configured_hours_is_disabled() {
+    let clock = ManualClock::default();
+    let app = spawn_app_with_clock(clock.clone()).await;
+    let tenant = app.tenant("acme").await;
+    let sink = receiver(503).await;
+    let (cb, _) = callback(
+        &app,
+        &tenant,
+        json!({"name": "down", "object_type": "app", "phase": "after", "url": sink.url(),
+        "retry": {"max_attempts": 1}}),
+    )
+    .await;
+    let id = emit(&app, &tenant, after("app", json!({}))).await;
+    settled(&app, &tenant, &id, "failed", 10).await;
+    // Five days later it still fails: the default limit is 120 hours.
+    clock.advance(Duration::from_secs(121 * 3600));
+    let id = emit(&app, &tenant, after("app", json!({}))).await;
+    settled(&app, &tenant, &id, "failed", 10).await;
+    let (_, shown) = app.get(&format!("/v1/callbacks/{cb}"), &tenant.key).await;
+    assert_eq!(shown["enabled"], false, "{shown}");
     assert!(
-        (1000..1500).contains(&wait),
-        "Retry-After: 1 beats the 60 s schedule: {wait} ms"
+        shown["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("failing for 121 hours"),
+        "{shown}"
     );
 }
 
@@ -367,7 +430,10 @@ async fn a_window_replay_redelivers_only_that_windows_failures() {
         window.push(id);
     }
     sink.answer(200);
-    let until = hookgate::event::now_ms();
+    let until = {
+        use hookgate::clock::Clock;
+        hookgate::clock::SystemClock.now_ms()
+    };
     let (status, replay) = app
         .send(
             Method::POST,

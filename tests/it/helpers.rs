@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use hookgate::app::Application;
+use hookgate::clock::{ManualClock, SharedClock, SystemClock};
 use hookgate::config::Config;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -37,10 +38,28 @@ pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), |_| {}).await
 }
 
+/// Starts a server whose time moves only when the test moves `clock`.
+pub(crate) async fn spawn_app_with_clock(clock: ManualClock) -> TestApp {
+    start(
+        Arc::new(tempfile::tempdir().unwrap()),
+        |_| {},
+        Arc::new(clock),
+    )
+    .await
+}
+
 /// Starts a server on `data_dir`, letting the test adjust the config.
 pub(crate) async fn spawn_app_in(
     data_dir: Arc<TempDir>,
     adjust: impl FnOnce(&mut Config),
+) -> TestApp {
+    start(data_dir, adjust, Arc::new(SystemClock)).await
+}
+
+async fn start(
+    data_dir: Arc<TempDir>,
+    adjust: impl FnOnce(&mut Config),
+    clock: SharedClock,
 ) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
@@ -55,7 +74,9 @@ pub(crate) async fn spawn_app_in(
     // Receivers live on 127.0.0.1; the egress-guard tests turn this off.
     config.allow_private_targets = true;
     adjust(&mut config);
-    let app = Application::build(config).await.expect("the server starts");
+    let app = Application::build_with_clock(config, clock)
+        .await
+        .expect("the server starts");
     let base = format!("http://{}", app.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {

@@ -3,7 +3,8 @@
 //! - `plugins`: every example and hostile plugin through the real runtime;
 //! - `cli`: the `hookgate plugin` commands, run as a real process;
 //! - `api`, `events`, `restart`, `delivery`, `openapi`: the real server on
-//!   port 0 with a temp data dir, and real receivers on 127.0.0.1.
+//!   port 0 with a temp data dir, and real receivers on 127.0.0.1;
+//! - `queue`: several deliverers sharing one store, as nodes share a database.
 
 mod api;
 mod cli;
@@ -15,5 +16,6 @@ mod helpers;
 mod openapi;
 mod openapi_schema;
 mod plugins;
+mod queue;
 mod restart;
 mod serve;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookgate::event::{Event, Phase, Verdict};
+use hookgate::model::{Event, Phase, Verdict};
 use hookgate::plugin::{
     Incoming, Limits, Outgoing, Plugin, PluginConfig, PluginError, Runtime, Transformed,
 };
@@ -14,10 +14,13 @@ use serde_json::{Value, json};
 use crate::fixtures;
 
 fn runtime() -> Runtime {
-    Runtime::new(Limits {
-        max_concurrent_calls: 16,
-        ..Limits::default()
-    })
+    Runtime::new(
+        Limits {
+            max_concurrent_calls: 16,
+            ..Limits::default()
+        },
+        None,
+    )
     .expect("runtime starts")
 }
 
@@ -287,12 +290,15 @@ async fn infinite_loop_runs_out_of_fuel() {
 
 #[tokio::test]
 async fn infinite_loop_with_plenty_of_fuel_hits_the_deadline() {
-    let rt = Runtime::new(Limits {
-        fuel: u64::MAX / 2,
-        deadline: Duration::from_millis(50),
-        max_concurrent_calls: 4,
-        ..Limits::default()
-    })
+    let rt = Runtime::new(
+        Limits {
+            fuel: u64::MAX / 2,
+            deadline: Duration::from_millis(50),
+            max_concurrent_calls: 4,
+            ..Limits::default()
+        },
+        None,
+    )
     .unwrap();
     let started = std::time::Instant::now();
     let err = hostile_decide(&rt, "loop").await.unwrap_err();
@@ -545,11 +551,14 @@ async fn component_without_the_hooks_is_rejected_naming_the_export() {
 
 #[tokio::test]
 async fn oversized_component_is_rejected() {
-    let rt = Runtime::new(Limits {
-        max_component_bytes: 1024,
-        max_concurrent_calls: 1,
-        ..Limits::default()
-    })
+    let rt = Runtime::new(
+        Limits {
+            max_component_bytes: 1024,
+            max_concurrent_calls: 1,
+            ..Limits::default()
+        },
+        None,
+    )
     .unwrap();
     let err = rt
         .compile(fixtures::plugin("rate-policy"))
@@ -563,31 +572,50 @@ async fn oversized_component_is_rejected() {
 }
 
 #[tokio::test]
-async fn precompiled_artifact_loads_without_recompiling_and_runs() {
-    let rt = runtime();
-    let compiled = rt.compile(fixtures::plugin("rate-policy")).await.unwrap();
-    assert_eq!(compiled.artifact.engine, rt.engine_hash());
+async fn identical_bytes_are_compiled_once_into_the_nodes_own_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let limits = Limits::default();
+    let rt = Runtime::new(limits.clone(), Some(cache.path().to_path_buf())).unwrap();
+    let wasm = fixtures::plugin("rate-policy");
+    let first = rt.compile(wasm.clone()).await.unwrap();
+    assert!(first.compiled);
     assert_eq!(
-        compiled.plugin.info().exports,
+        first.plugin.info().exports,
         ["transform", "decide", "judge"]
     );
-    let loaded = rt.load(compiled.artifact.clone()).await.unwrap();
-    assert_eq!(loaded.info(), compiled.plugin.info());
+    let files: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "one compiled copy, named by sha256 and engine"
+    );
+
+    // A restarted node (a new runtime) reads its own copy back.
+    let restarted = Runtime::new(limits, Some(cache.path().to_path_buf())).unwrap();
+    let again = restarted.compile(wasm).await.unwrap();
+    assert!(!again.compiled, "identical bytes are not compiled again");
+    assert_eq!(again.plugin.info(), first.plugin.info());
     let policy = event("policy", json!({"rules": [{"name": "burst", "rps": 500}]}));
     assert!(matches!(
-        rt.decide(&loaded, config(&[]), &policy)
+        restarted
+            .decide(&again.plugin, config(&[]), &policy)
             .await
             .unwrap()
             .value,
         Verdict::Deny(_)
     ));
 
-    let mut stale = compiled.artifact;
-    stale.engine = "0000000000000000".into();
-    let err = rt
-        .load(stale)
+    // A copy that does not load is dropped and compiled again.
+    let path = std::fs::read_dir(cache.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&path, b"not a compiled component").unwrap();
+    let recompiled = restarted
+        .compile(fixtures::plugin("rate-policy"))
         .await
-        .err()
-        .expect("another engine's artifact is refused");
-    assert!(matches!(err, PluginError::StaleArtifact { .. }), "{err}");
+        .unwrap();
+    assert!(recompiled.compiled);
 }

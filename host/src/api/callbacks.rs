@@ -8,12 +8,15 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Json, Query};
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::callbacks::{CallbackInput, CallbackView, ListQuery, Page, page_size};
-use crate::error::{Error, Result};
-use crate::model::{Activation, Role};
+use super::auth::{Caller, Manage, ManageOrRead};
+use super::error::ApiResult;
+use super::extract::{Json, Query};
+use super::state::AppState;
+use crate::domain::Error;
+use crate::domain::callbacks::{CallbackFilter, CallbackView};
+use crate::domain::{Page, page_size};
+use crate::model::Activation;
+use crate::model::{CallbackInput, Phase};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -26,6 +29,26 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 const ID: &str = "The callback's id.";
 
+/// Filters and paging for listing callbacks.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Only this object type.
+    object_type: Option<String>,
+    /// Only this phase.
+    phase: Option<Phase>,
+    /// Only enabled, or only disabled, callbacks.
+    enabled: Option<bool>,
+    /// Only names containing this text, ignoring case.
+    q: Option<String>,
+    /// Continue after this callback id.
+    cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<usize>,
+}
+
 /// Registers a callback, with a fresh signing secret.
 #[utoipa::path(post, operation_id = "create_callback", path = "/v1/callbacks", tag = "callbacks", request_body = CallbackInput,
     responses(
@@ -33,11 +56,10 @@ const ID: &str = "The callback's id.";
         (status = 409, description = "The name is taken.", body = super::error::ErrorBody),
     ))]
 async fn create(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Json(input): Json<CallbackInput>,
-) -> Result<(StatusCode, axum::Json<CallbackView>)> {
-    who.require(&[Role::Manage], "manage callbacks")?;
+) -> ApiResult<(StatusCode, axum::Json<CallbackView>)> {
     let view = state
         .callbacks
         .create(&who.tenant_id, &who.key_name, input)
@@ -49,14 +71,26 @@ async fn create(
 #[utoipa::path(get, operation_id = "list_callbacks", path = "/v1/callbacks", tag = "callbacks", params(ListQuery),
     responses((status = 200, description = "A page of callbacks.", body = Page<CallbackView>)))]
 async fn list(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
-) -> Result<axum::Json<Page<CallbackView>>> {
-    who.require(&[Role::Manage], "manage callbacks")?;
-    Ok(axum::Json(
-        state.callbacks.list(&who.tenant_id, query).await?,
-    ))
+) -> ApiResult<axum::Json<Page<CallbackView>>> {
+    let filter = CallbackFilter {
+        object_type: query.object_type,
+        phase: query.phase,
+        enabled: query.enabled,
+        q: query.q,
+    };
+    let page = state
+        .callbacks
+        .list(
+            &who.tenant_id,
+            &filter,
+            query.cursor.as_deref(),
+            page_size(query.limit),
+        )
+        .await?;
+    Ok(axum::Json(page))
 }
 
 /// One callback.
@@ -64,11 +98,10 @@ async fn list(
     params(("id" = String, Path, description = ID)),
     responses((status = 200, description = "The callback.", body = CallbackView)))]
 async fn show(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<axum::Json<CallbackView>> {
-    who.require(&[Role::Manage], "manage callbacks")?;
+) -> ApiResult<axum::Json<CallbackView>> {
     Ok(axum::Json(state.callbacks.get(&who.tenant_id, &id).await?))
 }
 
@@ -80,12 +113,11 @@ async fn show(
         (status = 409, description = "The name is taken.", body = super::error::ErrorBody),
     ))]
 async fn replace(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Json(input): Json<CallbackInput>,
-) -> Result<axum::Json<CallbackView>> {
-    who.require(&[Role::Manage], "manage callbacks")?;
+) -> ApiResult<axum::Json<CallbackView>> {
     Ok(axum::Json(
         state
             .callbacks
@@ -103,12 +135,11 @@ async fn replace(
         (status = 409, description = "The name is taken.", body = super::error::ErrorBody),
     ))]
 async fn patch(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Json(patch): Json<serde_json::Value>,
-) -> Result<axum::Json<CallbackView>> {
-    who.require(&[Role::Manage], "manage callbacks")?;
+) -> ApiResult<axum::Json<CallbackView>> {
     Ok(axum::Json(
         state
             .callbacks
@@ -122,11 +153,10 @@ async fn patch(
     params(("id" = String, Path, description = ID)),
     responses((status = 204, description = "Deleted.")))]
 async fn remove(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<StatusCode> {
-    who.require(&[Role::Manage], "manage callbacks")?;
+) -> ApiResult<StatusCode> {
     state.callbacks.delete(&who.tenant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -148,15 +178,19 @@ struct HistoryQuery {
     params(("id" = String, Path, description = ID), HistoryQuery),
     responses((status = 200, description = "A page of activations.", body = Page<Activation>)))]
 async fn activations(
-    who: Principal,
+    who: Caller<ManageOrRead>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<HistoryQuery>,
-) -> Result<axum::Json<Page<Activation>>> {
-    who.require(&[Role::Manage, Role::Read], "read history")?;
+) -> ApiResult<axum::Json<Page<Activation>>> {
     let page = state
         .callbacks
-        .activations(&who.tenant_id, &id, query.cursor, page_size(query.limit))
+        .activations(
+            &who.tenant_id,
+            &id,
+            query.cursor.as_deref(),
+            page_size(query.limit),
+        )
         .await?;
     Ok(axum::Json(page))
 }
@@ -167,11 +201,10 @@ async fn activations(
     params(("id" = String, Path, description = ID)),
     responses((status = 200, description = "The callback with its new secret.", body = CallbackView)))]
 async fn rotate_secret(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<axum::Json<CallbackView>> {
-    who.require(&[Role::Manage], "manage callbacks")?;
+) -> ApiResult<axum::Json<CallbackView>> {
     let overlap = Duration::from_secs(state.config.delivery.secret_overlap_hours * 3600);
     Ok(axum::Json(
         state
@@ -205,16 +238,15 @@ struct Replayed {
     params(("id" = String, Path, description = ID), ReplayQuery),
     responses((status = 200, description = "What was re-sent.", body = Replayed)))]
 async fn replay(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<ReplayQuery>,
-) -> Result<axum::Json<Replayed>> {
-    who.require(&[Role::Manage], "replay deliveries")?;
+) -> ApiResult<axum::Json<Replayed>> {
     let since = instant("since", query.since.as_deref())?.unwrap_or(0);
     let until = instant("until", query.until.as_deref())?.unwrap_or(u64::MAX);
     if since > until {
-        return Err(Error::invalid("since", "must not be after `until`"));
+        return Err(Error::invalid("since", "must not be after `until`").into());
     }
     let replayed = state
         .deliverer
@@ -227,7 +259,7 @@ async fn replay(
 }
 
 /// An RFC 3339 time or milliseconds since the epoch.
-fn instant(field: &str, value: Option<&str>) -> Result<Option<u64>> {
+fn instant(field: &str, value: Option<&str>) -> Result<Option<u64>, Error> {
     let Some(value) = value else { return Ok(None) };
     if let Ok(ms) = value.parse::<u64>() {
         return Ok(Some(ms));

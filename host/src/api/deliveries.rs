@@ -5,13 +5,13 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::Query;
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::callbacks::{Page, page_size};
+use super::auth::{Caller, Manage, ManageOrRead};
+use super::error::ApiResult;
+use super::extract::Query;
+use super::state::AppState;
 use crate::delivery::DeliveryView;
-use crate::error::Result;
-use crate::model::{Delivery, DeliveryStatus, Role};
+use crate::domain::{Page, page_size};
+use crate::model::{Delivery, DeliveryStatus};
 use crate::store::DeliveryFilter;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -40,18 +40,22 @@ struct ListQuery {
 #[utoipa::path(get, operation_id = "list_deliveries", path = "/v1/deliveries", tag = "deliveries", params(ListQuery),
     responses((status = 200, description = "A page of deliveries.", body = Page<Delivery>)))]
 async fn list(
-    who: Principal,
+    who: Caller<ManageOrRead>,
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
-) -> Result<axum::Json<Page<Delivery>>> {
-    who.require(&[Role::Manage, Role::Read], "read history")?;
+) -> ApiResult<axum::Json<Page<Delivery>>> {
     let filter = DeliveryFilter {
         callback_id: query.callback_id,
         status: query.status,
     };
     let page = state
         .deliverer
-        .list(&who.tenant_id, filter, query.cursor, page_size(query.limit))
+        .list(
+            &who.tenant_id,
+            &filter,
+            query.cursor.as_deref(),
+            page_size(query.limit),
+        )
         .await?;
     Ok(axum::Json(page))
 }
@@ -61,11 +65,10 @@ async fn list(
     params(("id" = String, Path, description = "The delivery's id.")),
     responses((status = 200, description = "The delivery and its attempts.", body = DeliveryView)))]
 async fn show(
-    who: Principal,
+    who: Caller<ManageOrRead>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<axum::Json<DeliveryView>> {
-    who.require(&[Role::Manage, Role::Read], "read history")?;
+) -> ApiResult<axum::Json<DeliveryView>> {
     Ok(axum::Json(state.deliverer.get(&who.tenant_id, &id).await?))
 }
 
@@ -78,11 +81,10 @@ async fn show(
         (status = 409, description = "`delivery_pending` or `delivery_in_flight`: an attempt is already scheduled or under way.", body = super::error::ErrorBody),
     ))]
 async fn retry(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<axum::Json<DeliveryView>> {
-    who.require(&[Role::Manage], "retry deliveries")?;
+) -> ApiResult<axum::Json<DeliveryView>> {
     Ok(axum::Json(
         state.deliverer.retry(&who.tenant_id, &id).await?,
     ))

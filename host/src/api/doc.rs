@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ErrorBody;
-use crate::app::AppState;
+use super::state::AppState;
 
 /// The document's fixed parts; each route module adds its paths.
 #[derive(utoipa::OpenApi)]

@@ -1,6 +1,7 @@
-//! How service errors look on the wire: a status and
-//! `{"error": {"code", "message", "field"?}}`. Internal errors are logged
-//! once, in full, and answered with an opaque 500.
+//! How errors look on the wire: a status and
+//! `{"error": {"code", "message", "field"?}}`. This is where a service's
+//! error gets its HTTP status. Internal errors are logged once, in full,
+//! and answered with an opaque 500.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -9,7 +10,27 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::domain::Error;
+
+/// What a handler can fail with: a service's error, or one only HTTP has.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// A service refused or failed.
+    #[error(transparent)]
+    Domain(#[from] Error),
+    /// The credentials may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The body is over the configured limit (413).
+    #[error("request body is over the {limit}-byte limit")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
+
+/// Shorthand for handler results.
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// Every error answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -30,30 +51,32 @@ struct ErrorDetail {
     field: Option<String>,
 }
 
-impl IntoResponse for Error {
+impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, field) = match &self {
-            Error::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request", None),
-            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
-            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
-            Error::Conflict { code, .. } => (StatusCode::CONFLICT, *code, None),
-            Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
-            Error::Invalid { field, .. } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                Some(field.clone()).filter(|f| !f.is_empty()),
-            ),
-            Error::Plugin(err) => (StatusCode::UNPROCESSABLE_ENTITY, err.code(), None),
-            Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
-            Error::Internal(detail) => {
-                tracing::error!("internal error: {detail}");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)
-            }
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
+            ApiError::Domain(err) => match err {
+                Error::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request", None),
+                Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+                Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+                Error::Conflict { code, .. } => (StatusCode::CONFLICT, *code, None),
+                Error::Invalid { field, .. } => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid",
+                    Some(field.clone()).filter(|f| !f.is_empty()),
+                ),
+                Error::Plugin(err) => (StatusCode::UNPROCESSABLE_ENTITY, err.code(), None),
+                Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+                Error::Internal(detail) => {
+                    tracing::error!("internal error: {detail}");
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)
+                }
+            },
         };
         let message = match &self {
-            Error::Invalid { message, .. } => message.clone(),
-            Error::Internal(_) => {
+            ApiError::Domain(Error::Invalid { message, .. }) => message.clone(),
+            ApiError::Domain(Error::Internal(_)) => {
                 "Hookgate failed to handle this request; the details are in its log".into()
             }
             other => other.to_string(),
@@ -66,9 +89,9 @@ impl IntoResponse for Error {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Error::Unavailable {
+        if let ApiError::Domain(Error::Unavailable {
             retry_after_secs, ..
-        } = &self
+        }) = &self
         {
             response
                 .headers_mut()

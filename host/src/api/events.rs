@@ -5,13 +5,13 @@ use axum::http::{HeaderMap, StatusCode};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::Json;
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::error::{Error, Result};
-use crate::event::NewEvent;
-use crate::events::EventView;
-use crate::model::{EventAnswer, Role};
+use super::auth::{Caller, ManageOrEmit, ManageOrRead};
+use super::error::ApiResult;
+use super::extract::Json;
+use super::state::AppState;
+use crate::domain::Error;
+use crate::domain::events::EventView;
+use crate::model::{EventAnswer, NewEvent};
 use crate::outbound::CAUSATION_HEADER;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -33,12 +33,11 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         (status = 503, description = "Too many pending deliveries; retry after `Retry-After` seconds.", body = super::error::ErrorBody),
     ))]
 async fn emit(
-    who: Principal,
+    who: Caller<ManageOrEmit>,
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(new): Json<NewEvent>,
-) -> Result<(StatusCode, axum::Json<EventAnswer>)> {
-    who.require(&[Role::Manage, Role::Emit], "emit events")?;
+) -> ApiResult<(StatusCode, axum::Json<EventAnswer>)> {
     let causation = match headers.get(CAUSATION_HEADER) {
         Some(value) => Some(
             value
@@ -48,19 +47,37 @@ async fn emit(
         None => None,
     };
     let answer = state.events.emit(&who.tenant_id, new, causation).await?;
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    Ok((status, axum::Json(answer.body)))
+    Ok((status_of(&answer), axum::Json(answer)))
+}
+
+/// 200 for a before-event's verdict, 202 for an accepted after-event.
+fn status_of(answer: &EventAnswer) -> StatusCode {
+    match answer {
+        EventAnswer::Gate { .. } => StatusCode::OK,
+        EventAnswer::Accepted { .. } => StatusCode::ACCEPTED,
+    }
+}
+
+/// An event and what it caused, with the status its emit was answered.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct EventShown {
+    /// The event and what it caused.
+    #[serde(flatten)]
+    view: EventView,
+    /// The status the events endpoint answered.
+    status: u16,
 }
 
 /// An event with its decisions or deliveries, and their attempts.
 #[utoipa::path(get, operation_id = "get_event", path = "/v1/events/{id}", tag = "events",
     params(("id" = String, Path, description = "The event's id.")),
-    responses((status = 200, description = "The event and what it caused.", body = EventView)))]
+    responses((status = 200, description = "The event and what it caused.", body = EventShown)))]
 async fn show(
-    who: Principal,
+    who: Caller<ManageOrRead>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<axum::Json<EventView>> {
-    who.require(&[Role::Manage, Role::Read], "read history")?;
-    Ok(axum::Json(state.events.get(&who.tenant_id, &id).await?))
+) -> ApiResult<axum::Json<EventShown>> {
+    let view = state.events.get(&who.tenant_id, &id).await?;
+    let status = status_of(&view.answer).as_u16();
+    Ok(axum::Json(EventShown { view, status }))
 }

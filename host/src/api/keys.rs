@@ -6,12 +6,12 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Items, Json};
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::error::Result;
-use crate::model::Role;
-use crate::tenants::{self, KeyView, NewKey};
+use super::Items;
+use super::auth::{Caller, Manage};
+use super::error::ApiResult;
+use super::extract::Json;
+use super::state::AppState;
+use crate::domain::tenants::{KeyView, NewKey};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -34,21 +34,22 @@ struct CreatedKey {
 #[utoipa::path(post, operation_id = "create_key", path = "/v1/keys", tag = "keys", request_body = NewKey,
     responses((status = 201, description = "Created; the secret is shown only now.", body = CreatedKey)))]
 async fn create(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Json(new): Json<NewKey>,
-) -> Result<(StatusCode, axum::Json<CreatedKey>)> {
-    who.require(&[Role::Manage], "manage keys")?;
-    let (key, api_key) = tenants::create_key(&state.db, &who.tenant_id, new).await?;
+) -> ApiResult<(StatusCode, axum::Json<CreatedKey>)> {
+    let (key, api_key) = state.tenants.create_key(&who.tenant_id, new).await?;
     Ok((StatusCode::CREATED, axum::Json(CreatedKey { key, api_key })))
 }
 
 /// Lists the tenant's keys, without their secrets.
 #[utoipa::path(get, operation_id = "list_keys", path = "/v1/keys", tag = "keys",
     responses((status = 200, description = "The tenant's keys, oldest first.", body = Items<KeyView>)))]
-async fn list(who: Principal, State(state): State<AppState>) -> Result<axum::Json<Items<KeyView>>> {
-    who.require(&[Role::Manage], "manage keys")?;
-    let items = tenants::list_keys(&state.db, &who.tenant_id).await?;
+async fn list(
+    who: Caller<Manage>,
+    State(state): State<AppState>,
+) -> ApiResult<axum::Json<Items<KeyView>>> {
+    let items = state.tenants.list_keys(&who.tenant_id).await?;
     Ok(axum::Json(Items { items }))
 }
 
@@ -57,12 +58,10 @@ async fn list(who: Principal, State(state): State<AppState>) -> Result<axum::Jso
     params(("id" = String, Path, description = "The key's id.")),
     responses((status = 204, description = "Revoked.")))]
 async fn revoke(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<StatusCode> {
-    who.require(&[Role::Manage], "manage keys")?;
-    tenants::revoke_key(&state.db, &who.tenant_id, &id).await?;
-    state.keys.clear();
+) -> ApiResult<StatusCode> {
+    state.tenants.revoke_key(&who.tenant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,11 +7,10 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Body, Query};
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::error::Result;
-use crate::model::Role;
+use super::auth::{Caller, Manage, ManageOrRead};
+use super::error::ApiResult;
+use super::extract::{Body, Query};
+use super::state::AppState;
 use crate::openapi::import::{self, ImportOptions, ImportReport};
 use crate::openapi::receivers;
 
@@ -27,12 +26,11 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     request_body(content = String, content_type = "application/yaml", description = "The document, in YAML or JSON."),
     responses((status = 200, description = "What was created, and what was skipped and why.", body = ImportReport)))]
 async fn import_document(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Query(options): Query<ImportOptions>,
     Body(document): Body,
-) -> Result<(StatusCode, axum::Json<ImportReport>)> {
-    who.require(&[Role::Manage], "import templates")?;
+) -> ApiResult<(StatusCode, axum::Json<ImportReport>)> {
     let report = import::import(
         &state.templates,
         &who.tenant_id,
@@ -49,8 +47,10 @@ async fn import_document(
 /// signature headers and the responses Hookgate expects.
 #[utoipa::path(get, operation_id = "get_webhooks_document", path = "/v1/openapi/webhooks", tag = "openapi",
     responses((status = 200, description = "An OpenAPI 3.1 document.", body = Object)))]
-async fn webhooks(who: Principal, State(state): State<AppState>) -> Result<axum::Json<Value>> {
-    who.require(&[Role::Manage, Role::Read], "read the webhooks document")?;
+async fn webhooks(
+    who: Caller<ManageOrRead>,
+    State(state): State<AppState>,
+) -> ApiResult<axum::Json<Value>> {
     let callbacks = state.callbacks.all(&who.tenant_id).await?;
     Ok(axum::Json(receivers::document(&who.tenant_id, &callbacks)))
 }

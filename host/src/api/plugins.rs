@@ -6,11 +6,13 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Body, Items, Query};
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::error::{Error, Result};
-use crate::model::{PluginRecord, Role};
+use super::Items;
+use super::auth::{Caller, Manage};
+use super::error::ApiResult;
+use super::extract::{Body, Query};
+use super::state::AppState;
+use crate::domain::Error;
+use crate::model::PluginRecord;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -35,24 +37,23 @@ struct DeleteQuery {
     force: bool,
 }
 
-/// Uploads a WebAssembly component. It is validated, precompiled and
+/// Uploads a WebAssembly component. It is validated, compiled and
 /// stored; a failure is a 422 carrying the runtime's precise message.
 #[utoipa::path(post, operation_id = "upload_plugin", path = "/v1/plugins", tag = "plugins", params(UploadQuery),
     request_body(description = "The component's bytes, under any content type.",
         content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
     responses((status = 201, description = "Stored as the name's next version.", body = PluginRecord)))]
 async fn upload(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Query(query): Query<UploadQuery>,
     Body(wasm): Body,
-) -> Result<(StatusCode, axum::Json<PluginRecord>)> {
-    who.require(&[Role::Manage], "upload plugins")?;
+) -> ApiResult<(StatusCode, axum::Json<PluginRecord>)> {
     let name = query
         .name
         .ok_or_else(|| Error::invalid("name", "pass the plugin's name as ?name=NAME"))?;
     let record = state
-        .registry
+        .plugins
         .upload(&who.tenant_id, &name, wasm.to_vec())
         .await?;
     Ok((StatusCode::CREATED, axum::Json(record)))
@@ -62,11 +63,10 @@ async fn upload(
 #[utoipa::path(get, operation_id = "list_plugins", path = "/v1/plugins", tag = "plugins",
     responses((status = 200, description = "Plugin versions, oldest first.", body = Items<PluginRecord>)))]
 async fn list(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
-) -> Result<axum::Json<Items<PluginRecord>>> {
-    who.require(&[Role::Manage], "manage plugins")?;
-    let items = state.registry.list(&who.tenant_id).await?;
+) -> ApiResult<axum::Json<Items<PluginRecord>>> {
+    let items = state.plugins.list(&who.tenant_id).await?;
     Ok(axum::Json(Items { items }))
 }
 
@@ -75,12 +75,11 @@ async fn list(
     params(("id" = String, Path, description = "The plugin version's id.")),
     responses((status = 200, description = "The plugin version.", body = PluginRecord)))]
 async fn show(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<axum::Json<PluginRecord>> {
-    who.require(&[Role::Manage], "manage plugins")?;
-    Ok(axum::Json(state.registry.find(&who.tenant_id, &id).await?))
+) -> ApiResult<axum::Json<PluginRecord>> {
+    Ok(axum::Json(state.plugins.find(&who.tenant_id, &id).await?))
 }
 
 /// Deletes a plugin version: a 409 while callbacks use it, unless `force`.
@@ -91,17 +90,16 @@ async fn show(
         (status = 409, description = "Callbacks use it; their names are listed.", body = super::error::ErrorBody),
     ))]
 async fn remove(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<DeleteQuery>,
-) -> Result<StatusCode> {
-    who.require(&[Role::Manage], "manage plugins")?;
-    state.registry.find(&who.tenant_id, &id).await?;
+) -> ApiResult<StatusCode> {
+    state.plugins.find(&who.tenant_id, &id).await?;
     state
         .callbacks
         .release_plugin(&who.tenant_id, &id, query.force)
         .await?;
-    state.registry.delete(&who.tenant_id, &id).await?;
+    state.plugins.delete(&who.tenant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

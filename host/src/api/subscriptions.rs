@@ -6,12 +6,12 @@ use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Items, Json};
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::error::Result;
-use crate::model::Role;
-use crate::subscriptions::{SubscriptionInput, SubscriptionView};
+use super::Items;
+use super::auth::{Caller, ManageOrEmit, ManageOrRead};
+use super::error::ApiResult;
+use super::extract::Json;
+use super::state::AppState;
+use crate::domain::subscriptions::{SubscriptionInput, SubscriptionView};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -28,11 +28,10 @@ const ID: &str = "The subscription's id.";
 #[utoipa::path(post, operation_id = "subscribe", path = "/v1/subscriptions", tag = "openapi", request_body = SubscriptionInput,
     responses((status = 201, description = "Subscribed.", body = SubscriptionView)))]
 async fn subscribe(
-    who: Principal,
+    who: Caller<ManageOrEmit>,
     State(state): State<AppState>,
     Json(input): Json<SubscriptionInput>,
-) -> Result<(StatusCode, axum::Json<SubscriptionView>)> {
-    who.require(&[Role::Manage, Role::Emit], "subscribe")?;
+) -> ApiResult<(StatusCode, axum::Json<SubscriptionView>)> {
     let view = state
         .subscriptions
         .subscribe(&who.tenant_id, &who.key_name, input)
@@ -44,10 +43,9 @@ async fn subscribe(
 #[utoipa::path(get, operation_id = "list_subscriptions", path = "/v1/subscriptions", tag = "openapi",
     responses((status = 200, description = "Every subscription, oldest first.", body = Items<SubscriptionView>)))]
 async fn list(
-    who: Principal,
+    who: Caller<ManageOrRead>,
     State(state): State<AppState>,
-) -> Result<axum::Json<Items<SubscriptionView>>> {
-    who.require(&[Role::Manage, Role::Read], "list subscriptions")?;
+) -> ApiResult<axum::Json<Items<SubscriptionView>>> {
     let items = state.subscriptions.list(&who.tenant_id).await?;
     Ok(axum::Json(Items { items }))
 }
@@ -57,11 +55,10 @@ async fn list(
     params(("id" = String, Path, description = ID)),
     responses((status = 200, description = "The subscription.", body = SubscriptionView)))]
 async fn show(
-    who: Principal,
+    who: Caller<ManageOrRead>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<axum::Json<SubscriptionView>> {
-    who.require(&[Role::Manage, Role::Read], "read subscriptions")?;
+) -> ApiResult<axum::Json<SubscriptionView>> {
     Ok(axum::Json(
         state.subscriptions.get(&who.tenant_id, &id).await?,
     ))
@@ -72,11 +69,10 @@ async fn show(
     params(("id" = String, Path, description = ID)),
     responses((status = 204, description = "Unsubscribed.")))]
 async fn unsubscribe(
-    who: Principal,
+    who: Caller<ManageOrEmit>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<StatusCode> {
-    who.require(&[Role::Manage, Role::Emit], "unsubscribe")?;
+) -> ApiResult<StatusCode> {
     state.subscriptions.unsubscribe(&who.tenant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,12 +6,13 @@ use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Items, Json};
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::callbacks::CallbackInput;
-use crate::error::Result;
-use crate::model::{Role, Template};
+use super::Items;
+use super::auth::{Caller, Manage};
+use super::error::ApiResult;
+use super::extract::Json;
+use super::state::AppState;
+use crate::model::CallbackInput;
+use crate::model::Template;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -29,11 +30,10 @@ const ID: &str = "The template's id.";
         (status = 409, description = "The name is taken.", body = super::error::ErrorBody),
     ))]
 async fn create(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Json(spec): Json<CallbackInput>,
-) -> Result<(StatusCode, axum::Json<Template>)> {
-    who.require(&[Role::Manage], "manage templates")?;
+) -> ApiResult<(StatusCode, axum::Json<Template>)> {
     let template = state
         .templates
         .create(&who.tenant_id, &who.key_name, spec)
@@ -45,10 +45,9 @@ async fn create(
 #[utoipa::path(get, operation_id = "list_templates", path = "/v1/callback-templates", tag = "openapi",
     responses((status = 200, description = "Every template, oldest first.", body = Items<Template>)))]
 async fn list(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
-) -> Result<axum::Json<Items<Template>>> {
-    who.require(&[Role::Manage], "manage templates")?;
+) -> ApiResult<axum::Json<Items<Template>>> {
     let items = state.templates.list(&who.tenant_id).await?;
     Ok(axum::Json(Items { items }))
 }
@@ -58,11 +57,10 @@ async fn list(
     params(("id" = String, Path, description = ID)),
     responses((status = 200, description = "The template.", body = Template)))]
 async fn show(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Template>> {
-    who.require(&[Role::Manage], "manage templates")?;
+) -> ApiResult<axum::Json<Template>> {
     Ok(axum::Json(state.templates.get(&who.tenant_id, &id).await?))
 }
 
@@ -74,12 +72,11 @@ async fn show(
         (status = 409, description = "The name is taken.", body = super::error::ErrorBody),
     ))]
 async fn replace(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Json(spec): Json<CallbackInput>,
-) -> Result<axum::Json<Template>> {
-    who.require(&[Role::Manage], "manage templates")?;
+) -> ApiResult<axum::Json<Template>> {
     Ok(axum::Json(
         state
             .templates
@@ -93,11 +90,10 @@ async fn replace(
     params(("id" = String, Path, description = ID)),
     responses((status = 204, description = "Deleted.")))]
 async fn remove(
-    who: Principal,
+    who: Caller<Manage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<StatusCode> {
-    who.require(&[Role::Manage], "manage templates")?;
+) -> ApiResult<StatusCode> {
     state.templates.delete(&who.tenant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

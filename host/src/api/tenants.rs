@@ -6,12 +6,13 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Items, Json};
-use crate::app::AppState;
-use crate::auth::Admin;
-use crate::error::Result;
+use super::Items;
+use super::auth::Admin;
+use super::error::ApiResult;
+use super::extract::Json;
+use super::state::AppState;
+use crate::domain::tenants::NewTenant;
 use crate::model::Tenant;
-use crate::tenants::{self, NewTenant};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create, list))
@@ -38,8 +39,8 @@ async fn create(
     _: Admin,
     State(state): State<AppState>,
     Json(new): Json<NewTenant>,
-) -> Result<(StatusCode, axum::Json<CreatedTenant>)> {
-    let (tenant, api_key) = tenants::create_tenant(&state.db, new).await?;
+) -> ApiResult<(StatusCode, axum::Json<CreatedTenant>)> {
+    let (tenant, api_key) = state.tenants.create_tenant(new).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedTenant {
@@ -54,7 +55,7 @@ async fn create(
 /// Lists every tenant.
 #[utoipa::path(get, operation_id = "list_tenants", path = "/v1/tenants", tag = "tenants", security(("admin_token" = [])),
     responses((status = 200, description = "Every tenant, oldest first.", body = Items<Tenant>)))]
-async fn list(_: Admin, State(state): State<AppState>) -> Result<axum::Json<Items<Tenant>>> {
-    let items = tenants::list_tenants(&state.db).await?;
+async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<axum::Json<Items<Tenant>>> {
+    let items = state.tenants.list_tenants().await?;
     Ok(axum::Json(Items { items }))
 }

@@ -18,9 +18,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::error::Error;
+use crate::api::error::ApiError;
+use crate::api::state::AppState;
+use crate::domain::Error;
+use crate::domain::tenants::Principal;
+use crate::model::Role;
 
 /// The cookie holding the signed-in tenant's API key.
 const KEY_COOKIE: &str = "hookgate_key";
@@ -60,26 +62,45 @@ impl FromRequestParts<AppState> for User {
         let Some(key) = key.filter(|k| !k.is_empty()) else {
             return Err(Redirect::to("/console/sign-in").into_response());
         };
-        match Principal::from_key(state, &key).await {
+        match state.tenants.authenticate(&key).await {
             Ok(principal) => Ok(User(principal)),
             Err(_) => Err(Redirect::to("/console/sign-in?expired=1").into_response()),
         }
     }
 }
 
+/// The console's view of a signed-in key: what it may see.
+trait May {
+    /// Passes if the key's role is one of `allowed`.
+    fn may(&self, allowed: &[Role], action: &str) -> Result<(), PageError>;
+}
+
+impl May for Principal {
+    fn may(&self, allowed: &[Role], action: &str) -> Result<(), PageError> {
+        if allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(PageError(ApiError::Forbidden(format!(
+                "a key with role `{}` cannot {action}",
+                self.role.as_str()
+            ))))
+        }
+    }
+}
+
 /// A page that could not be shown, as a page rather than JSON.
-pub(crate) struct PageError(Error);
+pub(crate) struct PageError(ApiError);
 
 impl From<Error> for PageError {
     fn from(err: Error) -> Self {
-        PageError(err)
+        PageError(err.into())
     }
 }
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let message = match &self.0 {
-            Error::Internal(_) => {
+            ApiError::Domain(Error::Internal(_)) => {
                 "Hookgate failed to show this page; the details are in its log.".to_string()
             }
             other => other.to_string(),

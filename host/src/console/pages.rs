@@ -6,11 +6,14 @@ use axum::extract::{Path, Query, State};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{PageError, User, layout};
-use crate::app::AppState;
-use crate::callbacks::{CallbackView, ListQuery, default_actions, page_size};
-use crate::event::rfc3339;
-use crate::model::{Activation, HttpRecord, Role};
+use super::{May, PageError, User, layout};
+use crate::api::state::AppState;
+use crate::domain::callbacks::{CallbackFilter, CallbackView};
+use crate::domain::page_size;
+use crate::model::event::rfc3339;
+use crate::model::{
+    Activation, ActivationOutcome, HttpRecord, PluginRecord, Role, default_actions,
+};
 
 type Page = Result<Markup, PageError>;
 
@@ -61,20 +64,21 @@ pub(super) async fn callbacks(
     State(state): State<AppState>,
     Query(query): Query<SearchQuery>,
 ) -> Page {
-    who.require(&[Role::Manage], "manage callbacks")?;
+    who.may(&[Role::Manage], "manage callbacks")?;
     let q = query.q.filter(|q| !q.trim().is_empty());
     let page = state
         .callbacks
         .list(
             &who.tenant_id,
-            ListQuery {
+            &CallbackFilter {
                 q: q.clone(),
-                cursor: query.cursor,
-                ..ListQuery::default()
+                ..CallbackFilter::default()
             },
+            query.cursor.as_deref(),
+            page_size(None),
         )
         .await?;
-    let plugins = state.registry.list(&who.tenant_id).await?;
+    let plugins = state.plugins.list(&who.tenant_id).await?;
     Ok(layout(
         "Event callbacks",
         Some("callbacks"),
@@ -131,7 +135,7 @@ fn callback_row(view: &CallbackView) -> Markup {
             td {
                 @match view.last.last_triggered_at {
                     Some(at) => a href={ "/console/callbacks/" (c.id) "/history" } {
-                        (when(at)) " · " (view.last.last_status.as_deref().unwrap_or(""))
+                        (when(at)) " · " (view.last.last_status.map_or("", ActivationOutcome::as_str))
                     },
                     None => a href={ "/console/callbacks/" (c.id) "/history" } { "Never" },
                 }
@@ -146,7 +150,7 @@ fn callback_row(view: &CallbackView) -> Markup {
 
 /// The create/edit dialog. Field names are the API's field paths, so its
 /// errors land next to the right input.
-fn callback_dialog(plugins: &[crate::model::PluginRecord]) -> Markup {
+fn callback_dialog(plugins: &[PluginRecord]) -> Markup {
     let field_error =
         |field: &str| html! { p class="error" role="alert" data-error-for=(field) {} };
     html! {
@@ -230,11 +234,16 @@ pub(super) async fn history(
     Path(id): Path<String>,
     Query(query): Query<HistoryQuery>,
 ) -> Page {
-    who.require(&[Role::Manage, Role::Read], "read history")?;
+    who.may(&[Role::Manage, Role::Read], "read history")?;
     let callback = state.callbacks.get(&who.tenant_id, &id).await?.callback;
     let page = state
         .callbacks
-        .activations(&who.tenant_id, &id, query.cursor, page_size(None))
+        .activations(
+            &who.tenant_id,
+            &id,
+            query.cursor.as_deref(),
+            page_size(None),
+        )
         .await?;
     Ok(layout(
         "Activation history",
@@ -259,13 +268,16 @@ pub(super) async fn history(
 }
 
 fn activation(a: &Activation) -> Markup {
-    let failed = !matches!(a.outcome.as_str(), "succeeded" | "allow" | "skipped");
+    let failed = !matches!(
+        a.outcome,
+        ActivationOutcome::Succeeded | ActivationOutcome::Allow | ActivationOutcome::Skipped
+    );
     html! {
-        li class={ "activation " (a.outcome) } data-activation-id=(a.id) {
+        li class={ "activation " (a.outcome.as_str()) } data-activation-id=(a.id) {
             details {
                 summary {
                     time datetime=(rfc3339(a.at)) { (when(a.at)) }
-                    span class="outcome" { (a.outcome) }
+                    span class="outcome" { (a.outcome.as_str()) }
                     span { "status " (a.status.map_or("—".to_string(), |s| s.to_string())) }
                     span { (format!("{:.1} ms", a.duration_ms)) }
                     @if let Some(n) = a.attempt { span { "attempt " (n) } }
@@ -306,8 +318,8 @@ fn http_record(label: &str, record: Option<&HttpRecord>) -> Markup {
 }
 
 pub(super) async fn plugins(User(who): User, State(state): State<AppState>) -> Page {
-    who.require(&[Role::Manage], "manage plugins")?;
-    let plugins = state.registry.list(&who.tenant_id).await?;
+    who.may(&[Role::Manage], "manage plugins")?;
+    let plugins = state.plugins.list(&who.tenant_id).await?;
     Ok(layout(
         "Plugins",
         Some("plugins"),
@@ -348,7 +360,7 @@ pub(super) async fn plugins(User(who): User, State(state): State<AppState>) -> P
 }
 
 pub(super) async fn try_event(User(who): User) -> Page {
-    who.require(&[Role::Manage, Role::Emit], "emit events")?;
+    who.may(&[Role::Manage, Role::Emit], "emit events")?;
     Ok(layout(
         "Try an event",
         Some("try"),
@@ -383,7 +395,7 @@ pub(super) async fn try_event(User(who): User) -> Page {
 }
 
 pub(super) async fn subscriptions(User(who): User, State(state): State<AppState>) -> Page {
-    who.require(&[Role::Manage], "manage subscriptions")?;
+    who.may(&[Role::Manage], "manage subscriptions")?;
     let subscriptions = state.subscriptions.list(&who.tenant_id).await?;
     let templates = state.templates.list(&who.tenant_id).await?;
     Ok(layout(

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Inner;
-use super::retry::{self, Verdict};
-use crate::error::Result;
-use crate::event::now_ms;
-use crate::ids::new_id;
+use super::retry::{self, Disposition};
+use crate::domain::Result;
+use crate::model::ids::new_id;
 use crate::model::{
-    Activation, Callback, Delivery, DeliveryStatus, EventRecord, HttpRecord, RetryPolicy,
+    Activation, Callback, Delivery, DeliveryStatus, ErrorClass, EventRecord, HttpRecord,
+    RetryPolicy,
 };
 use crate::outbound::{self, Answer, Request, SendError, signing_secrets};
-use crate::plugin::Transformed;
+use crate::plugin::{Outgoing, Transformed};
 
 /// An attempt's result.
 pub(super) struct Outcome {
@@ -31,8 +31,8 @@ pub(super) struct Outcome {
 /// What happened, before it is written down.
 struct Result_ {
     status: DeliveryStatus,
-    verdict: Option<Verdict>,
-    error_class: Option<&'static str>,
+    disposition: Option<Disposition>,
+    error_class: Option<ErrorClass>,
     error: Option<String>,
     request: Option<HttpRecord>,
     response: Option<Answer>,
@@ -40,10 +40,10 @@ struct Result_ {
 }
 
 impl Result_ {
-    fn final_error(status: DeliveryStatus, class: &'static str, error: String) -> Self {
+    fn final_error(status: DeliveryStatus, class: ErrorClass, error: String) -> Self {
         Result_ {
             status,
-            verdict: None,
+            disposition: None,
             error_class: Some(class),
             error: Some(error),
             request: None,
@@ -53,27 +53,26 @@ impl Result_ {
     }
 }
 
-/// Makes one attempt, and hands back the event for the next one. `manual`
-/// attempts are never rescheduled.
+/// Makes one attempt of a delivery whose lease this node holds. `manual`
+/// attempts are never rescheduled. `record` is the delivery's event, when
+/// at hand.
 pub(super) async fn make(
-    inner: &Arc<Inner>,
+    inner: &Inner,
     mut delivery: Delivery,
     record: Option<Arc<EventRecord>>,
     manual: bool,
-) -> Result<(Outcome, Option<Arc<EventRecord>>)> {
-    let started_at = now_ms();
+) -> Result<Outcome> {
+    let started_at = inner.clock.now_ms();
     let clock = Instant::now();
     delivery.attempts += 1;
     let record = match record {
         Some(record) => Some(record),
-        None => {
-            let (tenant, event_id) = (delivery.tenant_id.clone(), delivery.event_id.clone());
-            inner
-                .db
-                .run(move |s| s.event(&tenant, &event_id))
-                .await?
-                .map(Arc::new)
-        }
+        None => inner
+            .store
+            .events()
+            .event(&delivery.tenant_id, &delivery.event_id)
+            .await?
+            .map(Arc::new),
     };
     let callback = inner
         .callbacks
@@ -83,17 +82,17 @@ pub(super) async fn make(
     let result = match (record.as_deref(), callback) {
         (None, _) => Result_::final_error(
             DeliveryStatus::Failed,
-            "gone",
+            ErrorClass::Gone,
             "the event is no longer stored (pruned by retention)".into(),
         ),
         (_, None) => Result_::final_error(
             DeliveryStatus::Failed,
-            "gone",
+            ErrorClass::Gone,
             "the callback was deleted".into(),
         ),
         (Some(_), Some(callback)) if !callback.enabled && !manual => Result_::final_error(
             DeliveryStatus::Failed,
-            "disabled",
+            ErrorClass::Disabled,
             format!(
                 "the callback is disabled{}",
                 callback
@@ -105,7 +104,7 @@ pub(super) async fn make(
         ),
         (Some(event), Some(callback)) => send(inner, &delivery, event, &callback).await,
     };
-    let outcome = conclude(
+    Ok(conclude(
         inner,
         delivery,
         result,
@@ -113,11 +112,10 @@ pub(super) async fn make(
         started_at,
         clock.elapsed(),
         manual,
-    );
-    Ok((outcome, record))
+    ))
 }
 
-/// Builds, signs and sends the request.
+/// Builds, signs and sends the request, and reads what the answer means.
 async fn send(
     inner: &Inner,
     delivery: &Delivery,
@@ -127,103 +125,119 @@ async fn send(
     let Some(url) = callback.url.clone() else {
         return Result_::final_error(
             DeliveryStatus::Failed,
-            "config",
+            ErrorClass::Config,
             "the callback has no URL".into(),
         );
     };
-    let event = &record.event;
-    let mut transformed = Request::envelope(event);
-    if let Some(reference) = &callback.plugin {
-        let Some(plugin) = inner.registry.get(&reference.id) else {
-            return Result_::final_error(
-                DeliveryStatus::Failed,
-                "plugin",
-                format!("plugin `{}` is not available", reference.id),
-            );
-        };
-        let config = Arc::new(reference.config.clone());
-        match inner
-            .registry
-            .runtime()
-            .transform(&plugin, config, event, transformed)
-            .await
-        {
-            Ok(out) => match out.value {
-                Transformed::Send(changed) => transformed = changed,
-                Transformed::Skip(reason) => {
-                    return Result_::final_error(
-                        DeliveryStatus::Skipped,
-                        "skipped",
-                        format!("skipped by the plugin: {reason}"),
-                    );
-                }
-            },
-            Err(err) => {
-                return Result_::final_error(
-                    DeliveryStatus::Failed,
-                    "plugin",
-                    format!("plugin transform failed: {err}"),
-                );
-            }
-        }
-    }
-
+    let transformed = match transform(inner, record, callback).await {
+        Ok(transformed) => transformed,
+        Err(result) => return result,
+    };
     let mut chain = record.causation.clone();
-    chain.push(event.id.clone());
+    chain.push(record.event.id.clone());
     let mut request = Request::build(&url, transformed, &callback.headers, &chain.join(","));
-    let now = now_ms();
+    let now = inner.clock.now_ms();
     if let Err(err) = request.sign(&signing_secrets(callback, now), &delivery.id, now) {
-        return Result_::final_error(DeliveryStatus::Failed, "config", err.to_string());
+        return Result_::final_error(DeliveryStatus::Failed, ErrorClass::Config, err.to_string());
     }
     let timeout = Duration::from_millis(callback.timeout_ms.unwrap_or(inner.config.timeout_ms));
     let request_record = request.record();
     match inner.http.send(request, timeout).await {
-        Ok(answer) => {
-            let verdict = retry::classify_status(answer.status);
-            let cap = Duration::from_secs(inner.config.max_retry_after_secs);
-            let retry_after = answer
-                .headers
-                .iter()
-                .find(|(name, _)| name == "retry-after")
-                .and_then(|(_, value)| {
-                    retry::retry_after(value, cap, std::time::SystemTime::now())
-                });
-            let (status, class, error) = match verdict {
-                Verdict::Delivered => (DeliveryStatus::Succeeded, None, None),
-                Verdict::Gone => (
-                    DeliveryStatus::Failed,
-                    Some("gone"),
-                    Some("the receiver answered 410 Gone: it unsubscribed".to_string()),
-                ),
-                Verdict::Retry | Verdict::Final => (
-                    DeliveryStatus::Failed,
-                    Some("status"),
-                    Some(format!("the receiver answered HTTP {}", answer.status)),
-                ),
-            };
-            Result_ {
-                status,
-                verdict: Some(verdict),
-                error_class: class,
-                error,
-                request: Some(request_record),
-                response: Some(answer),
-                retry_after,
-            }
-        }
+        Ok(answer) => answered(inner, answer, request_record),
         Err(SendError { class, message }) => Result_ {
-            status: if class == "blocked" {
+            status: if class == ErrorClass::Blocked {
                 DeliveryStatus::Blocked
             } else {
                 DeliveryStatus::Failed
             },
-            verdict: (class != "blocked").then_some(Verdict::Retry),
+            disposition: (class != ErrorClass::Blocked).then_some(Disposition::Retry),
             error_class: Some(class),
             error: Some(message),
             request: Some(request_record),
             response: None,
             retry_after: None,
         },
+    }
+}
+
+/// The body and headers to send: the envelope, or what the callback's
+/// plugin made of it. A skip or a plugin failure ends the attempt.
+async fn transform(
+    inner: &Inner,
+    record: &EventRecord,
+    callback: &Callback,
+) -> std::result::Result<Outgoing, Result_> {
+    let event = &record.event;
+    let envelope = Request::envelope(event);
+    let Some(reference) = &callback.plugin else {
+        return Ok(envelope);
+    };
+    let plugin = inner
+        .plugins
+        .get(&callback.tenant_id, &reference.id)
+        .await
+        .map_err(|unavailable| {
+            Result_::final_error(
+                DeliveryStatus::Failed,
+                ErrorClass::Plugin,
+                unavailable.to_string(),
+            )
+        })?;
+    let config = Arc::new(reference.config.clone());
+    match inner
+        .plugins
+        .runtime()
+        .transform(&plugin, config, event, envelope)
+        .await
+    {
+        Ok(out) => match out.value {
+            Transformed::Send(changed) => Ok(changed),
+            Transformed::Skip(reason) => Err(Result_::final_error(
+                DeliveryStatus::Skipped,
+                ErrorClass::Skipped,
+                format!("skipped by the plugin: {reason}"),
+            )),
+        },
+        Err(err) => Err(Result_::final_error(
+            DeliveryStatus::Failed,
+            ErrorClass::Plugin,
+            format!("plugin transform failed: {err}"),
+        )),
+    }
+}
+
+/// What a receiver's answer means: delivered, worth a retry (honouring a
+/// capped `Retry-After`), final, or an unsubscription.
+fn answered(inner: &Inner, answer: Answer, request: HttpRecord) -> Result_ {
+    let disposition = retry::classify_status(answer.status);
+    let cap = Duration::from_secs(inner.config.max_retry_after_secs);
+    let now = std::time::UNIX_EPOCH + Duration::from_millis(inner.clock.now_ms());
+    let retry_after = answer
+        .headers
+        .iter()
+        .find(|(name, _)| name == "retry-after")
+        .and_then(|(_, value)| retry::retry_after(value, cap, now));
+    let (status, class, error) = match disposition {
+        Disposition::Delivered => (DeliveryStatus::Succeeded, None, None),
+        Disposition::Gone => (
+            DeliveryStatus::Failed,
+            Some(ErrorClass::Gone),
+            Some("the receiver answered 410 Gone: it unsubscribed".to_string()),
+        ),
+        Disposition::Retry | Disposition::Final => (
+            DeliveryStatus::Failed,
+            Some(ErrorClass::Status),
+            Some(format!("the receiver answered HTTP {}", answer.status)),
+        ),
+    };
+    Result_ {
+        status,
+        disposition: Some(disposition),
+        error_class: class,
+        error,
+        request: Some(request),
+        response: Some(answer),
+        retry_after,
     }
 }
 
@@ -237,7 +251,7 @@ fn conclude(
     took: Duration,
     manual: bool,
 ) -> Outcome {
-    let now = now_ms();
+    let now = inner.clock.now_ms();
     let (max_attempts, schedule) = match &policy {
         Some(p) if !p.schedule_secs.is_empty() => (p.max_attempts, p.schedule_secs.as_slice()),
         Some(p) => (p.max_attempts, inner.config.schedule_secs.as_slice()),
@@ -247,7 +261,7 @@ fn conclude(
         ),
     };
     let round = delivery.attempts - delivery.round_start;
-    let retry = result.verdict == Some(Verdict::Retry) && !manual && round < max_attempts;
+    let retry = result.disposition == Some(Disposition::Retry) && !manual && round < max_attempts;
     let next_attempt_at = retry.then(|| {
         let wait = result
             .retry_after
@@ -263,11 +277,11 @@ fn conclude(
         DeliveryStatus::Pending => "retrying",
         other => other.as_str(),
     };
-    let gone = (result.verdict == Some(Verdict::Gone)).then(|| {
+    let gone = (result.disposition == Some(Disposition::Gone)).then(|| {
         format!(
             "the receiver answered 410 Gone to delivery {} at {}: unsubscribed",
             delivery.id,
-            crate::event::rfc3339(now)
+            crate::model::event::rfc3339(now)
         )
     });
     let activation = Activation {
@@ -278,10 +292,10 @@ fn conclude(
         delivery_id: Some(delivery.id.clone()),
         attempt: Some(delivery.attempts),
         at: started_at,
-        outcome: result.status.as_str().to_string(),
+        outcome: result.status.into(),
         status: result.response.as_ref().map(|a| a.status),
         duration_ms: took.as_secs_f64() * 1000.0,
-        error_class: result.error_class.map(String::from),
+        error_class: result.error_class,
         error: result.error.clone(),
         request: result.request,
         response: result.response.as_ref().map(outbound::response_record),

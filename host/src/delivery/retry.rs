@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use rand::Rng;
 
-/// What an attempt's result means for the delivery.
+/// What a receiver's answer means for the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub(super) enum Disposition {
     /// The receiver took it.
     Delivered,
     /// Worth another try.
@@ -21,12 +21,12 @@ pub(super) enum Verdict {
 }
 
 /// Classifies a receiver's status code.
-pub(super) fn classify_status(status: u16) -> Verdict {
+pub(super) fn classify_status(status: u16) -> Disposition {
     match status {
-        200..=299 => Verdict::Delivered,
-        410 => Verdict::Gone,
-        408 | 429 | 500..=599 => Verdict::Retry,
-        _ => Verdict::Final,
+        200..=299 => Disposition::Delivered,
+        410 => Disposition::Gone,
+        408 | 429 | 500..=599 => Disposition::Retry,
+        _ => Disposition::Final,
     }
 }
 
@@ -63,14 +63,14 @@ mod tests {
 
     #[test]
     fn statuses_are_classified_like_apigee() {
-        assert_eq!(classify_status(204), Verdict::Delivered);
+        assert_eq!(classify_status(204), Disposition::Delivered);
         for status in [408, 429, 500, 503] {
-            assert_eq!(classify_status(status), Verdict::Retry, "{status}");
+            assert_eq!(classify_status(status), Disposition::Retry, "{status}");
         }
         for status in [301, 400, 401, 404, 422] {
-            assert_eq!(classify_status(status), Verdict::Final, "{status}");
+            assert_eq!(classify_status(status), Disposition::Final, "{status}");
         }
-        assert_eq!(classify_status(410), Verdict::Gone);
+        assert_eq!(classify_status(410), Disposition::Gone);
     }
 
     #[test]

@@ -8,11 +8,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::callbacks::{self, CallbackInput};
-use crate::error::{Error, Result};
-use crate::event::Phase;
-use crate::input;
-use crate::templates::Templates;
+use crate::domain::templates::Templates;
+use crate::domain::{Error, Result, input};
+use crate::model::{CallbackInput, Phase, default_actions};
 
 /// How imported templates are filed, for what the document cannot say.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -99,7 +97,7 @@ pub async fn import(
     .map_err(|e| Error::Internal(format!("parsing an OpenAPI document failed: {e}")))??;
     let actions = match &options.actions {
         Some(list) => list.split(',').map(|a| a.trim().to_string()).collect(),
-        None => callbacks::default_actions(),
+        None => default_actions(),
     };
     let phase = options.phase.unwrap_or(Phase::After);
     let mut report = ImportReport {

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::event::Phase;
-use crate::model::Callback;
+use crate::model::{Callback, Phase};
 use crate::outbound::CAUSATION_HEADER;
 
 /// The receivers' document for a tenant's callbacks. Disabled callbacks
@@ -49,41 +48,71 @@ pub fn document(tenant_id: &str, callbacks: &[Callback]) -> Value {
 
 fn operation(kind: &str, users: &[&Callback]) -> Value {
     let (object_type, action) = kind.rsplit_once('.').unwrap_or((kind, ""));
-    let after = users.iter().any(|c| c.phase == Phase::After);
-    let before: Vec<&&Callback> = users.iter().filter(|c| c.phase == Phase::Before).collect();
     let sent_by: Vec<String> = users
         .iter()
         .map(|c| format!("`{}` ({})", c.name, c.phase.as_str()))
         .collect();
-    let mut parameters = vec![header(
-        CAUSATION_HEADER,
-        "The chain of event ids that led here and its depth. Send it back on events you emit \
-         in response, so that Hookgate can stop loops.",
-        true,
-    )];
-    if after {
-        parameters.extend([
-            header(
-                "webhook-id",
-                "The delivery's id, the same on every attempt: deduplicate on it. After-events only.",
-                false,
-            ),
-            header(
-                "webhook-timestamp",
-                "Seconds since the Unix epoch when the attempt was signed. After-events only.",
-                false,
-            ),
-            header(
-                "webhook-signature",
-                "`v1,` then base64(HMAC-SHA256(secret, \"{webhook-id}.{webhook-timestamp}.{body}\")), \
-                 the secret being the base64 part of the callback's `whsec_` secret. During a secret \
-                 rotation two signatures are sent, separated by a space; accept either. After-events only.",
-                false,
-            ),
-        ]);
-    }
+    json!({
+        "operationId": kind,
+        "summary": format!("{object_type} {action}"),
+        "description": format!("Sent by callbacks {}.", sent_by.join(", ")),
+        "parameters": parameters(),
+        "requestBody": {
+            "required": true,
+            "content": { "application/json": { "schema": {
+                "allOf": [
+                    { "$ref": "#/components/schemas/Event" },
+                    { "properties": {
+                        "type": { "const": kind },
+                        "object_type": { "const": object_type },
+                        "action": { "const": action },
+                    }},
+                ],
+            }}},
+        },
+        "responses": responses(users),
+    })
+}
+
+/// The headers every request carries: the causation chain and the
+/// Standard Webhooks signature.
+fn parameters() -> Vec<Value> {
+    vec![
+        header(
+            CAUSATION_HEADER,
+            "The chain of event ids that led here and its depth. Send it back on events you emit \
+             in response, so that Hookgate can stop loops.",
+            true,
+        ),
+        header(
+            "webhook-id",
+            "The message's id: for an after-event the delivery's, the same on every attempt \
+             (deduplicate on it); for a before-event the activation's.",
+            true,
+        ),
+        header(
+            "webhook-timestamp",
+            "Seconds since the Unix epoch when the request was signed.",
+            true,
+        ),
+        header(
+            "webhook-signature",
+            "`v1,` then base64(HMAC-SHA256(secret, \"{webhook-id}.{webhook-timestamp}.{body}\")), \
+             the secret being the base64 part of the callback's `whsec_` secret. During a secret \
+             rotation two signatures are sent, separated by a space; accept either.",
+            true,
+        ),
+    ]
+}
+
+/// What each answer does: the status a before-callback expects allows;
+/// an after-event's status decides delivery, retry or unsubscription.
+fn responses(users: &[&Callback]) -> serde_json::Map<String, Value> {
+    let after = users.iter().any(|c| c.phase == Phase::After);
     let mut responses = serde_json::Map::new();
-    for callback in &before {
+    let mut before = false;
+    for callback in users.iter().filter(|c| c.phase == Phase::Before) {
+        before = true;
         let status = callback.expected_status.unwrap_or(200).to_string();
         responses.insert(
             status.clone(),
@@ -116,35 +145,16 @@ fn operation(kind: &str, users: &[&Callback]) -> Value {
             );
         }
     }
-    let default = match (after, before.is_empty()) {
-        (true, true) => "After-event: any other status fails the delivery without retry.",
+    let default = match (after, before) {
+        (true, false) => "After-event: any other status fails the delivery without retry.",
         (false, _) => "Before-event: any other status denies the change.",
-        (true, false) => {
+        (true, true) => {
             "Before-event: any other status denies the change. After-event: any other status \
              fails the delivery without retry."
         }
     };
     responses.insert("default".into(), json!({ "description": default }));
-    json!({
-        "operationId": kind,
-        "summary": format!("{object_type} {action}"),
-        "description": format!("Sent by callbacks {}.", sent_by.join(", ")),
-        "parameters": parameters,
-        "requestBody": {
-            "required": true,
-            "content": { "application/json": { "schema": {
-                "allOf": [
-                    { "$ref": "#/components/schemas/Event" },
-                    { "properties": {
-                        "type": { "const": kind },
-                        "object_type": { "const": object_type },
-                        "action": { "const": action },
-                    }},
-                ],
-            }}},
-        },
-        "responses": responses,
-    })
+    responses
 }
 
 fn header(name: &str, description: &str, required: bool) -> Value {

@@ -63,13 +63,6 @@ pub enum PluginError {
         /// Wasmtime's explanation, naming the export.
         reason: String,
     },
-    /// A precompiled artifact was produced by another engine or host version
-    /// and must be recompiled from the original bytes.
-    #[error("precompiled plugin artifact does not match this host: {reason}")]
-    StaleArtifact {
-        /// Why it cannot be loaded.
-        reason: String,
-    },
     /// The event and request handed to the plugin are over the input cap.
     #[error("plugin input is {size} bytes, over the {limit}-byte input limit")]
     InputTooLarge {
@@ -150,7 +143,6 @@ impl PluginError {
             PluginError::ImportMismatch { .. } => "import_mismatch",
             PluginError::MissingExport { .. } => "missing_export",
             PluginError::ExportMismatch { .. } => "export_mismatch",
-            PluginError::StaleArtifact { .. } => "stale_artifact",
             PluginError::InputTooLarge { .. } => "input_too_large",
             PluginError::OutputTooLarge { .. } => "output_too_large",
             PluginError::OutOfFuel { .. } => "out_of_fuel",

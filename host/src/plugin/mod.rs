@@ -1,25 +1,29 @@
 //! The sandboxed WebAssembly component runtime.
 //!
-//! One [`Runtime`] (one wasmtime engine) serves the whole process. Uploads go
-//! through [`Runtime::compile`], which validates them and returns a ready
-//! [`Plugin`] plus a precompiled [`Artifact`] for storage; after a restart,
-//! [`Runtime::load`] turns the artifact back into a plugin without
-//! recompiling. Each hook call instantiates the plugin into a fresh store with
-//! fuel, memory and deadline limits, so no state survives between events.
+//! One [`Runtime`] (one wasmtime engine) serves the whole process.
+//! [`Runtime::compile`] validates a component and returns a ready
+//! [`Plugin`]; it keeps what it compiled in this node's own cache (see
+//! `cache`), so identical bytes are compiled once, and never loads native
+//! code from anywhere else. Each hook call instantiates the plugin into a
+//! fresh store with fuel, memory and deadline limits, so no state survives
+//! between events.
 //!
 //! Layout:
 //! - `bindings`: the generated host side of the WIT world (the only `bindgen!`);
 //! - `sandbox`: per-call store state, WASI lock-down and the `host` imports;
 //! - `validate`: upload-time checks;
+//! - `cache`: this node's compiled copies, on local disk;
 //! - `error`: [`PluginError`].
 
 mod bindings;
+mod cache;
 mod error;
 mod sandbox;
 mod validate;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,7 +39,7 @@ use wasmtime::{
 pub use self::error::PluginError;
 use self::error::chain;
 use self::sandbox::{Sandbox, clamp};
-use crate::event::{Event, Phase, Verdict};
+use crate::model::{Event, Phase, Verdict};
 
 /// How often the epoch ticker advances the engine's clock. Deadlines are
 /// enforced to within one tick.
@@ -98,20 +102,6 @@ pub struct PluginInfo {
     pub imports: Vec<String>,
 }
 
-/// A compiled plugin in the engine's native form, for storage.
-///
-/// It is only ever produced by [`Runtime::compile`] and only loaded by a
-/// runtime with the same `engine` hash: deserializing is trusted native code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Artifact {
-    /// What validation learned when this was compiled.
-    pub info: PluginInfo,
-    /// The compatibility hash of the engine that produced it.
-    pub engine: String,
-    /// The serialized component.
-    pub bytes: Vec<u8>,
-}
-
 /// A validated, compiled plugin version, ready to instantiate. Cheap to clone.
 #[derive(Clone)]
 pub struct Plugin {
@@ -126,12 +116,12 @@ impl Plugin {
     }
 }
 
-/// A newly compiled plugin and its artifact.
-pub struct Compiled {
-    /// The plugin, ready to call.
+/// A plugin ready to call, and whether it had to be compiled for it.
+pub struct Prepared {
+    /// The plugin.
     pub plugin: Plugin,
-    /// The artifact to store for fast loading after a restart.
-    pub artifact: Artifact,
+    /// False when this node's cache already held identical bytes compiled.
+    pub compiled: bool,
 }
 
 /// A request about to be POSTed to a callback URL.
@@ -183,6 +173,7 @@ pub struct Runtime {
 struct Inner {
     engine: Engine,
     engine_hash: String,
+    cache: cache::CompileCache,
     linker: Linker<Sandbox>,
     limits: Limits,
     slots: Semaphore,
@@ -221,7 +212,8 @@ enum HookOutput {
 impl Runtime {
     /// Builds the engine (pooling allocator, fuel, epoch interruption), the
     /// linker with locked-down WASI, and starts the epoch ticker thread.
-    pub fn new(limits: Limits) -> Result<Self, PluginError> {
+    /// Compiled plugins are kept in `cache_dir` when one is given.
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
         let slots = limits.max_concurrent_calls.max(1);
         let mut pool = PoolingAllocationConfig::new();
         // A Rust component holds a handful of core instances (the program,
@@ -278,6 +270,7 @@ impl Runtime {
 
         Ok(Runtime {
             inner: Arc::new(Inner {
+                cache: cache::CompileCache::new(cache_dir, &engine_hash)?,
                 engine,
                 engine_hash,
                 linker,
@@ -293,31 +286,22 @@ impl Runtime {
         &self.inner.limits
     }
 
-    /// Identifies the engine build and settings; artifacts from another
-    /// engine hash must be recompiled. Stores key artifacts by
-    /// `(sha256, engine_hash)`.
+    /// Identifies the engine build and settings: compiled code is only
+    /// ever reused by an engine with the same hash.
     pub fn engine_hash(&self) -> &str {
         &self.inner.engine_hash
     }
 
-    /// Validates and compiles an uploaded component on a blocking thread,
-    /// off the async workers.
-    pub async fn compile(&self, wasm: Vec<u8>) -> Result<Compiled, PluginError> {
+    /// Validates a component and makes it ready to call, on a blocking
+    /// thread, off the async workers: from this node's cache when it holds
+    /// the same bytes compiled by this engine, else by compiling them (and
+    /// caching the result).
+    pub async fn compile(&self, wasm: Vec<u8>) -> Result<Prepared, PluginError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.compile(&wasm))
             .await
             .map_err(|e| PluginError::Runtime {
                 reason: format!("compilation task failed: {e}"),
-            })?
-    }
-
-    /// Turns a stored artifact back into a plugin without recompiling.
-    pub async fn load(&self, artifact: Artifact) -> Result<Plugin, PluginError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.load(&artifact))
-            .await
-            .map_err(|e| PluginError::Runtime {
-                reason: format!("loading task failed: {e}"),
             })?
     }
 
@@ -534,48 +518,28 @@ impl Runtime {
 }
 
 impl Inner {
-    fn compile(&self, wasm: &[u8]) -> Result<Compiled, PluginError> {
+    fn compile(&self, wasm: &[u8]) -> Result<Prepared, PluginError> {
         validate::check_binary(wasm, self.limits.max_component_bytes)?;
-        let component = Component::new(&self.engine, wasm)
-            .map_err(|e| PluginError::Invalid { reason: chain(&e) })?;
+        let sha256 = hex::encode(Sha256::digest(wasm));
+        let (component, compiled) = match self.cache.load(&self.engine, &sha256) {
+            Some(component) => (component, false),
+            None => {
+                let component = Component::new(&self.engine, wasm)
+                    .map_err(|e| PluginError::Invalid { reason: chain(&e) })?;
+                (component, true)
+            }
+        };
         let info = PluginInfo {
-            sha256: hex::encode(Sha256::digest(wasm)),
+            sha256,
             size: wasm.len(),
             imports: validate::check_imports(&component, &self.engine)?,
             exports: validate::check_exports(&component, &self.engine)?,
         };
-        let plugin = self.prepare(&component, info.clone())?;
-        let bytes = component.serialize().map_err(runtime_error)?;
-        Ok(Compiled {
-            plugin,
-            artifact: Artifact {
-                info,
-                engine: self.engine_hash.clone(),
-                bytes,
-            },
-        })
-    }
-
-    #[expect(
-        unsafe_code,
-        reason = "deserializing is loading native code; only artifacts this \
-                  host produced, for this exact engine, reach this point"
-    )]
-    fn load(&self, artifact: &Artifact) -> Result<Plugin, PluginError> {
-        if artifact.engine != self.engine_hash {
-            return Err(PluginError::StaleArtifact {
-                reason: format!(
-                    "it was compiled by engine {}, this host runs {}",
-                    artifact.engine, self.engine_hash
-                ),
-            });
+        let plugin = self.prepare(&component, info)?;
+        if compiled {
+            self.cache.store(&plugin.info.sha256, &component);
         }
-        // SAFETY: the bytes come from `Component::serialize` in `compile`,
-        // stored by the host itself, and wasmtime re-checks the engine and
-        // version compatibility header before mapping them.
-        let component = unsafe { Component::deserialize(&self.engine, &artifact.bytes) }
-            .map_err(|e| PluginError::StaleArtifact { reason: chain(&e) })?;
-        self.prepare(&component, artifact.info.clone())
+        Ok(Prepared { plugin, compiled })
     }
 
     /// Links the component against the sandbox and type-checks its exports.

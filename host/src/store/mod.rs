@@ -1,23 +1,28 @@
-//! Persistence behind one trait, so that sled (embedded, the default) and a
-//! future PostgreSQL backend are interchangeable.
+//! Persistence, behind async repositories: one trait per aggregate, all
+//! reached through one [`Store`] handle that services hold. A backend (sled
+//! for one embedded node; see `sled`) implements every trait and keeps its
+//! machinery, such as sled's group-commit writer, to itself.
 //!
-//! The trait is synchronous: implementations may block, and callers reach it
-//! through [`Db`], which runs every call on the blocking pool so storage work
-//! never stalls the async workers.
+//! Three promises hold for every backend:
+//! - a write that returns `Ok` is durable: it survives a crash;
+//! - every change that a cache may hold is announced through [`Changes`]
+//!   once it is durable, before the write returns;
+//! - the delivery queue is leased: a delivery is claimed by one owner until
+//!   its lease expires, and only its owner completes it.
 
-mod sled_store;
+mod changes;
+mod sled;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
 
-use tokio::sync::watch;
+use async_trait::async_trait;
 
-pub use self::sled_store::SledStore;
+pub use self::changes::{Change, Changes};
+pub use self::sled::SledStore;
 use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
     Template, Tenant,
 };
-use crate::plugin::Artifact;
 
 /// Why storage failed. Only `Conflict` is the caller's doing.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +62,8 @@ pub struct DeliveryFilter {
 #[derive(Debug, Clone)]
 pub struct EventWrite {
     /// The event.
-    pub record: EventRecord,
-    /// Its pending deliveries (after-events).
+    pub record: Arc<EventRecord>,
+    /// Its pending deliveries (after-events), due at once.
     pub deliveries: Vec<Delivery>,
     /// Its gate decisions' activations (before-events).
     pub activations: Vec<Activation>,
@@ -67,85 +72,155 @@ pub struct EventWrite {
     pub client_id: bool,
 }
 
-/// A delivery's new state, with the activation of the attempt that led to
-/// it, if any.
+/// A delivery's new state after an attempt, with the attempt's activation.
 pub type DeliveryWrite = (Delivery, Option<Activation>);
 
-/// Everything Hookgate persists. All tenant-owned records are addressed by
-/// tenant and id, so one tenant can never reach another's.
-pub trait Storage: Send + Sync + 'static {
-    /// Makes every completed write durable.
-    fn flush(&self) -> StoreResult<()>;
+/// What a claim asks for.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    /// Who claims: a node's unique id.
+    pub owner: &'a str,
+    /// The time now, in ms since the epoch: deliveries due by then qualify.
+    pub now: u64,
+    /// How long the lease lasts, in ms.
+    pub lease_ms: u64,
+    /// How many deliveries at most.
+    pub limit: usize,
+    /// Leases one callback may hold at once, over every owner.
+    pub per_callback: usize,
+    /// Tenants to leave out of this claim.
+    pub exclude_tenants: &'a [String],
+}
 
+/// A claimed delivery: leased to its owner until `lease_until`.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The delivery.
+    pub delivery: Delivery,
+    /// Its event, when the backend has it at hand (it may not: the caller
+    /// then reads it).
+    pub event: Option<Arc<EventRecord>>,
+    /// When the lease ends, in ms since the epoch.
+    pub lease_until: u64,
+}
+
+/// The answer to claiming one delivery for a manual retry.
+#[derive(Debug)]
+pub enum ClaimOne {
+    /// Claimed; make the attempt.
+    Claimed(Box<Claimed>),
+    /// It is pending: its next attempt is already scheduled.
+    Pending,
+    /// Another owner is attempting it now.
+    Leased,
+    /// No such delivery.
+    NotFound,
+}
+
+/// A tenant and its API keys.
+#[async_trait]
+pub trait TenantRepo: Send + Sync {
     /// Stores a new tenant with its first key.
-    fn insert_tenant(&self, tenant: &Tenant, key: &ApiKey) -> StoreResult<()>;
+    async fn insert_tenant(&self, tenant: &Tenant, first_key: &ApiKey) -> StoreResult<()>;
     /// Every tenant, oldest first.
-    fn tenants(&self) -> StoreResult<Vec<Tenant>>;
-
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
     /// Stores a new API key.
-    fn insert_key(&self, key: &ApiKey) -> StoreResult<()>;
+    async fn insert_key(&self, key: &ApiKey) -> StoreResult<()>;
     /// Finds a key by the hash of its secret.
-    fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>>;
+    async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>>;
     /// A tenant's keys, oldest first.
-    fn keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>>;
-    /// Deletes a key; false if the tenant has no such key.
-    fn delete_key(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+    async fn keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>>;
+    /// Deletes a key, announcing [`Change::Keys`]; false if the tenant has
+    /// no such key.
+    async fn delete_key(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+}
 
-    /// Stores a plugin version, assigning the next version number for its
-    /// name, with its component bytes and precompiled artifact.
-    fn insert_plugin(
-        &self,
-        record: PluginRecord,
-        wasm: &[u8],
-        artifact: &Artifact,
-    ) -> StoreResult<PluginRecord>;
+/// Plugin versions and their uploaded components. Compiled code is never
+/// stored here: each node compiles for itself (see `plugin::cache`).
+#[async_trait]
+pub trait PluginRepo: Send + Sync {
+    /// Stores a plugin version with its component, assigning the next
+    /// version number for its name.
+    async fn insert_plugin(&self, record: PluginRecord, wasm: Vec<u8>)
+    -> StoreResult<PluginRecord>;
     /// A tenant's plugin version.
-    fn plugin(&self, tenant: &str, id: &str) -> StoreResult<Option<PluginRecord>>;
+    async fn plugin(&self, tenant: &str, id: &str) -> StoreResult<Option<PluginRecord>>;
     /// A tenant's plugin versions, oldest first.
-    fn plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>>;
-    /// Every tenant's plugin versions, for loading at start.
-    fn all_plugins(&self) -> StoreResult<Vec<PluginRecord>>;
+    async fn plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>>;
+    /// Every tenant's plugin versions.
+    async fn all_plugins(&self) -> StoreResult<Vec<PluginRecord>>;
     /// The uploaded component of a plugin version.
-    fn plugin_wasm(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// The stored artifact of a plugin version.
-    fn artifact(&self, id: &str) -> StoreResult<Option<Artifact>>;
-    /// Replaces a plugin version's artifact, after recompiling for a new engine.
-    fn put_artifact(&self, id: &str, artifact: &Artifact) -> StoreResult<()>;
-    /// Deletes a plugin version; false if the tenant has no such plugin.
-    fn delete_plugin(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+    async fn plugin_wasm(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Deletes a plugin version, announcing [`Change::Plugin`]; false if
+    /// the tenant has no such plugin.
+    async fn delete_plugin(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+}
 
-    /// Inserts or replaces a callback. Names are unique within a tenant.
-    fn put_callback(&self, callback: &Callback) -> StoreResult<()>;
+/// Callbacks, the templates that make them, and how each callback fares.
+#[async_trait]
+pub trait CallbackRepo: Send + Sync {
+    /// Inserts or replaces a callback, announcing [`Change::Callbacks`].
+    /// Names are unique within a tenant.
+    async fn put_callback(&self, callback: &Callback) -> StoreResult<()>;
     /// A tenant's callback.
-    fn callback(&self, tenant: &str, id: &str) -> StoreResult<Option<Callback>>;
+    async fn callback(&self, tenant: &str, id: &str) -> StoreResult<Option<Callback>>;
     /// A tenant's callbacks, oldest first.
-    fn callbacks(&self, tenant: &str) -> StoreResult<Vec<Callback>>;
-    /// Deletes a callback; false if the tenant has no such callback.
-    fn delete_callback(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+    async fn callbacks(&self, tenant: &str) -> StoreResult<Vec<Callback>>;
+    /// Deletes a callback, announcing [`Change::Callbacks`]; false if the
+    /// tenant has no such callback.
+    async fn delete_callback(&self, tenant: &str, id: &str) -> StoreResult<bool>;
 
-    /// Inserts or replaces a callback template. Names are unique within a
-    /// tenant.
-    fn put_template(&self, template: &Template) -> StoreResult<()>;
+    /// Inserts or replaces a template. Names are unique within a tenant.
+    async fn put_template(&self, template: &Template) -> StoreResult<()>;
     /// A tenant's template.
-    fn template(&self, tenant: &str, id: &str) -> StoreResult<Option<Template>>;
+    async fn template(&self, tenant: &str, id: &str) -> StoreResult<Option<Template>>;
     /// A tenant's template, by name.
-    fn template_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<Template>>;
+    async fn template_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<Template>>;
     /// A tenant's templates, oldest first.
-    fn templates(&self, tenant: &str) -> StoreResult<Vec<Template>>;
+    async fn templates(&self, tenant: &str) -> StoreResult<Vec<Template>>;
     /// Deletes a template; false if the tenant has no such template.
-    fn delete_template(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+    async fn delete_template(&self, tenant: &str, id: &str) -> StoreResult<bool>;
 
+    /// Counts one finished delivery of a callback into its run of
+    /// failures, atomically, and returns the run as it now stands.
+    async fn record_health(&self, callback_id: &str, failed: bool, at: u64) -> StoreResult<Health>;
+}
+
+/// Events, as received and answered.
+#[async_trait]
+pub trait EventRepo: Send + Sync {
+    /// Stores an event with what it caused, in one atomic write, and
+    /// answers once it is written, or with `durable` once it is durable.
+    /// An event with a client id the tenant already used is not stored:
+    /// the answer is the existing record. New deliveries join the queue,
+    /// and [`Change::DeliveriesDue`] is announced.
+    async fn insert_event(
+        &self,
+        write: EventWrite,
+        durable: bool,
+    ) -> StoreResult<Option<EventRecord>>;
+    /// Stores an event's history without waiting for it: a crash may lose
+    /// it, and reads that follow still see it.
+    fn record_event(&self, write: EventWrite);
     /// A tenant's event.
-    fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>>;
-    /// Stores events with their deliveries and activations, all in one
-    /// atomic write. An event with a client id whose tenant already has one
-    /// with that id is skipped, and its answer is the existing record; the
-    /// others answer `None`. Batching matters: with sled, one transaction
-    /// for many events costs a fraction of one each.
-    fn insert_events(&self, batch: &[EventWrite]) -> StoreResult<Vec<Option<EventRecord>>>;
+    async fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>>;
+}
 
+/// Deliveries, their attempts' history, and the queue they wait in.
+#[async_trait]
+pub trait DeliveryRepo: Send + Sync {
+    /// A tenant's delivery.
+    async fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>>;
+    /// A tenant's deliveries, newest first, older than `before` if given.
+    async fn deliveries(
+        &self,
+        tenant: &str,
+        filter: &DeliveryFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>>;
     /// A callback's activations, newest first, older than `before` if given.
-    fn activations(
+    async fn activations(
         &self,
         tenant: &str,
         callback_id: &str,
@@ -153,403 +228,120 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<Activation>>;
     /// One activation of a callback.
-    fn activation(
+    async fn activation(
         &self,
         tenant: &str,
         callback_id: &str,
         id: &str,
     ) -> StoreResult<Option<Activation>>;
+    /// Activations by id, in the order asked, skipping those gone.
+    async fn activations_by_id(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<Activation>>;
 
-    /// A tenant's delivery.
-    fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>>;
-    /// Every pending delivery, to resume after a restart.
-    fn pending_deliveries(&self) -> StoreResult<Vec<Delivery>>;
-    /// Saves deliveries' new states, each with the activation recording its
-    /// latest attempt, if any, all in one atomic write.
-    fn update_deliveries(&self, batch: &[DeliveryWrite]) -> StoreResult<()>;
+    /// Pending deliveries, leased or not.
+    async fn pending_count(&self) -> StoreResult<usize>;
+    /// Claims up to `claim.limit` deliveries that are due and not leased
+    /// (or whose lease expired), round-robin across tenants, oldest due
+    /// first within a tenant, keeping each callback under
+    /// `claim.per_callback` leases.
+    async fn claim(&self, claim: Claim<'_>) -> StoreResult<Vec<Claimed>>;
+    /// Claims one delivery, due or not, for a manual attempt: only a
+    /// finished delivery, and only if no one holds it.
+    async fn claim_one(
+        &self,
+        owner: &str,
+        tenant: &str,
+        id: &str,
+        now: u64,
+        lease_ms: u64,
+    ) -> StoreResult<ClaimOne>;
+    /// Moves a lease's end, if `owner` still holds it; false otherwise.
+    async fn extend_lease(&self, owner: &str, delivery: &Delivery, until: u64)
+    -> StoreResult<bool>;
+    /// Records an attempt: the activation always, the delivery's new state
+    /// only if `owner` still holds its lease (returns false if not), and
+    /// the lease ends. A pending delivery is due again at its
+    /// `next_attempt_at`. The backend may write it behind: a crash before
+    /// then means the delivery is attempted again.
+    async fn complete(&self, owner: &str, write: DeliveryWrite) -> StoreResult<bool>;
+    /// Gives leases back unattempted, as at shutdown.
+    async fn release(&self, owner: &str, deliveries: &[Delivery]) -> StoreResult<()>;
+    /// When the next delivery falls due or a lease expires, if ever.
+    async fn next_due(&self) -> StoreResult<Option<u64>>;
+    /// Makes a callback's failed deliveries created between `since` and
+    /// `until` pending again, due `now`, each with a fresh round of
+    /// retries. Returns their ids.
+    async fn replay(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        since: u64,
+        until: u64,
+        now: u64,
+    ) -> StoreResult<Vec<String>>;
     /// Removes up to `limit` events, finished deliveries and activations
     /// from before `cutoff` (ms since the epoch) and returns how many went.
     /// Pending deliveries are kept whatever their age.
-    fn prune(&self, cutoff: u64, limit: usize) -> StoreResult<usize>;
-    /// How a callback has been faring.
-    fn health(&self, callback_id: &str) -> StoreResult<Health>;
-    /// Records how a callback has been faring.
-    fn set_health(&self, callback_id: &str, health: &Health) -> StoreResult<()>;
-    /// A tenant's deliveries, newest first, older than `before` if given.
-    fn deliveries(
-        &self,
-        tenant: &str,
-        filter: &DeliveryFilter,
-        before: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<Delivery>>;
+    async fn prune(&self, cutoff: u64, limit: usize) -> StoreResult<usize>;
 }
 
-/// Threads that run storage work. Two keep sled busy on both cores while
-/// one of them waits on the disk; more only add contention.
-const STORAGE_THREADS: usize = 2;
-
-/// How long writes nobody waits for wait for company before the writer
-/// applies them, so that under load gate history and delivery updates share
-/// a transaction. Reads that must see those writes wait at most this much
-/// longer; a write someone waits for cuts the wait short.
-const WRITE_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
-
-type Job = Box<dyn FnOnce(&dyn Storage) + Send>;
-type EventReply = tokio::sync::oneshot::Sender<StoreResult<Option<EventRecord>>>;
-/// Told once a write is on disk, or that flushing it failed.
-type Answer = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// A write the writer thread runs; it returns the answer that waits for
-/// the disk, if anyone waits.
-type WriteJob = Box<dyn FnOnce(&dyn Storage) -> Option<Answer> + Send>;
-
-/// Who waits for an event's write, and for how much of it.
-struct Waiter {
-    reply: EventReply,
-    /// Answer only once the write is on disk.
-    durable: bool,
+/// Everything a backend implements.
+#[async_trait]
+pub trait Backend: TenantRepo + PluginRepo + CallbackRepo + EventRepo + DeliveryRepo {
+    /// Makes every write durable and releases the backend; later calls fail.
+    async fn close(&self) -> StoreResult<()>;
 }
 
-/// What a storage thread is told: run a job, or stop.
-enum Msg {
-    Job(Job),
-    Stop,
-}
-
-/// What the writer thread is given. Jobs apply in order; the events, and
-/// the delivery updates, between two jobs are written together.
-enum Queued {
-    /// A write, and whether someone waits for it.
-    Job(WriteJob, bool),
-    Event(Box<EventWrite>, Option<Waiter>),
-    Delivery(Box<DeliveryWrite>),
-    Stop,
-}
-
-/// The async face of a [`Storage`]: each call runs on a small, dedicated
-/// pool of storage threads, and writes can be queued behind a single
-/// writer thread, which also makes them durable for whoever asks.
-///
-/// A fixed pool, rather than the runtime's blocking pool, matters under
-/// load: the blocking pool grows a thread per concurrent call, and dozens
-/// of threads taking turns on a couple of cores spend more time switching
-/// than storing. Only these threads hold the backend, so [`Db::close`],
-/// which stops and joins them, closes it.
+/// What services hold: every repository of one backend, and the changes
+/// it announces. Cheap to clone.
 #[derive(Clone)]
-pub struct Db {
-    jobs: mpsc::Sender<Msg>,
-    behind: Arc<WriteBehind>,
-    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    changes: Changes,
 }
 
-/// Writes queued with [`Db::submit`] and its kin, applied by one thread
-/// (see [`apply`] for their order).
-struct WriteBehind {
-    jobs: mpsc::Sender<Queued>,
-    submitted: AtomicU64,
-    done: watch::Receiver<u64>,
-}
-
-impl Db {
-    /// Wraps a storage backend and starts its threads.
-    pub fn new(storage: Arc<dyn Storage>) -> Self {
-        let (jobs, queue) = mpsc::channel::<Msg>();
-        let queue = Arc::new(Mutex::new(queue));
-        let mut threads = Vec::new();
-        for n in 0..STORAGE_THREADS {
-            let (queue, storage) = (queue.clone(), storage.clone());
-            threads.push(spawn(&format!("hookgate-store-{n}"), move || {
-                loop {
-                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    match next {
-                        Ok(Msg::Job(job)) => job(storage.as_ref()),
-                        Ok(Msg::Stop) | Err(_) => break,
-                    }
-                }
-            }));
-        }
-        let (behind_jobs, behind_queue) = mpsc::channel::<Queued>();
-        let (done_tx, done) = watch::channel(0u64);
-        threads.push(spawn("hookgate-writer", move || {
-            while let Ok(first) = behind_queue.recv() {
-                let mut batch = gather(&behind_queue, first);
-                let stop = batch.iter().position(|q| matches!(q, Queued::Stop));
-                if let Some(at) = stop {
-                    batch.truncate(at);
-                }
-                let applied = batch.len() as u64;
-                let unflushed = apply(storage.as_ref(), batch);
-                done_tx.send_modify(|done| *done += applied);
-                commit(storage.as_ref(), unflushed);
-                if stop.is_some() {
-                    return;
-                }
-            }
-        }));
-        Db {
-            jobs,
-            behind: Arc::new(WriteBehind {
-                jobs: behind_jobs,
-                submitted: AtomicU64::new(0),
-                done,
-            }),
-            threads: Arc::new(Mutex::new(threads)),
-        }
+impl Store {
+    /// A store over `backend`, which announces its changes on `changes`.
+    pub fn new(backend: Arc<dyn Backend>, changes: Changes) -> Self {
+        Store { backend, changes }
     }
 
-    /// Runs `f` against the storage on a storage thread, after every write
-    /// queued with [`Db::submit`] before this call, so reads see them.
-    pub async fn run<T, F>(&self, f: F) -> StoreResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&dyn Storage) -> StoreResult<T> + Send + 'static,
-    {
-        self.settle().await;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |storage| {
-            let _ = tx.send(f(storage));
-        });
-        self.jobs
-            .send(Msg::Job(job))
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+    /// Tenants and keys.
+    pub fn tenants(&self) -> &dyn TenantRepo {
+        &*self.backend
     }
 
-    /// Queues a write without waiting for it. Writes apply in submission
-    /// order; a failure is logged, since nobody is waiting to hear of it.
-    pub fn submit<F>(&self, what: &'static str, f: F)
-    where
-        F: FnOnce(&dyn Storage) -> StoreResult<()> + Send + 'static,
-    {
-        let job: WriteJob = Box::new(move |storage| {
-            if let Err(err) = f(storage) {
-                tracing::error!("cannot store {what}: {err}");
-            }
-            None
-        });
-        self.queue(Queued::Job(job, false));
+    /// Plugins.
+    pub fn plugins(&self) -> &dyn PluginRepo {
+        &*self.backend
     }
 
-    /// Runs a write on the writer thread, in order with every queued write,
-    /// and answers once it is on disk. Every write that a client is told
-    /// succeeded goes through here (or [`Db::insert_event`]): it shares the
-    /// writer's group commit, so under load many writes share one flush.
-    pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&dyn Storage) -> StoreResult<T> + Send + 'static,
-    {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: WriteJob = Box::new(move |storage| match f(storage) {
-            Ok(value) => Some(Box::new(move |flushed: StoreResult<()>| {
-                let _ = tx.send(flushed.map(|()| value));
-            })),
-            Err(err) => {
-                let _ = tx.send(Err(err));
-                None
-            }
-        });
-        self.queue(Queued::Job(job, true));
-        rx.await.map_err(|_| StoreError::Closed)?
+    /// Callbacks, templates and their health.
+    pub fn callbacks(&self) -> &dyn CallbackRepo {
+        &*self.backend
     }
 
-    /// Stores an event with what it caused (see [`Storage::insert_events`]),
-    /// in one write with the events queued alongside it, and answers once
-    /// it is written, or with `durable` once it is on disk. Answers the
-    /// existing record if the client chose an id the tenant already used.
-    ///
-    /// Durable writes are group-committed: the writer flushes once for
-    /// everything it wrote since its last flush, and what arrives during a
-    /// flush waits for the next one together. That is no slower for any
-    /// one write (it would wait for the flush under way anyway) and makes
-    /// each write transaction, and each flush, carry many events.
-    pub async fn insert_event(
-        &self,
-        write: EventWrite,
-        durable: bool,
-    ) -> StoreResult<Option<EventRecord>> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.queue(Queued::Event(
-            Box::new(write),
-            Some(Waiter { reply, durable }),
-        ));
-        rx.await.map_err(|_| StoreError::Closed)?
+    /// Events.
+    pub fn events(&self) -> &dyn EventRepo {
+        &*self.backend
     }
 
-    /// Queues an event's history without waiting for it.
-    pub fn record_event(&self, write: EventWrite) {
-        self.queue(Queued::Event(Box::new(write), None));
+    /// Deliveries, their history and their queue.
+    pub fn deliveries(&self) -> &dyn DeliveryRepo {
+        &*self.backend
     }
 
-    /// Queues a delivery's new state without waiting for it.
-    pub fn record_delivery(&self, delivery: Delivery, attempt: Option<Activation>) {
-        self.queue(Queued::Delivery(Box::new((delivery, attempt))));
+    /// The changes this store announces, for caches to follow.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
-    fn queue(&self, queued: Queued) {
-        self.behind.submitted.fetch_add(1, Ordering::SeqCst);
-        if self.behind.jobs.send(queued).is_err() {
-            tracing::error!("cannot store a write: storage is closed");
-        }
-    }
-
-    /// Waits until every write submitted so far has been applied.
-    pub async fn settle(&self) {
-        let target = self.behind.submitted.load(Ordering::SeqCst);
-        if *self.behind.done.borrow() >= target {
-            return;
-        }
-        let mut done = self.behind.done.clone();
-        let _ = done.wait_for(|done| *done >= target).await;
-    }
-
-    /// Applies queued writes, flushes, and stops the storage threads; when
-    /// this returns the backend is closed. Later calls fail.
+    /// Makes every write durable and closes the backend.
     pub async fn close(&self) -> StoreResult<()> {
-        self.run(|s| s.flush()).await?;
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
-        for _ in 0..STORAGE_THREADS {
-            let _ = self.jobs.send(Msg::Stop);
-        }
-        let _ = self.behind.jobs.send(Queued::Stop);
-        tokio::task::spawn_blocking(move || {
-            for thread in threads {
-                let _ = thread.join();
-            }
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("storage threads did not stop: {e}")))
+        self.backend.close().await
     }
-}
-
-/// Collects what the writer applies next: `first` and whatever follows it.
-/// Writes nobody waits for linger up to [`WRITE_LINGER`] to share a
-/// transaction, but a caller waiting for its write, or a stop, ends the
-/// linger at once: an event's answer waits for its write, and should not
-/// wait for company as well.
-fn gather(queue: &mpsc::Receiver<Queued>, first: Queued) -> Vec<Queued> {
-    let urgent = |queued: &Queued| {
-        matches!(
-            queued,
-            Queued::Event(_, Some(_)) | Queued::Job(_, true) | Queued::Stop
-        )
-    };
-    let deadline = std::time::Instant::now() + WRITE_LINGER;
-    let mut batch = vec![first];
-    while !batch.last().is_some_and(urgent) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match queue.recv_timeout(left) {
-            Ok(next) => batch.push(next),
-            Err(_) => break,
-        }
-    }
-    batch.extend(queue.try_iter());
-    batch
-}
-
-/// Answers held back until their writes are on disk.
-type Unflushed = Vec<Answer>;
-
-/// Applies a batch of queued writes, with all the events between two jobs
-/// in one call and all the delivery updates in another. Jobs keep their
-/// place; events and delivery updates need not keep theirs relative to
-/// each other, because a delivery is updated only once its event has been
-/// written and answered, in an earlier batch. Returns the answers that
-/// wait for a flush.
-fn apply(storage: &dyn Storage, batch: Vec<Queued>) -> Unflushed {
-    let mut events = Vec::new();
-    let mut deliveries = Vec::new();
-    let mut unflushed = Vec::new();
-    for queued in batch {
-        match queued {
-            Queued::Job(job, _) => {
-                write_events(storage, &mut events, &mut unflushed);
-                write_deliveries(storage, &mut deliveries);
-                unflushed.extend(job(storage));
-            }
-            Queued::Event(write, waiter) => events.push((*write, waiter)),
-            Queued::Delivery(write) => deliveries.push(*write),
-            Queued::Stop => {}
-        }
-    }
-    write_events(storage, &mut events, &mut unflushed);
-    write_deliveries(storage, &mut deliveries);
-    unflushed
-}
-
-/// Writes a run of events in one call and answers whoever waits, or sets
-/// the answer aside in `unflushed` when it waits for the disk.
-fn write_events(
-    storage: &dyn Storage,
-    run: &mut Vec<(EventWrite, Option<Waiter>)>,
-    unflushed: &mut Unflushed,
-) {
-    if run.is_empty() {
-        return;
-    }
-    let (writes, waiters): (Vec<EventWrite>, Vec<Option<Waiter>>) = run.drain(..).unzip();
-    match storage.insert_events(&writes) {
-        Ok(answers) => {
-            for (waiter, answer) in waiters.into_iter().zip(answers) {
-                match waiter {
-                    Some(Waiter {
-                        reply,
-                        durable: true,
-                    }) => unflushed.push(Box::new(move |flushed: StoreResult<()>| {
-                        let _ = reply.send(flushed.map(|()| answer));
-                    })),
-                    Some(Waiter { reply, .. }) => {
-                        let _ = reply.send(Ok(answer));
-                    }
-                    None => {}
-                }
-            }
-        }
-        Err(err) => {
-            tracing::error!(events = writes.len(), "cannot store events: {err}");
-            for waiter in waiters.into_iter().flatten() {
-                let _ = waiter.reply.send(Err(StoreError::Backend(err.to_string())));
-            }
-        }
-    }
-}
-
-/// Flushes, if anyone waits for it, and then answers them.
-fn commit(storage: &dyn Storage, unflushed: Unflushed) {
-    if unflushed.is_empty() {
-        return;
-    }
-    let flushed = storage.flush();
-    if let Err(err) = &flushed {
-        tracing::error!("cannot flush storage: {err}");
-    }
-    for answer in unflushed {
-        answer(match &flushed {
-            Ok(()) => Ok(()),
-            Err(err) => Err(StoreError::Backend(format!(
-                "flushing to disk failed: {err}"
-            ))),
-        });
-    }
-}
-
-/// Writes a run of delivery updates in one call.
-fn write_deliveries(storage: &dyn Storage, run: &mut Vec<DeliveryWrite>) {
-    if run.is_empty() {
-        return;
-    }
-    if let Err(err) = storage.update_deliveries(run) {
-        tracing::error!(
-            deliveries = run.len(),
-            "cannot store delivery attempts: {err}"
-        );
-    }
-    run.clear();
-}
-
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(f)
-        .expect("storage threads start")
 }

@@ -4,89 +4,23 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use axum::http::{HeaderName, HeaderValue};
-use serde::{Deserialize, Serialize};
+use http::{HeaderName, HeaderValue};
+use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::event::{Phase, now_ms};
-use crate::ids::{new_id, new_signing_secret};
-use crate::input;
-use crate::model::{Activation, Callback, LastRun, PluginRef, RetryPolicy, SubscriptionRef};
-use crate::store::{Db, Storage, StoreResult};
+use super::error::from_value;
+use super::{Error, Page, Result, input};
+use crate::clock::SharedClock;
+use crate::model::ids::{new_id, new_signing_secret};
+use crate::model::{
+    Activation, Callback, CallbackInput, LastRun, Phase, PluginInput, PluginRef, RetryPolicy,
+    SubscriptionRef,
+};
+use crate::store::{Change, Store, StoreError};
 
-/// Actions a callback listens to when it does not say.
-const DEFAULT_ACTIONS: [&str; 3] = ["created", "updated", "deleted"];
 /// Default expected status of a before-callback's URL.
 const DEFAULT_EXPECTED_STATUS: u16 = 200;
 /// Longest per-callback timeout, in milliseconds.
-const MAX_TIMEOUT_MS: u64 = 60_000;
-
-/// A callback as a tenant writes it, for create, replace and patch.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CallbackInput {
-    /// Unique within the tenant; before-callbacks run in name order.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    pub name: String,
-    /// The object type it listens to.
-    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
-    pub object_type: String,
-    /// `before` or `after`.
-    pub phase: Phase,
-    /// Actions it listens to; all three standard ones when absent.
-    #[serde(default = "default_actions")]
-    #[schema(min_items = 1)]
-    pub actions: Vec<String>,
-    /// Where to POST: an absolute http or https URL (in a template, one
-    /// that may hold runtime expressions).
-    #[serde(default)]
-    pub url: Option<String>,
-    /// The status a before-callback's URL must answer (default 200).
-    #[serde(default)]
-    #[schema(minimum = 100, maximum = 599)]
-    pub expected_status: Option<u16>,
-    /// Extra request headers.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Whether it runs.
-    #[serde(default = "enabled_by_default")]
-    pub enabled: bool,
-    /// The plugin it runs and its configuration.
-    #[serde(default)]
-    pub plugin: Option<PluginInput>,
-    /// Request timeout in milliseconds.
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 60000)]
-    pub timeout_ms: Option<u64>,
-    /// Retry policy, for after-callbacks.
-    #[serde(default)]
-    pub retry: Option<RetryPolicy>,
-}
-
-/// A plugin reference as written: config values may be strings, numbers or
-/// booleans, and reach the plugin as strings.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PluginInput {
-    /// A plugin version id.
-    pub id: String,
-    /// The plugin's configuration.
-    #[serde(default)]
-    pub config: BTreeMap<String, serde_json::Value>,
-}
-
-/// The three standard actions, which a callback listens to by default.
-pub fn default_actions() -> Vec<String> {
-    DEFAULT_ACTIONS.map(String::from).to_vec()
-}
-
-fn enabled_by_default() -> bool {
-    true
-}
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
 
 /// A callback as the API shows it: the record and when it last ran.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -99,11 +33,9 @@ pub struct CallbackView {
     pub last: LastRun,
 }
 
-/// Filters and paging for listing callbacks.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
+/// Which callbacks to list.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackFilter {
     /// Only this object type.
     pub object_type: Option<String>,
     /// Only this phase.
@@ -112,72 +44,48 @@ pub struct ListQuery {
     pub enabled: Option<bool>,
     /// Only names containing this text, ignoring case.
     pub q: Option<String>,
-    /// Continue after this callback id.
-    pub cursor: Option<String>,
-    /// Page size, 1 to 200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<usize>,
-}
-
-/// One page of a list.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Page<T> {
-    /// This page's items.
-    pub items: Vec<T>,
-    /// Pass as `cursor` for the next page; absent on the last.
-    pub next_cursor: Option<String>,
-}
-
-/// Page size from a query, clamped to 1..=200.
-pub fn page_size(limit: Option<usize>) -> usize {
-    limit.unwrap_or(50).clamp(1, 200)
 }
 
 /// The callback service.
 ///
 /// Each tenant's callbacks are cached in memory once read, because every
-/// event needs them. This process is the only writer, and every write
-/// through this service drops the tenant's entry.
+/// event needs them. The store announces every change to a tenant's
+/// callbacks, made here or on another node, and the cache forgets that
+/// tenant.
 #[derive(Clone)]
 pub struct Callbacks {
-    db: Db,
-    cache: Arc<RwLock<HashMap<String, Arc<Vec<Callback>>>>>,
+    store: Store,
+    clock: SharedClock,
+    cache: CallbackCache,
 }
 
 impl Callbacks {
-    /// A service over `db`.
-    pub fn new(db: Db) -> Self {
+    /// A service over `store`.
+    pub fn new(store: Store, clock: SharedClock) -> Self {
+        let cache = CallbackCache::default();
+        let listening = cache.clone();
+        store.changes().subscribe(move |change| {
+            if let Change::Callbacks { tenant } = change {
+                listening.forget(tenant);
+            }
+        });
         Callbacks {
-            db,
-            cache: Arc::default(),
+            store,
+            clock,
+            cache,
         }
     }
 
     /// All of a tenant's callbacks, oldest first, from the cache when
     /// possible.
     pub async fn all(&self, tenant: &str) -> Result<Arc<Vec<Callback>>> {
-        if let Some(found) = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tenant)
-        {
-            return Ok(found.clone());
-        }
-        let t = tenant.to_string();
-        let all = Arc::new(self.db.run(move |s| s.callbacks(&t)).await?);
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant.to_string(), all.clone());
+        let generation = match self.cache.get(tenant) {
+            Ok(found) => return Ok(found),
+            Err(generation) => generation,
+        };
+        let all = Arc::new(self.store.callbacks().callbacks(tenant).await?);
+        self.cache.insert(tenant, all.clone(), generation);
         Ok(all)
-    }
-
-    fn forget(&self, tenant: &str) {
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tenant);
     }
 
     /// Registers a callback with a fresh signing secret.
@@ -208,7 +116,7 @@ impl Callbacks {
         input: CallbackInput,
         subscription: Option<SubscriptionRef>,
     ) -> Result<CallbackView> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let callback = Callback {
             id: new_id("cb"),
             tenant_id: tenant.to_string(),
@@ -260,9 +168,7 @@ impl Callbacks {
     /// One callback.
     pub async fn get(&self, tenant: &str, id: &str) -> Result<CallbackView> {
         let callback = self.find(tenant, id).await?;
-        let key = callback.id.clone();
-        let t = tenant.to_string();
-        let last = self.db.run(move |s| last_run(s, &t, &key)).await?;
+        let last = self.last_run(tenant, &callback.id).await?;
         Ok(CallbackView { callback, last })
     }
 
@@ -275,7 +181,7 @@ impl Callbacks {
         input: CallbackInput,
     ) -> Result<CallbackView> {
         let old = self.find(tenant, id).await?;
-        let new = self.build(tenant, by, input, now_ms()).await?;
+        let new = self.build(tenant, by, input, self.clock.now_ms()).await?;
         // A reason Hookgate recorded stays while the callback stays disabled.
         let disabled_reason = if new.enabled {
             None
@@ -309,63 +215,58 @@ impl Callbacks {
             return Err(Error::invalid("", "a patch must be a JSON object"));
         };
         let old = self.find(tenant, id).await?;
-        let mut doc = serde_json::to_value(input_of(&old)).expect("inputs serialize");
+        let mut doc = serde_json::to_value(CallbackInput::of(&old)).expect("inputs serialize");
         merge(&mut doc, patch);
-        let input: CallbackInput = crate::api::from_value(doc)?;
+        let input: CallbackInput = from_value(doc)?;
         self.replace(tenant, id, by, input).await
     }
 
     /// Deletes a callback.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<()> {
-        let (t, key) = (tenant.to_string(), id.to_string());
-        let deleted = self.db.write(move |s| s.delete_callback(&t, &key)).await?;
-        self.forget(tenant);
-        if deleted {
+        if self.store.callbacks().delete_callback(tenant, id).await? {
             Ok(())
         } else {
             Err(Error::not_found("callback", id))
         }
     }
 
-    /// A filtered page of a tenant's callbacks, in creation order.
-    pub async fn list(&self, tenant: &str, query: ListQuery) -> Result<Page<CallbackView>> {
+    /// A filtered page of a tenant's callbacks, in creation order,
+    /// continuing after `cursor`.
+    pub async fn list(
+        &self,
+        tenant: &str,
+        filter: &CallbackFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<CallbackView>> {
         let all = self.all(tenant).await?;
-        let needle = query.q.as_deref().map(str::to_lowercase);
-        let limit = page_size(query.limit);
-        let mut matching = all.iter().filter(|c| {
-            query
-                .object_type
-                .as_ref()
-                .is_none_or(|o| *o == c.object_type)
-                && query.phase.is_none_or(|p| p == c.phase)
-                && query.enabled.is_none_or(|e| e == c.enabled)
-                && needle
+        let needle = filter.q.as_deref().map(str::to_lowercase);
+        let matching: Vec<Callback> = all
+            .iter()
+            .filter(|c| {
+                filter
+                    .object_type
                     .as_ref()
-                    .is_none_or(|n| c.name.to_lowercase().contains(n))
-                && query.cursor.as_ref().is_none_or(|cursor| c.id > *cursor)
-        });
-        let items: Vec<Callback> = matching.by_ref().take(limit).cloned().collect();
-        let next_cursor = match matching.next() {
-            Some(_) => items.last().map(|c| c.id.clone()),
-            None => None,
-        };
-        let ids: Vec<String> = items.iter().map(|c| c.id.clone()).collect();
-        let t = tenant.to_string();
-        let lasts = self
-            .db
-            .run(move |s| {
-                ids.iter()
-                    .map(|id| last_run(s, &t, id))
-                    .collect::<Result<Vec<_>, _>>()
+                    .is_none_or(|o| *o == c.object_type)
+                    && filter.phase.is_none_or(|p| p == c.phase)
+                    && filter.enabled.is_none_or(|e| e == c.enabled)
+                    && needle
+                        .as_ref()
+                        .is_none_or(|n| c.name.to_lowercase().contains(n))
+                    && cursor.is_none_or(|cursor| c.id.as_str() > cursor)
             })
-            .await?;
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let page = Page::of(matching, limit, |c| c.id.clone());
+        let mut items = Vec::with_capacity(page.items.len());
+        for callback in page.items {
+            let last = self.last_run(tenant, &callback.id).await?;
+            items.push(CallbackView { callback, last });
+        }
         Ok(Page {
-            items: items
-                .into_iter()
-                .zip(lasts)
-                .map(|(callback, last)| CallbackView { callback, last })
-                .collect(),
-            next_cursor,
+            items,
+            next_cursor: page.next_cursor,
         })
     }
 
@@ -398,23 +299,16 @@ impl Callbacks {
         &self,
         tenant: &str,
         id: &str,
-        cursor: Option<String>,
+        cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Activation>> {
         self.find(tenant, id).await?;
-        let (t, key) = (tenant.to_string(), id.to_string());
-        let mut items = self
-            .db
-            .run(move |s| s.activations(&t, &key, cursor.as_deref(), limit + 1))
+        let items = self
+            .store
+            .deliveries()
+            .activations(tenant, id, cursor, limit + 1)
             .await?;
-        let next_cursor = (items.len() > limit).then(|| {
-            items.truncate(limit);
-            items.last().map(|a| a.id.clone())
-        });
-        Ok(Page {
-            items,
-            next_cursor: next_cursor.flatten(),
-        })
+        Ok(Page::of(items, limit, |a| a.id.clone()))
     }
 
     /// Disables a callback, recording why; Hookgate does this when a
@@ -427,7 +321,7 @@ impl Callbacks {
         tracing::warn!(callback = %id, "disabling callback: {reason}");
         callback.enabled = false;
         callback.disabled_reason = Some(reason.to_string());
-        callback.updated_at = now_ms();
+        callback.updated_at = self.clock.now_ms();
         callback.updated_by = "hookgate".into();
         self.save(callback).await.map(drop)
     }
@@ -442,7 +336,7 @@ impl Callbacks {
         overlap: std::time::Duration,
     ) -> Result<CallbackView> {
         let mut callback = self.find(tenant, id).await?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         callback.previous_secret = Some(std::mem::replace(
             &mut callback.secret,
             new_signing_secret(),
@@ -479,34 +373,42 @@ impl Callbacks {
         for mut callback in users {
             callback.enabled = false;
             callback.disabled_reason = Some(format!("its plugin `{plugin_id}` was deleted"));
-            callback.updated_at = now_ms();
-            self.db.write(move |s| s.put_callback(&callback)).await?;
+            callback.updated_at = self.clock.now_ms();
+            self.store.callbacks().put_callback(&callback).await?;
         }
-        self.forget(tenant);
         Ok(())
     }
 
     async fn find(&self, tenant: &str, id: &str) -> Result<Callback> {
-        let (t, key) = (tenant.to_string(), id.to_string());
-        self.db
-            .run(move |s| s.callback(&t, &key))
+        self.store
+            .callbacks()
+            .callback(tenant, id)
             .await?
             .ok_or_else(|| Error::not_found("callback", id))
     }
 
+    /// When a callback last ran, from its newest activation.
+    async fn last_run(&self, tenant: &str, id: &str) -> Result<LastRun> {
+        let newest = self
+            .store
+            .deliveries()
+            .activations(tenant, id, None, 1)
+            .await?;
+        Ok(LastRun::from_latest(newest.first()))
+    }
+
     async fn save(&self, callback: Callback) -> Result<CallbackView> {
-        let stored = callback.clone();
-        let saved = self.db.write(move |s| s.put_callback(&stored)).await;
-        self.forget(&callback.tenant_id);
-        saved.map_err(|e| match e {
-            crate::store::StoreError::Conflict(_) => Error::Conflict {
-                code: "name_taken",
-                message: format!("a callback named `{}` already exists", callback.name),
-            },
-            other => other.into(),
-        })?;
-        let (t, key) = (callback.tenant_id.clone(), callback.id.clone());
-        let last = self.db.run(move |s| last_run(s, &t, &key)).await?;
+        match self.store.callbacks().put_callback(&callback).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(Error::Conflict {
+                    code: "name_taken",
+                    message: format!("a callback named `{}` already exists", callback.name),
+                });
+            }
+            Err(other) => return Err(other.into()),
+        }
+        let last = self.last_run(&callback.tenant_id, &callback.id).await?;
         Ok(CallbackView { callback, last })
     }
 
@@ -518,95 +420,15 @@ impl Callbacks {
         input: CallbackInput,
         now: u64,
     ) -> Result<Callback> {
-        input::text("name", &input.name, 128)?;
-        input::identifier("object_type", &input.object_type, 64)?;
-        if input.actions.is_empty() {
-            return Err(Error::invalid("actions", "must list at least one action"));
-        }
-        for (i, action) in input.actions.iter().enumerate() {
-            input::identifier(&format!("actions[{i}]"), action, 64)?;
-        }
-        let before = input.phase == Phase::Before;
-        match &input.url {
-            Some(url) => {
-                input::http_url("url", url)?;
-            }
-            None if before && input.plugin.is_some() => {}
-            None => {
-                return Err(Error::invalid(
-                    "url",
-                    "is required, except for a before-callback that has a plugin",
-                ));
-            }
-        }
-        if !before && input.expected_status.is_some() {
-            return Err(Error::invalid(
-                "expected_status",
-                "only before-callbacks compare the answer's status; after-callbacks succeed on any 2xx",
-            ));
-        }
-        if let Some(status) = input.expected_status
-            && !(100..=599).contains(&status)
-        {
-            return Err(Error::invalid(
-                "expected_status",
-                format!("{status} is not an HTTP status"),
-            ));
-        }
-        if before && input.retry.is_some() {
-            return Err(Error::invalid(
-                "retry",
-                "only after-callbacks are retried; a before-event is answered once",
-            ));
-        }
-        if let Some(retry) = &input.retry {
-            if !(1..=50).contains(&retry.max_attempts) {
-                return Err(Error::invalid(
-                    "retry.max_attempts",
-                    "must be between 1 and 50",
-                ));
-            }
-            if let Some(i) = retry
-                .schedule_secs
-                .iter()
-                .position(|s| !(1..=86_400).contains(s))
-            {
-                return Err(Error::invalid(
-                    format!("retry.schedule_secs[{i}]"),
-                    "must be between 1 and 86400 seconds",
-                ));
-            }
-        }
-        if let Some(ms) = input.timeout_ms
-            && !(1..=MAX_TIMEOUT_MS).contains(&ms)
-        {
-            return Err(Error::invalid(
-                "timeout_ms",
-                format!("must be between 1 and {MAX_TIMEOUT_MS}"),
-            ));
-        }
-        let mut headers = BTreeMap::new();
-        for (name, value) in input.headers {
-            let field = format!("headers.{name}");
-            let lower = name.to_ascii_lowercase();
-            if HeaderName::from_bytes(lower.as_bytes()).is_err() {
-                return Err(Error::invalid(field, "is not a valid header name"));
-            }
-            if crate::outbound::is_reserved(&lower) {
-                return Err(Error::invalid(
-                    field,
-                    "is set by Hookgate and cannot be overridden",
-                ));
-            }
-            if HeaderValue::from_str(&value).is_err() {
-                return Err(Error::invalid(field, "is not a valid header value"));
-            }
-            headers.insert(lower, value);
-        }
+        check_matching(&input)?;
+        check_target(&input)?;
+        check_retry(&input)?;
+        let headers = checked_headers(&input.headers)?;
         let plugin = match input.plugin {
             Some(p) => Some(self.plugin_ref(tenant, p).await?),
             None => None,
         };
+        let before = input.phase == Phase::Before;
         let mut actions = input.actions;
         actions.dedup();
         Ok(Callback {
@@ -637,8 +459,13 @@ impl Callbacks {
     }
 
     async fn plugin_ref(&self, tenant: &str, input: PluginInput) -> Result<PluginRef> {
-        let (t, key) = (tenant.to_string(), input.id.clone());
-        if self.db.run(move |s| s.plugin(&t, &key)).await?.is_none() {
+        if self
+            .store
+            .plugins()
+            .plugin(tenant, &input.id)
+            .await?
+            .is_none()
+        {
             return Err(Error::invalid(
                 "plugin.id",
                 format!("no plugin `{}` in this tenant", input.id),
@@ -666,34 +493,151 @@ impl Callbacks {
     }
 }
 
-/// When a callback last ran, from its newest activation.
-fn last_run(s: &dyn Storage, tenant: &str, id: &str) -> StoreResult<LastRun> {
-    Ok(LastRun::from_latest(
-        s.activations(tenant, id, None, 1)?.first(),
-    ))
+/// What a callback listens to: its name, object type and actions.
+fn check_matching(input: &CallbackInput) -> Result<()> {
+    input::text("name", &input.name, 128)?;
+    input::identifier("object_type", &input.object_type, 64)?;
+    if input.actions.is_empty() {
+        return Err(Error::invalid("actions", "must list at least one action"));
+    }
+    for (i, action) in input.actions.iter().enumerate() {
+        input::identifier(&format!("actions[{i}]"), action, 64)?;
+    }
+    Ok(())
 }
 
-/// The writable fields of a callback, as input.
-fn input_of(callback: &Callback) -> CallbackInput {
-    CallbackInput {
-        name: callback.name.clone(),
-        object_type: callback.object_type.clone(),
-        phase: callback.phase,
-        actions: callback.actions.clone(),
-        url: callback.url.clone(),
-        expected_status: callback.expected_status,
-        headers: callback.headers.clone(),
-        enabled: callback.enabled,
-        plugin: callback.plugin.as_ref().map(|p| PluginInput {
-            id: p.id.clone(),
-            config: p
-                .config
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone().into()))
-                .collect(),
-        }),
-        timeout_ms: callback.timeout_ms,
-        retry: callback.retry.clone(),
+/// Where a callback goes and what answer it expects.
+fn check_target(input: &CallbackInput) -> Result<()> {
+    let before = input.phase == Phase::Before;
+    match &input.url {
+        Some(url) => {
+            input::http_url("url", url)?;
+        }
+        None if before && input.plugin.is_some() => {}
+        None => {
+            return Err(Error::invalid(
+                "url",
+                "is required, except for a before-callback that has a plugin",
+            ));
+        }
+    }
+    if !before && input.expected_status.is_some() {
+        return Err(Error::invalid(
+            "expected_status",
+            "only before-callbacks compare the answer's status; after-callbacks succeed on any 2xx",
+        ));
+    }
+    if let Some(status) = input.expected_status
+        && !(100..=599).contains(&status)
+    {
+        return Err(Error::invalid(
+            "expected_status",
+            format!("{status} is not an HTTP status"),
+        ));
+    }
+    if let Some(ms) = input.timeout_ms
+        && !(1..=MAX_TIMEOUT_MS).contains(&ms)
+    {
+        return Err(Error::invalid(
+            "timeout_ms",
+            format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A retry policy, which only after-callbacks have.
+fn check_retry(input: &CallbackInput) -> Result<()> {
+    let Some(retry) = &input.retry else {
+        return Ok(());
+    };
+    if input.phase == Phase::Before {
+        return Err(Error::invalid(
+            "retry",
+            "only after-callbacks are retried; a before-event is answered once",
+        ));
+    }
+    check_policy(retry)
+}
+
+fn check_policy(retry: &RetryPolicy) -> Result<()> {
+    if !(1..=50).contains(&retry.max_attempts) {
+        return Err(Error::invalid(
+            "retry.max_attempts",
+            "must be between 1 and 50",
+        ));
+    }
+    if let Some(i) = retry
+        .schedule_secs
+        .iter()
+        .position(|s| !(1..=86_400).contains(s))
+    {
+        return Err(Error::invalid(
+            format!("retry.schedule_secs[{i}]"),
+            "must be between 1 and 86400 seconds",
+        ));
+    }
+    Ok(())
+}
+
+/// A callback's own headers, names in lower case; none that Hookgate sets.
+fn checked_headers(headers: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+    let mut checked = BTreeMap::new();
+    for (name, value) in headers {
+        let field = format!("headers.{name}");
+        let lower = name.to_ascii_lowercase();
+        if HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            return Err(Error::invalid(field, "is not a valid header name"));
+        }
+        if crate::outbound::is_reserved(&lower) {
+            return Err(Error::invalid(
+                field,
+                "is set by Hookgate and cannot be overridden",
+            ));
+        }
+        if HeaderValue::from_str(value).is_err() {
+            return Err(Error::invalid(field, "is not a valid header value"));
+        }
+        checked.insert(lower, value.clone());
+    }
+    Ok(checked)
+}
+
+/// Tenants' callbacks as last read, and how many times the cache was told
+/// of a change. A read that began before a change must not put what it
+/// read back after the change emptied its tenant's entry, so a read is
+/// cached only if no change came while it was under way.
+#[derive(Clone, Default)]
+struct CallbackCache(Arc<RwLock<Cached>>);
+
+#[derive(Default)]
+struct Cached {
+    by_tenant: HashMap<String, Arc<Vec<Callback>>>,
+    generation: u64,
+}
+
+impl CallbackCache {
+    /// The tenant's callbacks, or the generation to read them under.
+    fn get(&self, tenant: &str) -> std::result::Result<Arc<Vec<Callback>>, u64> {
+        let cached = self.0.read().unwrap_or_else(|p| p.into_inner());
+        cached
+            .by_tenant
+            .get(tenant)
+            .cloned()
+            .ok_or(cached.generation)
+    }
+
+    fn insert(&self, tenant: &str, callbacks: Arc<Vec<Callback>>, generation: u64) {
+        let mut cached = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if cached.generation == generation {
+            cached.by_tenant.insert(tenant.to_string(), callbacks);
+        }
+    }
+
+    fn forget(&self, tenant: &str) {
+        let mut cached = self.0.write().unwrap_or_else(|p| p.into_inner());
+        cached.by_tenant.remove(tenant);
+        cached.generation += 1;
     }
 }
 

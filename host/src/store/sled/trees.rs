@@ -1,4 +1,5 @@
-//! [`Storage`] on embedded sled.
+//! The records in sled's trees, read and written synchronously; the
+//! backend runs these on its storage threads.
 //!
 //! Records are JSON in one tree per kind. Tenant-owned keys are
 //! `tenant/id`, so a tenant's records are one prefix scan and ids (ULIDs)
@@ -6,20 +7,20 @@
 
 use std::path::Path;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree, abort};
 use sled::{Transactional, Tree};
 
-use super::{DeliveryFilter, DeliveryWrite, EventWrite, Storage, StoreError, StoreResult};
+use super::files::Files;
 use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
     Template, Tenant,
 };
-use crate::plugin::{Artifact, PluginInfo};
+use crate::store::{DeliveryFilter, DeliveryWrite, EventWrite, StoreError, StoreResult};
 
-/// The sled backend.
-pub struct SledStore {
+/// sled's trees, one per kind of record.
+pub(super) struct Trees {
     db: sled::Db,
     tenants: Tree,
     keys: Tree,
@@ -27,8 +28,6 @@ pub struct SledStore {
     plugins: Tree,
     plugin_versions: Tree,
     plugin_wasm: Tree,
-    artifact_meta: Tree,
-    artifact_bytes: Tree,
     callbacks: Tree,
     callback_names: Tree,
     templates: Tree,
@@ -42,89 +41,21 @@ pub struct SledStore {
     files: Files,
 }
 
-/// The files sled writes, synced to stable storage on every flush.
-///
-/// sled's own flush ends in `sync_file_range`, which reaches the disk but
-/// neither its write cache nor the file's metadata, and writes large
-/// values to blob files without syncing them at all. A write survives a
-/// power loss only once `fdatasync` has returned, so every flush ends in
-/// one: for the log, and for each blob file not synced before.
-struct Files {
-    log: std::fs::File,
-    blobs: std::path::PathBuf,
-    synced_blobs: std::sync::Mutex<std::collections::HashSet<std::ffi::OsString>>,
-}
-
-impl Files {
-    fn open(dir: &Path) -> StoreResult<Self> {
-        let log = std::fs::File::open(dir.join("db"))
-            .map_err(|e| StoreError::Backend(format!("cannot open sled's log: {e}")))?;
-        Ok(Files {
-            log,
-            blobs: dir.join("blobs"),
-            synced_blobs: Default::default(),
-        })
-    }
-
-    fn sync(&self) -> StoreResult<()> {
-        let failed = |what: &str, e: std::io::Error| {
-            StoreError::Backend(format!("cannot sync {what} to disk: {e}"))
-        };
-        self.log.sync_data().map_err(|e| failed("the log", e))?;
-        let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
-        let mut present = std::collections::HashSet::new();
-        let mut new_files = false;
-        let listing =
-            std::fs::read_dir(&self.blobs).map_err(|e| failed("the blob directory", e))?;
-        for entry in listing {
-            let entry = entry.map_err(|e| failed("the blob directory", e))?;
-            let name = entry.file_name();
-            if !synced.contains(&name) {
-                match std::fs::File::open(entry.path()) {
-                    Ok(file) => file.sync_data().map_err(|e| failed("a blob", e))?,
-                    // sled removes blobs it no longer needs at any time.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(failed("a blob", e)),
-                }
-                new_files = true;
-            }
-            present.insert(name);
-        }
-        if new_files {
-            // New directory entries are durable only once the directory is.
-            std::fs::File::open(&self.blobs)
-                .and_then(|dir| dir.sync_all())
-                .map_err(|e| failed("the blob directory", e))?;
-        }
-        *synced = present;
-        Ok(())
-    }
-}
-
-/// Artifact metadata, stored apart from its (large) bytes.
-#[derive(Serialize, Deserialize)]
-struct ArtifactMeta {
-    info: PluginInfo,
-    engine: String,
-}
-
-impl SledStore {
-    /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path) -> StoreResult<Self> {
+impl Trees {
+    /// Opens (or creates) the trees in `dir`.
+    pub(super) fn open(dir: &Path) -> StoreResult<Self> {
         let db = sled::Config::new()
             .path(dir)
             .open()
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", dir.display())))?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
-        Ok(SledStore {
+        let trees = Trees {
             tenants: tree("tenants")?,
             keys: tree("keys")?,
             key_hashes: tree("key_hashes")?,
             plugins: tree("plugins")?,
             plugin_versions: tree("plugin_versions")?,
             plugin_wasm: tree("plugin_wasm")?,
-            artifact_meta: tree("artifact_meta")?,
-            artifact_bytes: tree("artifact_bytes")?,
             callbacks: tree("callbacks")?,
             callback_names: tree("callback_names")?,
             templates: tree("templates")?,
@@ -136,7 +67,13 @@ impl SledStore {
             health: tree("health")?,
             files: Files::open(dir)?,
             db,
-        })
+        };
+        // Compiled plugins were once stored here; each node now keeps its
+        // own, and the old trees only take space.
+        for old in ["artifact_meta", "artifact_bytes"] {
+            trees.db.drop_tree(old).map_err(backend)?;
+        }
+        Ok(trees)
     }
 }
 
@@ -154,7 +91,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Decodes a stored record. serde_json stops at 128 levels by default; the
 /// limit is lifted here because every record was encoded by this process
-/// from input checked against [`crate::input::MAX_NESTING`], so whatever was
+/// from input checked against the intake nesting limit, so whatever was
 /// stored can be read back, including records stored before that check.
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
@@ -308,13 +245,13 @@ fn tx_get<T: DeserializeOwned>(tree: &TransactionalTree, key: &str) -> TxResult<
     }
 }
 
-impl Storage for SledStore {
-    fn flush(&self) -> StoreResult<()> {
+impl Trees {
+    pub(super) fn flush(&self) -> StoreResult<()> {
         self.db.flush().map_err(backend)?;
         self.files.sync()
     }
 
-    fn insert_tenant(&self, tenant: &Tenant, first_key: &ApiKey) -> StoreResult<()> {
+    pub(super) fn insert_tenant(&self, tenant: &Tenant, first_key: &ApiKey) -> StoreResult<()> {
         let trees = (&self.tenants, &self.keys, &self.key_hashes);
         finish(trees.transaction(|(tenants, keys, hashes)| {
             tenants.insert(tenant.id.as_str(), encode(tenant))?;
@@ -325,11 +262,11 @@ impl Storage for SledStore {
         }))
     }
 
-    fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+    pub(super) fn tenants(&self) -> StoreResult<Vec<Tenant>> {
         all(&self.tenants)
     }
 
-    fn insert_key(&self, api_key: &ApiKey) -> StoreResult<()> {
+    pub(super) fn insert_key(&self, api_key: &ApiKey) -> StoreResult<()> {
         let trees = (&self.keys, &self.key_hashes);
         finish(trees.transaction(|(keys, hashes)| {
             let k = key(&api_key.tenant_id, &api_key.id);
@@ -339,18 +276,18 @@ impl Storage for SledStore {
         }))
     }
 
-    fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
+    pub(super) fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
         match self.key_hashes.get(hash).map_err(backend)? {
             Some(k) => get(&self.keys, &String::from_utf8_lossy(&k)),
             None => Ok(None),
         }
     }
 
-    fn keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
+    pub(super) fn keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
         scan(&self.keys, tenant)
     }
 
-    fn delete_key(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+    pub(super) fn delete_key(&self, tenant: &str, id: &str) -> StoreResult<bool> {
         let k = key(tenant, id);
         let trees = (&self.keys, &self.key_hashes);
         finish(trees.transaction(|(keys, hashes)| {
@@ -363,54 +300,39 @@ impl Storage for SledStore {
         }))
     }
 
-    fn insert_plugin(
+    pub(super) fn insert_plugin(
         &self,
         record: PluginRecord,
         wasm: &[u8],
-        artifact: &Artifact,
     ) -> StoreResult<PluginRecord> {
-        let meta = encode(&ArtifactMeta {
-            info: artifact.info.clone(),
-            engine: artifact.engine.clone(),
-        });
-        let trees = (
-            &self.plugins,
-            &self.plugin_versions,
-            &self.plugin_wasm,
-            &self.artifact_meta,
-            &self.artifact_bytes,
-        );
-        finish(
-            trees.transaction(|(plugins, versions, wasm_tree, metas, bytes)| {
-                let name_key = key(&record.tenant_id, &record.name);
-                let last: u32 = tx_get(versions, &name_key)?.unwrap_or(0);
-                let record = PluginRecord {
-                    version: last + 1,
-                    ..record.clone()
-                };
-                versions.insert(name_key.as_str(), encode(&record.version))?;
-                plugins.insert(key(&record.tenant_id, &record.id).as_str(), encode(&record))?;
-                wasm_tree.insert(record.id.as_str(), wasm)?;
-                metas.insert(record.id.as_str(), meta.as_slice())?;
-                bytes.insert(record.id.as_str(), artifact.bytes.as_slice())?;
-                Ok(record)
-            }),
-        )
+        let trees = (&self.plugins, &self.plugin_versions, &self.plugin_wasm);
+        finish(trees.transaction(|(plugins, versions, wasm_tree)| {
+            let name_key = key(&record.tenant_id, &record.name);
+            let last: u32 = tx_get(versions, &name_key)?.unwrap_or(0);
+            let record = PluginRecord {
+                version: last + 1,
+                ..record.clone()
+            };
+            versions.insert(name_key.as_str(), encode(&record.version))?;
+            plugins.insert(key(&record.tenant_id, &record.id).as_str(), encode(&record))?;
+            wasm_tree.insert(record.id.as_str(), wasm)?;
+            Ok(record)
+        }))
     }
 
-    fn plugin(&self, tenant: &str, id: &str) -> StoreResult<Option<PluginRecord>> {
+    pub(super) fn plugin(&self, tenant: &str, id: &str) -> StoreResult<Option<PluginRecord>> {
         get(&self.plugins, &key(tenant, id))
     }
 
-    fn plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>> {
+    pub(super) fn plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>> {
         scan(&self.plugins, tenant)
     }
 
-    fn all_plugins(&self) -> StoreResult<Vec<PluginRecord>> {
+    pub(super) fn all_plugins(&self) -> StoreResult<Vec<PluginRecord>> {
         all(&self.plugins)
     }
 
-    fn plugin_wasm(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+    pub(super) fn plugin_wasm(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self
             .plugin_wasm
             .get(id)
@@ -418,53 +340,19 @@ impl Storage for SledStore {
             .map(|v| v.to_vec()))
     }
 
-    fn artifact(&self, id: &str) -> StoreResult<Option<Artifact>> {
-        let Some(meta) = get::<ArtifactMeta>(&self.artifact_meta, id)? else {
-            return Ok(None);
-        };
-        let Some(bytes) = self.artifact_bytes.get(id).map_err(backend)? else {
-            return Ok(None);
-        };
-        Ok(Some(Artifact {
-            info: meta.info,
-            engine: meta.engine,
-            bytes: bytes.to_vec(),
-        }))
-    }
-
-    fn put_artifact(&self, id: &str, artifact: &Artifact) -> StoreResult<()> {
-        let meta = encode(&ArtifactMeta {
-            info: artifact.info.clone(),
-            engine: artifact.engine.clone(),
-        });
-        let trees = (&self.artifact_meta, &self.artifact_bytes);
-        finish(trees.transaction(|(metas, bytes)| {
-            metas.insert(id, meta.as_slice())?;
-            bytes.insert(id, artifact.bytes.as_slice())?;
-            Ok(())
-        }))
-    }
-
-    fn delete_plugin(&self, tenant: &str, id: &str) -> StoreResult<bool> {
-        let trees = (
-            &self.plugins,
-            &self.plugin_wasm,
-            &self.artifact_meta,
-            &self.artifact_bytes,
-        );
+    pub(super) fn delete_plugin(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let trees = (&self.plugins, &self.plugin_wasm);
         let k = key(tenant, id);
-        finish(trees.transaction(|(plugins, wasm, metas, bytes)| {
+        finish(trees.transaction(|(plugins, wasm)| {
             if plugins.remove(k.as_str())?.is_none() {
                 return Ok(false);
             }
             wasm.remove(id)?;
-            metas.remove(id)?;
-            bytes.remove(id)?;
             Ok(true)
         }))
     }
 
-    fn put_callback(&self, callback: &Callback) -> StoreResult<()> {
+    pub(super) fn put_callback(&self, callback: &Callback) -> StoreResult<()> {
         put_named(
             (&self.callbacks, &self.callback_names),
             callback,
@@ -474,15 +362,15 @@ impl Storage for SledStore {
         )
     }
 
-    fn callback(&self, tenant: &str, id: &str) -> StoreResult<Option<Callback>> {
+    pub(super) fn callback(&self, tenant: &str, id: &str) -> StoreResult<Option<Callback>> {
         get(&self.callbacks, &key(tenant, id))
     }
 
-    fn callbacks(&self, tenant: &str) -> StoreResult<Vec<Callback>> {
+    pub(super) fn callbacks(&self, tenant: &str) -> StoreResult<Vec<Callback>> {
         scan(&self.callbacks, tenant)
     }
 
-    fn delete_callback(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+    pub(super) fn delete_callback(&self, tenant: &str, id: &str) -> StoreResult<bool> {
         delete_named(
             (&self.callbacks, &self.callback_names),
             &key(tenant, id),
@@ -490,7 +378,7 @@ impl Storage for SledStore {
         )
     }
 
-    fn put_template(&self, template: &Template) -> StoreResult<()> {
+    pub(super) fn put_template(&self, template: &Template) -> StoreResult<()> {
         put_named(
             (&self.templates, &self.template_names),
             template,
@@ -500,11 +388,15 @@ impl Storage for SledStore {
         )
     }
 
-    fn template(&self, tenant: &str, id: &str) -> StoreResult<Option<Template>> {
+    pub(super) fn template(&self, tenant: &str, id: &str) -> StoreResult<Option<Template>> {
         get(&self.templates, &key(tenant, id))
     }
 
-    fn template_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<Template>> {
+    pub(super) fn template_by_name(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> StoreResult<Option<Template>> {
         match self
             .template_names
             .get(key(tenant, name).as_bytes())
@@ -515,11 +407,11 @@ impl Storage for SledStore {
         }
     }
 
-    fn templates(&self, tenant: &str) -> StoreResult<Vec<Template>> {
+    pub(super) fn templates(&self, tenant: &str) -> StoreResult<Vec<Template>> {
         scan(&self.templates, tenant)
     }
 
-    fn delete_template(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+    pub(super) fn delete_template(&self, tenant: &str, id: &str) -> StoreResult<bool> {
         delete_named(
             (&self.templates, &self.template_names),
             &key(tenant, id),
@@ -527,11 +419,14 @@ impl Storage for SledStore {
         )
     }
 
-    fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>> {
+    pub(super) fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>> {
         get(&self.events, &key(tenant, id))
     }
 
-    fn insert_events(&self, batch: &[EventWrite]) -> StoreResult<Vec<Option<EventRecord>>> {
+    pub(super) fn insert_events(
+        &self,
+        batch: &[EventWrite],
+    ) -> StoreResult<Vec<Option<EventRecord>>> {
         let trees = (
             &self.events,
             &self.deliveries,
@@ -549,7 +444,7 @@ impl Storage for SledStore {
                     answers.push(Some(existing));
                     continue;
                 }
-                events.insert(event_key.as_str(), encode(&write.record))?;
+                events.insert(event_key.as_str(), encode(&*write.record))?;
                 for delivery in &write.deliveries {
                     let k = key(tenant, &delivery.id);
                     delivery_tree.insert(k.as_str(), encode(delivery))?;
@@ -565,7 +460,7 @@ impl Storage for SledStore {
         }))
     }
 
-    fn activations(
+    pub(super) fn activations(
         &self,
         tenant: &str,
         callback_id: &str,
@@ -581,7 +476,7 @@ impl Storage for SledStore {
         )
     }
 
-    fn activation(
+    pub(super) fn activation(
         &self,
         tenant: &str,
         callback_id: &str,
@@ -590,11 +485,19 @@ impl Storage for SledStore {
         get(&self.activations, &format!("{tenant}/{callback_id}/{id}"))
     }
 
-    fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>> {
+    pub(super) fn insert_activation(&self, act: &Activation) -> StoreResult<()> {
+        let k = format!("{}/{}/{}", act.tenant_id, act.callback_id, act.id);
+        self.activations
+            .insert(k.as_str(), encode(act))
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    pub(super) fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>> {
         get(&self.deliveries, &key(tenant, id))
     }
 
-    fn pending_deliveries(&self) -> StoreResult<Vec<Delivery>> {
+    pub(super) fn pending_deliveries(&self) -> StoreResult<Vec<Delivery>> {
         let mut out = Vec::new();
         for item in self.pending.iter() {
             let (k, _) = item.map_err(backend)?;
@@ -608,7 +511,7 @@ impl Storage for SledStore {
         Ok(out)
     }
 
-    fn update_deliveries(&self, batch: &[DeliveryWrite]) -> StoreResult<()> {
+    pub(super) fn update_deliveries(&self, batch: &[DeliveryWrite]) -> StoreResult<()> {
         let trees = (&self.deliveries, &self.pending, &self.activations);
         finish(trees.transaction(|(deliveries, pending, acts)| {
             for (delivery, attempt) in batch {
@@ -628,7 +531,7 @@ impl Storage for SledStore {
         }))
     }
 
-    fn prune(&self, cutoff: u64, limit: usize) -> StoreResult<usize> {
+    pub(super) fn prune(&self, cutoff: u64, limit: usize) -> StoreResult<usize> {
         let mut removed = 0;
         let old_event = |r: &EventRecord| r.event.timestamp_ms < cutoff;
         let old_delivery =
@@ -640,18 +543,47 @@ impl Storage for SledStore {
         Ok(removed)
     }
 
-    fn health(&self, callback_id: &str) -> StoreResult<Health> {
-        Ok(get(&self.health, callback_id)?.unwrap_or_default())
+    /// Counts a finished delivery into a callback's run of failures in one
+    /// atomic read-modify-write, and returns the run as it now stands.
+    pub(super) fn record_health(
+        &self,
+        callback_id: &str,
+        failed: bool,
+        at: u64,
+    ) -> StoreResult<Health> {
+        let mut decode_error = None;
+        let updated = self
+            .health
+            .update_and_fetch(callback_id, |old| {
+                let mut health: Health =
+                    match old.map(|bytes| decode(callback_id.as_bytes(), bytes)) {
+                        Some(Ok(health)) => health,
+                        Some(Err(err)) => {
+                            decode_error = Some(err);
+                            Health::default()
+                        }
+                        None => Health::default(),
+                    };
+                if failed {
+                    health.consecutive_failures += 1;
+                    health.failing_since.get_or_insert(at);
+                } else {
+                    health = Health::default();
+                }
+                // A healthy callback keeps no record: most never fail.
+                (health != Health::default()).then(|| encode(&health))
+            })
+            .map_err(backend)?;
+        if let Some(err) = decode_error {
+            tracing::error!("a callback's health was unreadable and starts over: {err}");
+        }
+        match updated {
+            Some(bytes) => decode(callback_id.as_bytes(), &bytes),
+            None => Ok(Health::default()),
+        }
     }
 
-    fn set_health(&self, callback_id: &str, health: &Health) -> StoreResult<()> {
-        self.health
-            .insert(callback_id, encode(health))
-            .map(|_| ())
-            .map_err(backend)
-    }
-
-    fn deliveries(
+    pub(super) fn deliveries(
         &self,
         tenant: &str,
         filter: &DeliveryFilter,
@@ -671,7 +603,9 @@ impl Storage for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Event, Phase};
+    use std::sync::Arc;
+
+    use crate::model::{Event, Phase};
 
     fn delivery(id: &str, created_at: u64, status: DeliveryStatus) -> Delivery {
         Delivery {
@@ -693,7 +627,7 @@ mod tests {
     #[test]
     fn pruning_removes_old_history_but_never_a_pending_delivery() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = Trees::open(dir.path()).unwrap();
         let event = |id: &str, at: u64| EventRecord {
             tenant_id: "ten".into(),
             event: Event {
@@ -710,7 +644,7 @@ mod tests {
             deliveries: Vec::new(),
         };
         let write = |record: EventRecord, deliveries: Vec<Delivery>| EventWrite {
-            record,
+            record: Arc::new(record),
             deliveries,
             activations: Vec::new(),
             client_id: true,
@@ -754,7 +688,7 @@ mod tests {
     #[test]
     fn an_unreadable_record_stops_neither_pruning_nor_resuming() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = Trees::open(dir.path()).unwrap();
         store
             .update_deliveries(&[(delivery("dlv_ok", 10, DeliveryStatus::Pending), None)])
             .unwrap();
@@ -778,7 +712,7 @@ mod tests {
     #[test]
     fn records_nested_as_deep_as_accepted_input_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = Trees::open(dir.path()).unwrap();
         let mut data = serde_json::json!("leaf");
         for _ in 0..126 {
             data = serde_json::json!([data]);
@@ -799,7 +733,7 @@ mod tests {
             deliveries: Vec::new(),
         };
         let write = EventWrite {
-            record: record.clone(),
+            record: Arc::new(record.clone()),
             deliveries: Vec::new(),
             activations: Vec::new(),
             client_id: false,

@@ -7,13 +7,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::callbacks::Callbacks;
-use crate::error::{Error, Result};
-use crate::expr::{self, Exchange, Message};
-use crate::ids::new_id;
-use crate::input;
+use super::callbacks::Callbacks;
+use super::expr::{self, Exchange, Message};
+use super::templates::Templates;
+use super::{Error, Result, input};
+use crate::model::ids::new_id;
 use crate::model::{Callback, SubscriptionRef};
-use crate::templates::Templates;
 
 /// A subscribe request, as the tenant's API received it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

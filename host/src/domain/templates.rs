@@ -1,14 +1,12 @@
 //! Callback templates: callbacks whose URL and header values hold OpenAPI
 //! runtime expressions, waiting for a subscription request to fill them.
 
-use crate::callbacks::{CallbackInput, Callbacks};
-use crate::error::{Error, Result};
-use crate::event::now_ms;
-use crate::expr;
-use crate::ids::new_id;
-use crate::input;
-use crate::model::Template;
-use crate::store::{Db, StoreError};
+use super::callbacks::Callbacks;
+use super::{Error, Result, expr, input};
+use crate::clock::SharedClock;
+use crate::model::ids::new_id;
+use crate::model::{CallbackInput, Template};
+use crate::store::{Store, StoreError};
 
 /// Longest template name: a subscription's callback is named
 /// `TEMPLATE/SUBSCRIPTION-ID`, and callback names stop at 128 characters.
@@ -21,20 +19,25 @@ const PLACEHOLDER_URL: &str = "https://template.invalid/";
 /// The template service.
 #[derive(Clone)]
 pub struct Templates {
-    db: Db,
+    store: Store,
     callbacks: Callbacks,
+    clock: SharedClock,
 }
 
 impl Templates {
-    /// A service over `db`, checking templates with `callbacks`' rules.
-    pub fn new(db: Db, callbacks: Callbacks) -> Self {
-        Templates { db, callbacks }
+    /// A service over `store`, checking templates with `callbacks`' rules.
+    pub fn new(store: Store, callbacks: Callbacks, clock: SharedClock) -> Self {
+        Templates {
+            store,
+            callbacks,
+            clock,
+        }
     }
 
     /// Stores a new template.
     pub async fn create(&self, tenant: &str, by: &str, spec: CallbackInput) -> Result<Template> {
         self.check(tenant, &spec).await?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let template = Template {
             id: new_id("tpl"),
             tenant_id: tenant.to_string(),
@@ -49,23 +52,20 @@ impl Templates {
 
     /// One template.
     pub async fn get(&self, tenant: &str, id: &str) -> Result<Template> {
-        let (t, key) = (tenant.to_string(), id.to_string());
-        self.db
-            .run(move |s| s.template(&t, &key))
+        self.store
+            .callbacks()
+            .template(tenant, id)
             .await?
             .ok_or_else(|| Error::not_found("template", id))
     }
 
     /// A template by id, or else by name: how a subscription names it.
     pub async fn find(&self, tenant: &str, id_or_name: &str) -> Result<Template> {
-        let (t, key) = (tenant.to_string(), id_or_name.to_string());
-        let found = self
-            .db
-            .run(move |s| match s.template(&t, &key)? {
-                Some(found) => Ok(Some(found)),
-                None => s.template_by_name(&t, &key),
-            })
-            .await?;
+        let repo = self.store.callbacks();
+        let found = match repo.template(tenant, id_or_name).await? {
+            Some(found) => Some(found),
+            None => repo.template_by_name(tenant, id_or_name).await?,
+        };
         found.ok_or_else(|| {
             Error::invalid(
                 "template",
@@ -76,8 +76,7 @@ impl Templates {
 
     /// Every template, oldest first.
     pub async fn list(&self, tenant: &str) -> Result<Vec<Template>> {
-        let t = tenant.to_string();
-        Ok(self.db.run(move |s| s.templates(&t)).await?)
+        Ok(self.store.callbacks().templates(tenant).await?)
     }
 
     /// Replaces a template. Callbacks already made from it keep what they
@@ -93,7 +92,7 @@ impl Templates {
         self.check(tenant, &spec).await?;
         self.save(Template {
             spec,
-            updated_at: now_ms(),
+            updated_at: self.clock.now_ms(),
             updated_by: by.to_string(),
             ..old
         })
@@ -102,8 +101,7 @@ impl Templates {
 
     /// Deletes a template; its subscriptions stay until unsubscribed.
     pub async fn delete(&self, tenant: &str, id: &str) -> Result<()> {
-        let (t, key) = (tenant.to_string(), id.to_string());
-        if self.db.write(move |s| s.delete_template(&t, &key)).await? {
+        if self.store.callbacks().delete_template(tenant, id).await? {
             Ok(())
         } else {
             Err(Error::not_found("template", id))
@@ -111,8 +109,7 @@ impl Templates {
     }
 
     async fn save(&self, template: Template) -> Result<Template> {
-        let stored = template.clone();
-        match self.db.write(move |s| s.put_template(&stored)).await {
+        match self.store.callbacks().put_template(&template).await {
             Ok(()) => Ok(template),
             Err(StoreError::Conflict(_)) => Err(Error::Conflict {
                 code: "name_taken",

@@ -1,7 +1,7 @@
 //! Checks shared by the services that accept tenant input. Each failure is
 //! a 422 naming the field.
 
-use crate::error::{Error, Result};
+use super::{Error, Result};
 
 /// How deeply tenant documents (JSON bodies, event data, imported YAML) may
 /// nest. Deep nesting buys nothing real, and every parser and decoder that

@@ -1,12 +1,16 @@
 //! The records Hookgate keeps: tenants, keys, plugins, callbacks, events,
-//! deliveries and activations. They are what the storage trait persists and
-//! what the API shows, so every field here is part of the API.
+//! deliveries and activations. They are what storage persists and what the
+//! API shows, so every field here is part of the API. This module is the
+//! bottom of the crate: plain data, depending on nothing else in it.
+
+pub mod event;
+pub mod ids;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, Phase};
+pub use self::event::{Event, NewEvent, Phase, Verdict};
 
 /// A customer of this Hookgate: everything else belongs to exactly one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -30,6 +34,17 @@ pub enum Role {
     Emit,
     /// Read history only.
     Read,
+}
+
+impl Role {
+    /// The lowercase name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Manage => "manage",
+            Role::Emit => "emit",
+            Role::Read => "read",
+        }
+    }
 }
 
 /// A tenant API key. Only the hash of the secret is kept.
@@ -171,7 +186,7 @@ pub struct Template {
     pub tenant_id: String,
     /// The callback it makes, unrendered.
     #[serde(flatten)]
-    pub spec: crate::callbacks::CallbackInput,
+    pub spec: CallbackInput,
     /// Milliseconds since the Unix epoch.
     pub created_at: u64,
     /// Milliseconds since the Unix epoch.
@@ -188,8 +203,8 @@ pub struct Template {
 pub struct LastRun {
     /// Milliseconds since the Unix epoch.
     pub last_triggered_at: Option<u64>,
-    /// The outcome: `allow`, `deny`, `succeeded`, `failed`, …
-    pub last_status: Option<String>,
+    /// The outcome of that run.
+    pub last_status: Option<ActivationOutcome>,
 }
 
 impl LastRun {
@@ -197,9 +212,19 @@ impl LastRun {
     pub fn from_latest(latest: Option<&Activation>) -> Self {
         LastRun {
             last_triggered_at: latest.map(|a| a.at),
-            last_status: latest.map(|a| a.outcome.clone()),
+            last_status: latest.map(|a| a.outcome),
         }
     }
+}
+
+/// A before-callback's ruling on an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Ruling {
+    /// The change may go ahead, as far as this callback is concerned.
+    Allow,
+    /// The change is refused.
+    Deny,
 }
 
 /// One before-callback's part in a gate decision.
@@ -209,8 +234,8 @@ pub struct Decision {
     pub callback_id: String,
     /// Its name at the time.
     pub callback_name: String,
-    /// `allow` or `deny`.
-    pub verdict: String,
+    /// Its ruling.
+    pub verdict: Ruling,
     /// Why it denied, or what happened.
     pub reason: Option<String>,
     /// The URL's HTTP status, when one answered.
@@ -237,26 +262,19 @@ pub struct EventRecord {
 }
 
 impl EventRecord {
-    /// The events endpoint's answer: 200 with the gate's verdict for a
-    /// before-event, 202 with the deliveries for an after-event. Rebuilt
-    /// from the record, so a repeated event id gets exactly the original.
-    pub fn answer(&self) -> (u16, EventAnswer) {
+    /// The events endpoint's answer, rebuilt from the record, so a
+    /// repeated event id gets exactly the original.
+    pub fn answer(&self) -> EventAnswer {
         match self.event.phase {
-            Phase::Before => (
-                200,
-                EventAnswer::Gate {
-                    event_id: self.event.id.clone(),
-                    allowed: self.decisions.iter().all(|d| d.verdict == "allow"),
-                    decisions: self.decisions.clone(),
-                },
-            ),
-            Phase::After => (
-                202,
-                EventAnswer::Accepted {
-                    event_id: self.event.id.clone(),
-                    deliveries: self.deliveries.clone(),
-                },
-            ),
+            Phase::Before => EventAnswer::Gate {
+                event_id: self.event.id.clone(),
+                allowed: self.decisions.iter().all(|d| d.verdict == Ruling::Allow),
+                decisions: self.decisions.clone(),
+            },
+            Phase::After => EventAnswer::Accepted {
+                event_id: self.event.id.clone(),
+                deliveries: self.deliveries.clone(),
+            },
         }
     }
 }
@@ -335,14 +353,14 @@ pub struct Activation {
     pub attempt: Option<u32>,
     /// Milliseconds since the Unix epoch, when it started.
     pub at: u64,
-    /// `allow`, `deny`, `succeeded`, `failed`, `skipped`, `blocked`, …
-    pub outcome: String,
+    /// How it went.
+    pub outcome: ActivationOutcome,
     /// HTTP status, when a URL answered.
     pub status: Option<u16>,
     /// How long it took.
     pub duration_ms: f64,
-    /// The class of error, such as `timeout` or `plugin`.
-    pub error_class: Option<String>,
+    /// The class of error, when something went wrong.
+    pub error_class: Option<ErrorClass>,
     /// What went wrong, in words.
     pub error: Option<String>,
     /// The request sent, if any.
@@ -351,6 +369,83 @@ pub struct Activation {
     pub response: Option<HttpRecord>,
     /// When the next attempt is due, if one is scheduled.
     pub next_attempt_at: Option<u64>,
+}
+
+/// How one run of a callback went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ActivationOutcome {
+    /// A before-callback allowed the event.
+    Allow,
+    /// A before-callback denied it.
+    Deny,
+    /// A delivery attempt reached the receiver, which took it.
+    Succeeded,
+    /// A delivery attempt failed.
+    Failed,
+    /// A plugin chose not to send the delivery.
+    Skipped,
+    /// The target address is not allowed.
+    Blocked,
+}
+
+impl ActivationOutcome {
+    /// The lowercase name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivationOutcome::Allow => "allow",
+            ActivationOutcome::Deny => "deny",
+            ActivationOutcome::Succeeded => "succeeded",
+            ActivationOutcome::Failed => "failed",
+            ActivationOutcome::Skipped => "skipped",
+            ActivationOutcome::Blocked => "blocked",
+        }
+    }
+}
+
+impl From<DeliveryStatus> for ActivationOutcome {
+    fn from(status: DeliveryStatus) -> Self {
+        match status {
+            DeliveryStatus::Succeeded => ActivationOutcome::Succeeded,
+            // An attempt that leaves its delivery pending failed.
+            DeliveryStatus::Pending | DeliveryStatus::Failed => ActivationOutcome::Failed,
+            DeliveryStatus::Skipped => ActivationOutcome::Skipped,
+            DeliveryStatus::Blocked => ActivationOutcome::Blocked,
+        }
+    }
+}
+
+/// What kind of thing went wrong, so that a tenant can tell a broken
+/// receiver from a policy or a plugin at a glance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// No answer within the timeout.
+    Timeout,
+    /// Nothing listens at the address.
+    ConnectionRefused,
+    /// The host name does not resolve.
+    UnknownHost,
+    /// Another failure to connect.
+    Connect,
+    /// The exchange broke off.
+    Io,
+    /// The egress guard refused the address.
+    Blocked,
+    /// The callback is misconfigured (a bad URL, a bad secret).
+    Config,
+    /// The receiver answered a status that means failure.
+    Status,
+    /// A plugin failed.
+    Plugin,
+    /// A plugin's judge overruled the answer.
+    Judged,
+    /// The receiver unsubscribed, or the callback or event is gone.
+    Gone,
+    /// The callback is disabled.
+    Disabled,
+    /// A plugin chose not to send.
+    Skipped,
 }
 
 /// State of an after-event's delivery to one callback.
@@ -412,4 +507,101 @@ pub struct Delivery {
     pub updated_at: u64,
     /// Why it failed, was skipped or blocked.
     pub last_error: Option<String>,
+}
+
+/// A callback as a tenant writes it, for create, replace and patch; also
+/// the unrendered body of a template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackInput {
+    /// Unique within the tenant; before-callbacks run in name order.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
+    pub name: String,
+    /// The object type it listens to.
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,64}$")]
+    pub object_type: String,
+    /// `before` or `after`.
+    pub phase: Phase,
+    /// Actions it listens to; all three standard ones when absent.
+    #[serde(default = "default_actions")]
+    #[schema(min_items = 1)]
+    pub actions: Vec<String>,
+    /// Where to POST: an absolute http or https URL (in a template, one
+    /// that may hold runtime expressions).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The status a before-callback's URL must answer (default 200).
+    #[serde(default)]
+    #[schema(minimum = 100, maximum = 599)]
+    pub expected_status: Option<u16>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Whether it runs.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// The plugin it runs and its configuration.
+    #[serde(default)]
+    pub plugin: Option<PluginInput>,
+    /// Request timeout in milliseconds.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 60000)]
+    pub timeout_ms: Option<u64>,
+    /// Retry policy, for after-callbacks.
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
+}
+
+/// A plugin reference as written: config values may be strings, numbers or
+/// booleans, and reach the plugin as strings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginInput {
+    /// A plugin version id.
+    pub id: String,
+    /// The plugin's configuration.
+    #[serde(default)]
+    pub config: BTreeMap<String, serde_json::Value>,
+}
+
+/// Actions a callback listens to when it does not say.
+const DEFAULT_ACTIONS: [&str; 3] = ["created", "updated", "deleted"];
+
+/// The three standard actions, which a callback listens to by default.
+pub fn default_actions() -> Vec<String> {
+    DEFAULT_ACTIONS.map(String::from).to_vec()
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+impl CallbackInput {
+    /// The writable fields of a callback, as input.
+    pub fn of(callback: &Callback) -> Self {
+        CallbackInput {
+            name: callback.name.clone(),
+            object_type: callback.object_type.clone(),
+            phase: callback.phase,
+            actions: callback.actions.clone(),
+            url: callback.url.clone(),
+            expected_status: callback.expected_status,
+            headers: callback.headers.clone(),
+            enabled: callback.enabled,
+            plugin: callback.plugin.as_ref().map(|p| PluginInput {
+                id: p.id.clone(),
+                config: p
+                    .config
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into()))
+                    .collect(),
+            }),
+            timeout_ms: callback.timeout_ms,
+            retry: callback.retry.clone(),
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! The errors services report, in terms an API client can act on. The API
-//! layer maps each to its HTTP status (see `api::error`).
+//! The errors services report, in terms a client can act on. Each kind
+//! says what went wrong, not how to say it over HTTP: the API layer picks
+//! the status (see `api::error`).
 
 use crate::plugin::PluginError;
 use crate::store::StoreError;
@@ -7,19 +8,17 @@ use crate::store::StoreError;
 /// What went wrong serving a request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request could not be parsed (400).
+    /// Input that cannot even be read, such as a document that is not
+    /// YAML.
     #[error("{0}")]
     Malformed(String),
-    /// No credentials, or unknown ones (401).
+    /// Credentials that name no one, or no one any more.
     #[error("{0}")]
     Unauthorized(&'static str),
-    /// The credentials may not do this (403).
-    #[error("{0}")]
-    Forbidden(String),
-    /// No such thing for this tenant (404).
+    /// No such thing for this tenant.
     #[error("{0}")]
     NotFound(String),
-    /// The request clashes with the current state (409).
+    /// The request clashes with the current state.
     #[error("{message}")]
     Conflict {
         /// Machine-readable reason.
@@ -27,13 +26,7 @@ pub enum Error {
         /// Explanation.
         message: String,
     },
-    /// The body is over the configured limit (413).
-    #[error("request body is over the {limit}-byte limit")]
-    TooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
-    /// A field has a bad value (422).
+    /// A field has a bad value.
     #[error("{field}: {message}")]
     Invalid {
         /// The field's path, such as `plugin.id`.
@@ -41,10 +34,10 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
-    /// An uploaded plugin failed validation (422).
+    /// An uploaded plugin failed validation.
     #[error(transparent)]
     Plugin(PluginError),
-    /// Hookgate is overloaded; try again later (503).
+    /// Hookgate is overloaded; try again later.
     #[error("{message}")]
     Unavailable {
         /// Explanation.
@@ -52,7 +45,7 @@ pub enum Error {
         /// Seconds to wait.
         retry_after_secs: u64,
     },
-    /// Hookgate's own failure (500); the details go to the log only.
+    /// Hookgate's own failure; the details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -86,3 +79,15 @@ impl From<StoreError> for Error {
 
 /// Shorthand for service results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Deserializes a JSON value, reporting a wrong shape as [`Error::Invalid`]
+/// naming the field.
+pub fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        Error::Invalid {
+            field: if path == "." { String::new() } else { path },
+            message: err.into_inner().to_string(),
+        }
+    })
+}

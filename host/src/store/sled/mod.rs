@@ -1,0 +1,432 @@
+//! The embedded backend: sled, for one node.
+//!
+//! Layout: `trees` reads and writes records; `writer` runs them on storage
+//! threads and group-commits writes; `files` makes a commit durable with
+//! `fdatasync`; `queue` is the in-memory delivery queue with leases. The
+//! rest of the server sees only the repository traits.
+
+mod files;
+mod queue;
+mod trees;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use self::queue::{One, Queue};
+use self::trees::Trees;
+use self::writer::Pool;
+use super::{
+    Backend, CallbackRepo, Change, Changes, Claim, ClaimOne, Claimed, DeliveryFilter, DeliveryRepo,
+    DeliveryWrite, EventRepo, EventWrite, PluginRepo, StoreResult, TenantRepo,
+};
+use crate::model::{
+    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
+    Template, Tenant,
+};
+
+/// The sled backend.
+pub struct SledStore {
+    pool: Pool,
+    trees: Arc<Trees>,
+    queue: Mutex<Queue>,
+    changes: Changes,
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`, loads the pending
+    /// deliveries into the queue, and announces changes on `changes`.
+    pub fn open(dir: &Path, changes: Changes) -> StoreResult<Self> {
+        let trees = Arc::new(Trees::open(dir)?);
+        let mut queue = Queue::default();
+        for delivery in trees.pending_deliveries()? {
+            queue.add(delivery, None);
+        }
+        Ok(SledStore {
+            pool: Pool::new(trees.clone()),
+            trees,
+            queue: Mutex::new(queue),
+            changes,
+        })
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl TenantRepo for SledStore {
+    async fn insert_tenant(&self, tenant: &Tenant, first_key: &ApiKey) -> StoreResult<()> {
+        let (tenant, key) = (tenant.clone(), first_key.clone());
+        self.pool
+            .write(move |t| t.insert_tenant(&tenant, &key))
+            .await
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.pool.run(|t| t.tenants()).await
+    }
+
+    async fn insert_key(&self, key: &ApiKey) -> StoreResult<()> {
+        let key = key.clone();
+        self.pool.write(move |t| t.insert_key(&key)).await
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
+        let hash = hash.to_string();
+        self.pool.run(move |t| t.key_by_hash(&hash)).await
+    }
+
+    async fn keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
+        let tenant = tenant.to_string();
+        self.pool.run(move |t| t.keys(&tenant)).await
+    }
+
+    async fn delete_key(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        let deleted = self.pool.write(move |t| t.delete_key(&tenant, &id)).await?;
+        if deleted {
+            self.changes.publish(&Change::Keys);
+        }
+        Ok(deleted)
+    }
+}
+
+#[async_trait]
+impl PluginRepo for SledStore {
+    async fn insert_plugin(
+        &self,
+        record: PluginRecord,
+        wasm: Vec<u8>,
+    ) -> StoreResult<PluginRecord> {
+        let stored = self
+            .pool
+            .write(move |t| t.insert_plugin(record, &wasm))
+            .await?;
+        self.changes.publish(&Change::Plugin {
+            id: stored.id.clone(),
+        });
+        Ok(stored)
+    }
+
+    async fn plugin(&self, tenant: &str, id: &str) -> StoreResult<Option<PluginRecord>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.pool.run(move |t| t.plugin(&tenant, &id)).await
+    }
+
+    async fn plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>> {
+        let tenant = tenant.to_string();
+        self.pool.run(move |t| t.plugins(&tenant)).await
+    }
+
+    async fn all_plugins(&self) -> StoreResult<Vec<PluginRecord>> {
+        self.pool.run(|t| t.all_plugins()).await
+    }
+
+    async fn plugin_wasm(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        let id = id.to_string();
+        self.pool.run(move |t| t.plugin_wasm(&id)).await
+    }
+
+    async fn delete_plugin(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let (tenant, key) = (tenant.to_string(), id.to_string());
+        let deleted = self
+            .pool
+            .write(move |t| t.delete_plugin(&tenant, &key))
+            .await?;
+        if deleted {
+            self.changes.publish(&Change::Plugin { id: id.to_string() });
+        }
+        Ok(deleted)
+    }
+}
+
+#[async_trait]
+impl CallbackRepo for SledStore {
+    async fn put_callback(&self, callback: &Callback) -> StoreResult<()> {
+        let stored = callback.clone();
+        self.pool.write(move |t| t.put_callback(&stored)).await?;
+        self.changes.publish(&Change::Callbacks {
+            tenant: callback.tenant_id.clone(),
+        });
+        Ok(())
+    }
+
+    async fn callback(&self, tenant: &str, id: &str) -> StoreResult<Option<Callback>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.pool.run(move |t| t.callback(&tenant, &id)).await
+    }
+
+    async fn callbacks(&self, tenant: &str) -> StoreResult<Vec<Callback>> {
+        let tenant = tenant.to_string();
+        self.pool.run(move |t| t.callbacks(&tenant)).await
+    }
+
+    async fn delete_callback(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let (t, key) = (tenant.to_string(), id.to_string());
+        let deleted = self
+            .pool
+            .write(move |s| s.delete_callback(&t, &key))
+            .await?;
+        if deleted {
+            self.changes.publish(&Change::Callbacks {
+                tenant: tenant.to_string(),
+            });
+        }
+        Ok(deleted)
+    }
+
+    async fn put_template(&self, template: &Template) -> StoreResult<()> {
+        let template = template.clone();
+        self.pool.write(move |t| t.put_template(&template)).await
+    }
+
+    async fn template(&self, tenant: &str, id: &str) -> StoreResult<Option<Template>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.pool.run(move |t| t.template(&tenant, &id)).await
+    }
+
+    async fn template_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<Template>> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.pool
+            .run(move |t| t.template_by_name(&tenant, &name))
+            .await
+    }
+
+    async fn templates(&self, tenant: &str) -> StoreResult<Vec<Template>> {
+        let tenant = tenant.to_string();
+        self.pool.run(move |t| t.templates(&tenant)).await
+    }
+
+    async fn delete_template(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.pool
+            .write(move |t| t.delete_template(&tenant, &id))
+            .await
+    }
+
+    async fn record_health(&self, callback_id: &str, failed: bool, at: u64) -> StoreResult<Health> {
+        // One atomic update of a hot record in sled's page cache: cheap
+        // enough to run here rather than queue for a storage thread.
+        self.trees.record_health(callback_id, failed, at)
+    }
+}
+
+#[async_trait]
+impl EventRepo for SledStore {
+    async fn insert_event(
+        &self,
+        write: EventWrite,
+        durable: bool,
+    ) -> StoreResult<Option<EventRecord>> {
+        let (record, deliveries) = (write.record.clone(), write.deliveries.clone());
+        let existing = self.pool.insert_event(write, durable).await?;
+        if existing.is_none() && !deliveries.is_empty() {
+            let mut queue = self.queue();
+            for delivery in deliveries {
+                queue.add(delivery, Some(record.clone()));
+            }
+            drop(queue);
+            self.changes.publish(&Change::DeliveriesDue);
+        }
+        Ok(existing)
+    }
+
+    fn record_event(&self, write: EventWrite) {
+        self.pool.record_event(write);
+    }
+
+    async fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.pool.run(move |t| t.event(&tenant, &id)).await
+    }
+}
+
+#[async_trait]
+impl DeliveryRepo for SledStore {
+    async fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.pool.run(move |t| t.delivery(&tenant, &id)).await
+    }
+
+    async fn deliveries(
+        &self,
+        tenant: &str,
+        filter: &DeliveryFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        let (tenant, filter, before) = (
+            tenant.to_string(),
+            filter.clone(),
+            before.map(str::to_string),
+        );
+        self.pool
+            .run(move |t| t.deliveries(&tenant, &filter, before.as_deref(), limit))
+            .await
+    }
+
+    async fn activations(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Activation>> {
+        let (tenant, callback, before) = (
+            tenant.to_string(),
+            callback_id.to_string(),
+            before.map(str::to_string),
+        );
+        self.pool
+            .run(move |t| t.activations(&tenant, &callback, before.as_deref(), limit))
+            .await
+    }
+
+    async fn activation(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<Activation>> {
+        let (tenant, callback, id) = (tenant.to_string(), callback_id.to_string(), id.to_string());
+        self.pool
+            .run(move |t| t.activation(&tenant, &callback, &id))
+            .await
+    }
+
+    async fn activations_by_id(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<Activation>> {
+        let (tenant, callback, ids) = (tenant.to_string(), callback_id.to_string(), ids.to_vec());
+        self.pool
+            .run(move |t| {
+                ids.iter()
+                    .filter_map(|id| t.activation(&tenant, &callback, id).transpose())
+                    .collect()
+            })
+            .await
+    }
+
+    async fn pending_count(&self) -> StoreResult<usize> {
+        Ok(self.queue().len())
+    }
+
+    async fn claim(&self, claim: Claim<'_>) -> StoreResult<Vec<Claimed>> {
+        Ok(self.queue().claim(&claim))
+    }
+
+    async fn claim_one(
+        &self,
+        owner: &str,
+        tenant: &str,
+        id: &str,
+        now: u64,
+        lease_ms: u64,
+    ) -> StoreResult<ClaimOne> {
+        let Some(delivery) = self.delivery(tenant, id).await? else {
+            return Ok(ClaimOne::NotFound);
+        };
+        let key = format!("{tenant}/{id}");
+        Ok(match self.queue().claim_one(owner, &key, now, lease_ms) {
+            One::Pending => ClaimOne::Pending,
+            One::Leased => ClaimOne::Leased,
+            One::Claimed => ClaimOne::Claimed(Box::new(Claimed {
+                delivery,
+                event: None,
+                lease_until: now + lease_ms,
+            })),
+        })
+    }
+
+    async fn extend_lease(
+        &self,
+        owner: &str,
+        delivery: &Delivery,
+        until: u64,
+    ) -> StoreResult<bool> {
+        Ok(self.queue().extend(owner, delivery, until))
+    }
+
+    async fn complete(&self, owner: &str, (delivery, attempt): DeliveryWrite) -> StoreResult<bool> {
+        let held = self.queue().complete(owner, &delivery);
+        if held {
+            // Written behind, in order: reads wait for it, and a crash
+            // before it lands leaves the delivery pending, to be sent again.
+            self.pool.record_delivery(delivery, attempt);
+        } else if let Some(attempt) = attempt {
+            tracing::warn!(
+                delivery = %delivery.id,
+                "an attempt finished after its lease passed to another owner; its history is kept"
+            );
+            self.pool.submit("an attempt's history", move |t| {
+                t.insert_activation(&attempt)
+            });
+        }
+        Ok(held)
+    }
+
+    async fn release(&self, owner: &str, deliveries: &[Delivery]) -> StoreResult<()> {
+        self.queue().release(owner, deliveries);
+        Ok(())
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<u64>> {
+        Ok(self.queue().next_due())
+    }
+
+    async fn replay(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        since: u64,
+        until: u64,
+        now: u64,
+    ) -> StoreResult<Vec<String>> {
+        let filter = DeliveryFilter {
+            callback_id: Some(callback_id.to_string()),
+            status: Some(DeliveryStatus::Failed),
+        };
+        let failed = self.deliveries(tenant, &filter, None, usize::MAX).await?;
+        let replayed: Vec<Delivery> = failed
+            .into_iter()
+            .filter(|d| (since..=until).contains(&d.created_at))
+            .map(|mut delivery| {
+                delivery.status = DeliveryStatus::Pending;
+                delivery.round_start = delivery.attempts;
+                delivery.next_attempt_at = Some(now);
+                delivery.updated_at = now;
+                delivery
+            })
+            .collect();
+        let writes: Vec<DeliveryWrite> = replayed.iter().map(|d| (d.clone(), None)).collect();
+        self.pool
+            .write(move |t| t.update_deliveries(&writes))
+            .await?;
+        let ids = replayed.iter().map(|d| d.id.clone()).collect();
+        let mut queue = self.queue();
+        for delivery in replayed {
+            queue.add(delivery, None);
+        }
+        drop(queue);
+        self.changes.publish(&Change::DeliveriesDue);
+        Ok(ids)
+    }
+
+    async fn prune(&self, cutoff: u64, limit: usize) -> StoreResult<usize> {
+        self.pool.run(move |t| t.prune(cutoff, limit)).await
+    }
+}
+
+#[async_trait]
+impl Backend for SledStore {
+    async fn close(&self) -> StoreResult<()> {
+        self.pool.close().await
+    }
+}
