@@ -53,13 +53,14 @@ impl Result_ {
     }
 }
 
-/// Makes one attempt of a delivery whose lease this node holds. `manual`
-/// attempts are never rescheduled. `record` is the delivery's event, when
-/// at hand.
+/// Makes one attempt of a delivery whose lease this node holds, to its
+/// `callback` (`None` once deleted). `manual` attempts are never
+/// rescheduled. `record` is the delivery's event, when at hand.
 pub(super) async fn make(
     inner: &Inner,
     mut delivery: Delivery,
     record: Option<Arc<EventRecord>>,
+    callback: Option<Callback>,
     manual: bool,
 ) -> Result<Outcome> {
     let started_at = inner.clock.now_ms();
@@ -74,10 +75,6 @@ pub(super) async fn make(
             .await?
             .map(Arc::new),
     };
-    let callback = inner
-        .callbacks
-        .cached(&delivery.tenant_id, &delivery.callback_id)
-        .await?;
     let policy = callback.as_ref().and_then(|c| c.retry.clone());
     let result = match (record.as_deref(), callback) {
         (None, _) => Result_::final_error(

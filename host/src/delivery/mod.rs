@@ -33,7 +33,7 @@ use crate::config::DeliveryConfig;
 use crate::domain::callbacks::Callbacks;
 use crate::domain::plugins::Plugins;
 use crate::domain::{Error, Page, Result};
-use crate::model::{Activation, Delivery, DeliveryStatus};
+use crate::model::{Activation, Callback, Delivery, DeliveryStatus};
 use crate::outbound::HttpClient;
 use crate::store::{Change, Claim, ClaimOne, Claimed, DeliveryFilter, Store};
 
@@ -66,6 +66,8 @@ struct Inner {
     released: Notify,
     /// Set at shutdown: no attempt starts after it.
     stopping: AtomicBool,
+    /// Callbacks known to have no run of failures.
+    healthy: health::Healthy,
 }
 
 /// A delivery with every attempt made so far.
@@ -92,6 +94,7 @@ impl Deliverer {
     ) -> Self {
         let inner = Arc::new(Inner {
             slots: Mutex::new(Slots::new(config.concurrency)),
+            healthy: health::Healthy::following(store.changes()),
             store,
             callbacks,
             plugins,
@@ -226,8 +229,12 @@ impl Deliverer {
 }
 
 /// The worker: claims what is due and starts it, then waits until told,
-/// until the next delivery falls due, or for the poll interval.
+/// until the next delivery falls due, or for the poll interval. Under load
+/// it is told of every new event, so a round costs little: the pending
+/// gauge, for one, is set on the poll only.
 async fn work(inner: std::sync::Weak<Inner>) {
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let Some(strong) = inner.upgrade() else {
             return;
@@ -240,16 +247,24 @@ async fn work(inner: std::sync::Weak<Inner>) {
         if let Err(err) = strong.dispatch().await {
             tracing::error!("claiming deliveries failed: {err}");
         }
+        // A delivery already due but not claimed waits for a slot, of the
+        // node or of its callback; a finishing attempt claims it. Only a
+        // time still to come is worth sleeping until.
         let next = strong.store.deliveries().next_due().await.ok().flatten();
         let due: Pin<Box<dyn Future<Output = ()> + Send>> = match next {
-            Some(at) => strong.clock.sleep_until(at),
-            None => Box::pin(std::future::pending()),
+            Some(at) if at > strong.clock.now_ms() => strong.clock.sleep_until(at),
+            _ => Box::pin(std::future::pending()),
         };
+        let store = strong.store.clone();
         drop(strong);
         tokio::select! {
             () = woken => {}
             () = due => {}
-            () = tokio::time::sleep(POLL) => {}
+            _ = poll.tick() => {
+                if let Ok(pending) = store.deliveries().pending_count().await {
+                    metrics::gauge!("hookgate_delivery_pending").set(pending as f64);
+                }
+            }
         }
     }
 }
@@ -268,11 +283,8 @@ impl Inner {
             let (reserved, full) = self.slots().reserved();
             claimed.extend(self.claim(reserved, &full).await?);
         }
-        let pending = self.store.deliveries().pending_count().await?;
-        metrics::gauge!("hookgate_delivery_pending").set(pending as f64);
         for claim in claimed {
-            let inner = self.clone();
-            tokio::spawn(async move { inner.run(claim).await });
+            tokio::spawn(self.clone().run(claim));
         }
         Ok(())
     }
@@ -302,15 +314,25 @@ impl Inner {
     }
 
     /// A claimed delivery's attempt, holding its slot until it is done.
-    async fn run(self: Arc<Self>, claimed: Claimed) {
-        let tenant = claimed.delivery.tenant_id.clone();
-        let id = claimed.delivery.id.clone();
-        if let Err(err) = self.attempt(claimed, false).await {
-            tracing::error!(delivery = %id, "delivery attempt failed: {err}");
-        }
-        self.slots().give_back(&tenant);
-        self.released.notify_waiters();
-        self.wake.notify_one();
+    /// Boxed with its `Send` bound spelled out: the attempt claims the
+    /// next delivery when it ends, which starts another attempt.
+    fn run(self: Arc<Self>, claimed: Claimed) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let tenant = claimed.delivery.tenant_id.clone();
+            let id = claimed.delivery.id.clone();
+
+            if let Err(err) = self.attempt(claimed, false).await {
+                tracing::error!(delivery = %id, "delivery attempt failed: {err}");
+            }
+
+            self.slots().give_back(&tenant);
+            self.released.notify_waiters();
+            // The freed slot goes to the next due delivery at once, rather
+            // than through the worker.
+            if let Err(err) = self.dispatch().await {
+                tracing::error!("claiming deliveries failed: {err}");
+            }
+        })
     }
 
     async fn find(&self, tenant: &str, id: &str) -> Result<Delivery> {
@@ -323,8 +345,15 @@ impl Inner {
 
     /// Makes one attempt and records it, as the lease's owner.
     async fn attempt(&self, claimed: Claimed, manual: bool) -> Result<()> {
-        self.cover(&claimed).await?;
-        let outcome = attempt::make(self, claimed.delivery, claimed.event, manual).await?;
+        let callback = self
+            .callbacks
+            .cached(&claimed.delivery.tenant_id, &claimed.delivery.callback_id)
+            .await?;
+        if let Some(callback) = &callback {
+            self.cover(&claimed, callback).await?;
+        }
+        let outcome =
+            attempt::make(self, claimed.delivery, claimed.event, callback, manual).await?;
         let finished = outcome.delivery.status != DeliveryStatus::Pending;
         // What a finished delivery does to its callback (a disable, say) is
         // recorded first, so whoever sees the delivery finished sees that too.
@@ -346,16 +375,13 @@ impl Inner {
         settled
     }
 
-    /// Extends a lease that would end before a long callback timeout does.
-    async fn cover(&self, claimed: &Claimed) -> Result<()> {
-        let Some(callback) = self
-            .callbacks
-            .cached(&claimed.delivery.tenant_id, &claimed.delivery.callback_id)
-            .await?
-        else {
-            return Ok(());
-        };
+    /// Extends the lease of a callback whose timeout is longer than the
+    /// default one that every claim's lease covers.
+    async fn cover(&self, claimed: &Claimed, callback: &Callback) -> Result<()> {
         let timeout = callback.timeout_ms.unwrap_or(self.config.timeout_ms);
+        if timeout <= self.config.timeout_ms {
+            return Ok(());
+        }
         let needed = self.clock.now_ms() + timeout + LEASE_MARGIN_MS;
         if needed > claimed.lease_until {
             self.store

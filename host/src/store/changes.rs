@@ -25,6 +25,11 @@ pub enum Change {
     },
     /// Deliveries became due: new ones, a replay, or a retry now.
     DeliveriesDue,
+    /// A callback's run of failures grew.
+    Health {
+        /// The callback.
+        callback: String,
+    },
 }
 
 type Listener = Box<dyn Fn(&Change) + Send + Sync>;

@@ -182,7 +182,8 @@ pub trait CallbackRepo: Send + Sync {
     async fn delete_template(&self, tenant: &str, id: &str) -> StoreResult<bool>;
 
     /// Counts one finished delivery of a callback into its run of
-    /// failures, atomically, and returns the run as it now stands.
+    /// failures, atomically, and returns the run as it now stands. A
+    /// failure announces [`Change::Health`].
     async fn record_health(&self, callback_id: &str, failed: bool, at: u64) -> StoreResult<Health>;
 }
 

@@ -11,6 +11,7 @@ mod trees;
 mod writer;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -32,6 +33,9 @@ pub struct SledStore {
     pool: Pool,
     trees: Arc<Trees>,
     queue: Mutex<Queue>,
+    /// The queue's length, readable without its lock: every after-event
+    /// checks it.
+    pending: AtomicUsize,
     changes: Changes,
 }
 
@@ -47,13 +51,44 @@ impl SledStore {
         Ok(SledStore {
             pool: Pool::new(trees.clone()),
             trees,
+            pending: AtomicUsize::new(queue.len()),
             queue: Mutex::new(queue),
             changes,
         })
     }
 
-    fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    /// The queue, locked; its length is published when the guard drops.
+    fn queue(&self) -> QueueGuard<'_> {
+        QueueGuard {
+            queue: self.queue.lock().unwrap_or_else(|p| p.into_inner()),
+            pending: &self.pending,
+        }
+    }
+}
+
+/// The locked queue, which publishes its length when released.
+struct QueueGuard<'a> {
+    queue: MutexGuard<'a, Queue>,
+    pending: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for QueueGuard<'_> {
+    type Target = Queue;
+
+    fn deref(&self) -> &Queue {
+        &self.queue
+    }
+}
+
+impl std::ops::DerefMut for QueueGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Queue {
+        &mut self.queue
+    }
+}
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        self.pending.store(self.queue.len(), Ordering::Relaxed);
     }
 }
 
@@ -211,7 +246,13 @@ impl CallbackRepo for SledStore {
     async fn record_health(&self, callback_id: &str, failed: bool, at: u64) -> StoreResult<Health> {
         // One atomic update of a hot record in sled's page cache: cheap
         // enough to run here rather than queue for a storage thread.
-        self.trees.record_health(callback_id, failed, at)
+        let health = self.trees.record_health(callback_id, failed, at)?;
+        if failed {
+            self.changes.publish(&Change::Health {
+                callback: callback_id.to_string(),
+            });
+        }
+        Ok(health)
     }
 }
 
@@ -315,7 +356,7 @@ impl DeliveryRepo for SledStore {
     }
 
     async fn pending_count(&self) -> StoreResult<usize> {
-        Ok(self.queue().len())
+        Ok(self.pending.load(Ordering::Relaxed))
     }
 
     async fn claim(&self, claim: Claim<'_>) -> StoreResult<Vec<Claimed>> {

@@ -21,8 +21,9 @@ type Key = String;
 pub(super) struct Queue {
     entries: HashMap<Key, Entry>,
     /// Unleased pending deliveries (and those whose lease expired), per
-    /// tenant, by due time.
-    due: BTreeMap<String, BTreeSet<(u64, Key)>>,
+    /// tenant and callback, by due time: a claim looks only at the first
+    /// of each callback, so a callback at its limit costs nothing to skip.
+    due: BTreeMap<String, BTreeMap<String, BTreeSet<(u64, Key)>>>,
     /// Live leases, by the time they end.
     leases: BTreeSet<(u64, Key)>,
     /// Live leases per callback.
@@ -90,6 +91,8 @@ impl Queue {
         self.due
             .entry(delivery.tenant_id.clone())
             .or_default()
+            .entry(delivery.callback_id.clone())
+            .or_default()
             .insert((due_at(delivery), key.clone()));
     }
 
@@ -99,11 +102,16 @@ impl Queue {
             return;
         };
         let at = (due_at(&entry.delivery), key.clone());
-        let tenant = entry.delivery.tenant_id.clone();
-        if let Some(set) = self.due.get_mut(&tenant) {
-            set.remove(&at);
-            if set.is_empty() {
-                self.due.remove(&tenant);
+        let (tenant, callback) = (&entry.delivery.tenant_id, &entry.delivery.callback_id);
+        if let Some(callbacks) = self.due.get_mut(tenant) {
+            if let Some(set) = callbacks.get_mut(callback) {
+                set.remove(&at);
+                if set.is_empty() {
+                    callbacks.remove(callback);
+                }
+            }
+            if callbacks.is_empty() {
+                self.due.remove(tenant);
             }
         }
         if let Some(lease) = &entry.lease
@@ -147,9 +155,11 @@ impl Queue {
         let tenants: Vec<String> = self
             .due
             .iter()
-            .filter(|(tenant, set)| {
+            .filter(|(tenant, callbacks)| {
                 !claim.exclude_tenants.contains(tenant)
-                    && set.first().is_some_and(|(at, _)| *at <= claim.now)
+                    && callbacks
+                        .values()
+                        .any(|set| set.first().is_some_and(|(at, _)| *at <= claim.now))
             })
             .map(|(tenant, _)| tenant.clone())
             .collect();
@@ -177,13 +187,15 @@ impl Queue {
 
     /// A tenant's earliest due delivery whose callback has room.
     fn next_for(&self, tenant: &str, claim: &Claim<'_>) -> Option<Key> {
-        let set = self.due.get(tenant)?;
-        set.iter()
-            .take_while(|(at, _)| *at <= claim.now)
-            .find(|(_, key)| {
-                let callback = &self.entries[key].delivery.callback_id;
-                self.active.get(callback).copied().unwrap_or(0) < claim.per_callback
+        self.due
+            .get(tenant)?
+            .iter()
+            .filter(|(callback, _)| {
+                self.active.get(*callback).copied().unwrap_or(0) < claim.per_callback
             })
+            .filter_map(|(_, set)| set.first())
+            .filter(|(at, _)| *at <= claim.now)
+            .min()
             .map(|(_, key)| key.clone())
     }
 
@@ -307,6 +319,7 @@ impl Queue {
         let due = self
             .due
             .values()
+            .flat_map(|callbacks| callbacks.values())
             .filter_map(|set| set.first().map(|(at, _)| *at))
             .min();
         let lease = self.leases.first().map(|(until, _)| *until);

@@ -551,6 +551,11 @@ impl Trees {
         failed: bool,
         at: u64,
     ) -> StoreResult<Health> {
+        // Most callbacks never fail, and a success on a callback with no
+        // run of failures changes nothing: no write for it.
+        if !failed && !self.health.contains_key(callback_id).map_err(backend)? {
+            return Ok(Health::default());
+        }
         let mut decode_error = None;
         let updated = self
             .health
