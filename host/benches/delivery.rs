@@ -15,6 +15,12 @@
 //! Run with `cargo bench -p hookgate --bench delivery`; `DELIVERY_BENCH_EVENTS`
 //! (default 20000), `DELIVERY_BENCH_RATE` (events/s, default 2000) and
 //! `DELIVERY_BENCH_CLIENTS` (default 256) adjust it.
+//!
+//! With `-- --database postgres://…` (a role that may create databases) it
+//! compares the backends instead, each node a `hookgate serve` process:
+//! sled with one node, then PostgreSQL with one, two and three nodes. For
+//! each it reports delivered events/s, duplicate first attempts, gates/s,
+//! and the CPU each event and gate cost, the nodes' and PostgreSQL's apart.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +38,9 @@ use tokio::sync::Notify;
 
 #[path = "../../tests/it/fixtures.rs"]
 mod fixtures;
+
+#[path = "delivery/cluster.rs"]
+mod cluster;
 
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
@@ -74,6 +83,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--database") {
+        let url = args
+            .get(at + 1)
+            .ok_or_else(|| anyhow::anyhow!("--database needs a postgres:// URL"))?;
+        return cluster::compare(url, env("DELIVERY_BENCH_EVENTS", 20_000)).await;
+    }
     let events = env("DELIVERY_BENCH_EVENTS", 20_000);
     let rate = env("DELIVERY_BENCH_RATE", 2_000);
     let clients = env("DELIVERY_BENCH_CLIENTS", 256);

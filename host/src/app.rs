@@ -24,7 +24,7 @@ use crate::domain::tenants::Tenants;
 use crate::model::ids::{new_id, new_token};
 use crate::outbound::HttpClient;
 use crate::plugin::Runtime;
-use crate::store::{Changes, SledStore, Store, StoreError};
+use crate::store::{Changes, ConnectError, PgStore, SledStore, Store, StoreError};
 
 /// A Hookgate server, bound and ready to run.
 pub struct Application {
@@ -68,11 +68,21 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
-        let admin_token_sha256 = admin_token(&config)?;
+        let node = new_id("node");
         let changes = Changes::default();
-        let backend = SledStore::open(&config.data_dir.join("db"), changes.clone())
-            .map_err(|e| StartError::Storage(e.to_string()))?;
-        let store = Store::new(Arc::new(backend), changes);
+        let (store, admin_token_sha256) = match &config.database {
+            Some(url) => {
+                let backend = connect(url, changes.clone(), &node).await?;
+                let admin = shared_admin_token(&config, &backend).await?;
+                (Store::new(Arc::new(backend), changes), admin)
+            }
+            None => {
+                let backend = SledStore::open(&config.data_dir.join("db"), changes.clone())
+                    .map_err(|e| StartError::Storage(e.to_string()))?;
+                let admin = admin_token(&config)?;
+                (Store::new(Arc::new(backend), changes), admin)
+            }
+        };
         let runtime = Runtime::new(
             config.plugin.limits(),
             Some(config.data_dir.join("plugin-cache")),
@@ -100,7 +110,7 @@ impl Application {
             http,
             config.delivery.clone(),
             clock.clone(),
-            new_id("node"),
+            node,
         );
         let events = Events::new(
             store.clone(),
@@ -126,7 +136,8 @@ impl Application {
             store: store.clone(),
             clock: clock.clone(),
             state: AppState(Arc::new(Services {
-                tenants: Tenants::new(store, clock),
+                tenants: Tenants::new(store.clone(), clock),
+                store,
                 plugins,
                 callbacks,
                 templates,
@@ -255,6 +266,48 @@ fn metrics_handle() -> PrometheusHandle {
                 .expect("no other metrics recorder is installed")
         })
         .clone()
+}
+
+/// How long a starting node waits for its database to answer.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Connects to PostgreSQL, waiting with backoff while it does not answer
+/// yet (nodes and their database often start together).
+async fn connect(url: &str, changes: Changes, node: &str) -> Result<PgStore, StartError> {
+    let deadline = Instant::now() + CONNECT_PATIENCE;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match PgStore::connect(url, changes.clone(), node.to_string()).await {
+            Ok(store) => return Ok(store),
+            Err(ConnectError::Connect(reason)) if Instant::now() < deadline => {
+                tracing::warn!("waiting for PostgreSQL: {reason}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(StartError::Storage(err.to_string())),
+        }
+    }
+}
+
+/// The administrator token's hash when nodes share a database: from the
+/// configuration, or the one the database holds, or generated now, stored
+/// there and printed once by the node that made it.
+async fn shared_admin_token(config: &Config, store: &PgStore) -> Result<[u8; 32], StartError> {
+    if let Some(token) = &config.admin_token {
+        return Ok(Sha256::digest(token.as_bytes()).into());
+    }
+    let token = new_token("hgadm_");
+    let ours = hex::encode(Sha256::digest(token.as_bytes()));
+    let stored = store
+        .admin_token_hash(&ours)
+        .await
+        .map_err(|e| StartError::Storage(e.to_string()))?;
+    if stored == ours {
+        println!(
+            "Generated an administrator token; it is shown only this once (only its hash is kept, in the database):\n\n    {token}\n\nSet HOOKGATE_ADMIN_TOKEN to use a token of your own instead."
+        );
+    }
+    decode_hash(Path::new("the database's settings"), &stored)
 }
 
 /// The administrator token's hash: from the configuration, or from the data

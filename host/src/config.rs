@@ -21,8 +21,11 @@ pub const DEFAULTS: &str = include_str!("../config.default.toml");
 pub struct Config {
     /// Address of the HTTP API.
     pub listen: SocketAddr,
-    /// Where the database lives.
+    /// Where sled's database and this node's compiled plugins live.
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL: the database several nodes share. Without it, the
+    /// node keeps its data in sled under `data_dir`.
+    pub database: Option<String>,
     /// The administrator's token; generated on first start when unset.
     pub admin_token: Option<String>,
     /// Largest request body, in bytes.
@@ -141,7 +144,13 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         let config: Config = figment
-            .merge(Env::prefixed("HOOKGATE_").split("__"))
+            // HOOKGATE_TEST_* configure the test suite, which runs servers
+            // in the same environment.
+            .merge(
+                Env::prefixed("HOOKGATE_")
+                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+                    .split("__"),
+            )
             .extract()
             .map_err(Box::new)?;
         config.validate()?;
@@ -216,6 +225,14 @@ impl Config {
             return Err(ConfigError::Value {
                 key: "delivery.schedule_secs",
                 problem: "must list at least one delay when max_attempts is above 1".into(),
+            });
+        }
+        if let Some(url) = &self.database
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Value {
+                key: "database",
+                problem: "must be a postgres:// (or postgresql://) URL".into(),
             });
         }
         if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {

@@ -30,6 +30,10 @@ enum Command {
         /// Where to keep data [default: ./hookgate-data].
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// A PostgreSQL URL to share with other nodes, instead of sled in
+        /// the data directory (env: HOOKGATE_DATABASE).
+        #[arg(long, value_name = "postgres://USER:PASS@HOST:PORT/DB")]
+        database: Option<String>,
         /// A TOML file overriding the defaults (see config.default.toml).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -37,6 +41,13 @@ enum Command {
         /// set-ups and tests); off by default to prevent request forgery.
         #[arg(long)]
         allow_private_targets: bool,
+    },
+    /// Create or upgrade a PostgreSQL database's schema, and stop. `serve`
+    /// does this too at start.
+    Migrate {
+        /// The database.
+        #[arg(long, value_name = "postgres://USER:PASS@HOST:PORT/DB")]
+        database: String,
     },
     /// Work with plugins locally, without a server.
     #[command(subcommand)]
@@ -135,9 +146,19 @@ async fn main() -> ExitCode {
         Command::Serve {
             listen,
             data_dir,
+            database,
             config,
             allow_private_targets,
-        } => return serve(listen, data_dir, config, allow_private_targets).await,
+        } => {
+            let flags = ServeFlags {
+                listen,
+                data_dir,
+                database,
+                allow_private_targets,
+            };
+            return serve(flags, config).await;
+        }
+        Command::Migrate { database } => return migrate(&database).await,
         Command::Plugin(PluginCommand::Check { file, limits }) => {
             cli::check(&file, limits.limits()).await
         }
@@ -183,12 +204,28 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(
+/// What `serve`'s flags override in the configuration.
+struct ServeFlags {
     listen: Option<std::net::SocketAddr>,
     data_dir: Option<PathBuf>,
-    file: Option<PathBuf>,
+    database: Option<String>,
     allow_private_targets: bool,
-) -> ExitCode {
+}
+
+async fn migrate(database: &str) -> ExitCode {
+    match hookgate::store::PgStore::migrate_only(database).await {
+        Ok(version) => {
+            println!("the database's schema is at version {version}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(flags: ServeFlags, file: Option<PathBuf>) -> ExitCode {
     let mut config = match Config::load(file.as_deref()) {
         Ok(config) => config,
         Err(err) => {
@@ -196,13 +233,20 @@ async fn serve(
             return ExitCode::from(2);
         }
     };
-    if let Some(listen) = listen {
+    if let Some(listen) = flags.listen {
         config.listen = listen;
     }
-    if let Some(dir) = data_dir {
+    if let Some(dir) = flags.data_dir {
         config.data_dir = dir;
     }
-    config.allow_private_targets |= allow_private_targets;
+    if flags.database.is_some() {
+        config.database = flags.database;
+    }
+    config.allow_private_targets |= flags.allow_private_targets;
+    if let Err(err) = config.validate() {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(err) => {

@@ -43,7 +43,10 @@ pub(crate) fn plugin_path(name: &str) -> PathBuf {
 }
 
 /// Path of the `hookgate` binary, built in the profile the tests use.
-#[allow(dead_code, reason = "the bench includes this file but runs no binary")]
+#[allow(
+    dead_code,
+    reason = "the gate and plugin benches include this file but run no binary"
+)]
 pub(crate) fn hookgate_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {

@@ -1,9 +1,10 @@
-//! A real server on port 0 with a temp data dir, and real HTTP receivers on
+//! A real server on port 0 with a temp data dir (and, for the PostgreSQL
+//! runs of `backend_test!`, a fresh database), and real HTTP receivers on
 //! 127.0.0.1 that record what they get.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use crate::backends::{self, Backend};
 
 pub(crate) const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
@@ -70,6 +73,9 @@ async fn start(
     let mut config = Config::defaults();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.data_dir = data_dir.path().to_path_buf();
+    if backends::current() == Backend::Postgres {
+        config.database = Some(backends::database_for(data_dir.path()).await);
+    }
     config.admin_token = Some(ADMIN_TOKEN.into());
     // Receivers live on 127.0.0.1; the egress-guard tests turn this off.
     config.allow_private_targets = true;
@@ -225,6 +231,9 @@ struct ReceiverState {
     status: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
     script: Arc<Mutex<VecDeque<Reply>>>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: Arc<AtomicUsize>,
 }
 
 /// An HTTP receiver on 127.0.0.1 that answers every POST with a set status.
@@ -257,10 +266,13 @@ async fn record(
         headers,
         body: body.to_vec(),
     });
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.most_in_flight.fetch_max(now, Ordering::SeqCst);
     let delay = state.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
     let scripted = state.script.lock().unwrap().pop_front();
     let (status, headers) =
         scripted.unwrap_or_else(|| (state.status.load(Ordering::SeqCst), Vec::new()));
@@ -279,6 +291,11 @@ impl Receiver {
 
     pub(crate) fn received(&self) -> Vec<Received> {
         self.state.got.lock().unwrap().clone()
+    }
+
+    /// The most requests it was answering at once.
+    pub(crate) fn most_in_flight(&self) -> usize {
+        self.state.most_in_flight.load(Ordering::SeqCst)
     }
 
     pub(crate) fn delay(&self, ms: u64) {

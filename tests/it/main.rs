@@ -4,10 +4,16 @@
 //! - `cli`: the `hookgate plugin` commands, run as a real process;
 //! - `api`, `events`, `restart`, `delivery`, `openapi`: the real server on
 //!   port 0 with a temp data dir, and real receivers on 127.0.0.1;
-//! - `queue`: several deliverers sharing one store, as nodes share a database.
+//! - `queue`: several deliverers sharing one store, as nodes share a database;
+//! - `cluster`: several `hookgate serve` processes on one PostgreSQL.
+//!
+//! Tests written with `backend_test!` run on sled and on PostgreSQL (see
+//! `backends`).
 
 mod api;
+mod backends;
 mod cli;
+mod cluster;
 mod console;
 mod delivery;
 mod events;

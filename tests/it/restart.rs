@@ -3,47 +3,49 @@
 
 use serde_json::json;
 
+use crate::backends::backend_test;
 use crate::fixtures;
 use crate::helpers::{spawn_app, spawn_app_in};
 
-#[tokio::test]
-async fn tenants_keys_callbacks_events_and_plugins_survive_a_restart() {
-    let app = spawn_app().await;
-    let tenant = app.tenant("acme").await;
-    let (_, plugin) = app
-        .upload(&tenant.key, "rate-policy", fixtures::plugin("rate-policy"))
-        .await;
-    let plugin_id = plugin["id"].as_str().unwrap().to_string();
-    let cb = app
-        .callback(&tenant.key, json!({"name": "limits", "object_type": "policy", "phase": "before", "plugin": {"id": plugin_id}}))
-        .await;
-    let deny = json!({"id": "evt-before-restart", "object_type": "policy", "action": "updated", "phase": "before",
-        "data": {"rules": [{"name": "burst", "rps": 500}]}});
-    let (_, first) = app.emit(&tenant.key, deny).await;
-    assert_eq!(first["allowed"], false);
-    let dir = app.stop().await;
+backend_test! {
+    async fn tenants_keys_callbacks_events_and_plugins_survive_a_restart() {
+        let app = spawn_app().await;
+        let tenant = app.tenant("acme").await;
+        let (_, plugin) = app
+            .upload(&tenant.key, "rate-policy", fixtures::plugin("rate-policy"))
+            .await;
+        let plugin_id = plugin["id"].as_str().unwrap().to_string();
+        let cb = app
+            .callback(&tenant.key, json!({"name": "limits", "object_type": "policy", "phase": "before", "plugin": {"id": plugin_id}}))
+            .await;
+        let deny = json!({"id": "evt-before-restart", "object_type": "policy", "action": "updated", "phase": "before",
+            "data": {"rules": [{"name": "burst", "rps": 500}]}});
+        let (_, first) = app.emit(&tenant.key, deny).await;
+        assert_eq!(first["allowed"], false);
+        let dir = app.stop().await;
 
-    let app = spawn_app_in(dir, |_| {}).await;
-    let compilations = app.metric("hookgate_plugin_compilations_total").await;
-    let (status, shown) = app.get(&format!("/v1/callbacks/{cb}"), &tenant.key).await;
-    assert_eq!(status, 200, "the key and the callback survived");
-    assert_eq!(shown["last_status"], "deny");
-    let (status, event) = app.get("/v1/events/evt-before-restart", &tenant.key).await;
-    assert_eq!((status, &event["answer"]["allowed"]), (200, &json!(false)));
-    let (_, again) = app
-        .emit(
-            &tenant.key,
-            json!({"object_type": "policy", "action": "updated", "phase": "before",
-            "data": {"rules": [{"name": "burst", "rps": 500}]}}),
-        )
-        .await;
-    assert_eq!(
-        again["allowed"], false,
-        "the plugin decides after the restart: {again}"
-    );
-    assert_eq!(
-        app.metric("hookgate_plugin_compilations_total").await,
-        compilations,
-        "loading from the artifact compiles nothing"
-    );
+        let app = spawn_app_in(dir, |_| {}).await;
+        let compilations = app.metric("hookgate_plugin_compilations_total").await;
+        let (status, shown) = app.get(&format!("/v1/callbacks/{cb}"), &tenant.key).await;
+        assert_eq!(status, 200, "the key and the callback survived");
+        assert_eq!(shown["last_status"], "deny");
+        let (status, event) = app.get("/v1/events/evt-before-restart", &tenant.key).await;
+        assert_eq!((status, &event["answer"]["allowed"]), (200, &json!(false)));
+        let (_, again) = app
+            .emit(
+                &tenant.key,
+                json!({"object_type": "policy", "action": "updated", "phase": "before",
+                "data": {"rules": [{"name": "burst", "rps": 500}]}}),
+            )
+            .await;
+        assert_eq!(
+            again["allowed"], false,
+            "the plugin decides after the restart: {again}"
+        );
+        assert_eq!(
+            app.metric("hookgate_plugin_compilations_total").await,
+            compilations,
+            "loading from the artifact compiles nothing"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! `hookgate serve` as an operator runs it: the real binary, a generated
 //! admin token on first start, and a clean stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::backends::{self, Backend, backend_test};
 use crate::fixtures;
 
 /// A running `hookgate serve` and what it printed.
@@ -19,8 +20,18 @@ pub(crate) struct Server {
 }
 
 /// Starts the binary on port 0 with `data_dir` and waits until it listens.
-pub(crate) fn start(data_dir: &Path, envs: &[(&str, &str)]) -> Server {
-    launch(Command::new(fixtures::hookgate_bin()), data_dir, envs)
+/// In a PostgreSQL run of `backend_test!`, it keeps its data in that
+/// directory's database.
+pub(crate) async fn start(data_dir: &Path, envs: &[(&str, &str)]) -> Server {
+    let database = match backends::current() {
+        Backend::Postgres => Some(backends::database_for(data_dir).await),
+        Backend::Sled => None,
+    };
+    let mut envs = envs.to_vec();
+    if let Some(url) = &database {
+        envs.push(("HOOKGATE_DATABASE", url));
+    }
+    launch(Command::new(fixtures::hookgate_bin()), data_dir, &envs)
 }
 
 /// Starts `hookgate serve` through `command`: the binary itself, or a
@@ -30,6 +41,7 @@ fn launch(mut command: Command, data_dir: &Path, envs: &[(&str, &str)]) -> Serve
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env_remove("HOOKGATE_ADMIN_TOKEN")
+        .env_remove("HOOKGATE_TEST_DATABASE_URL")
         .env("RUST_LOG", "hookgate=info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -60,6 +72,16 @@ fn launch(mut command: Command, data_dir: &Path, envs: &[(&str, &str)]) -> Serve
         child,
         base,
         stdout,
+    }
+}
+
+/// A server a failing test leaves behind is killed, not left running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -98,59 +120,62 @@ impl Server {
     }
 }
 
-#[tokio::test]
-async fn first_start_prints_an_admin_token_once_and_sigterm_stops_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &[]);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let printed = server.printed();
-    let token = printed
-        .iter()
-        .map(|line| line.trim())
-        .find(|line| line.starts_with("hgadm_"))
-        .unwrap_or_else(|| panic!("no token in {printed:?}"))
-        .to_string();
-    let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/v1/tenants", server.base))
-        .bearer_auth(&token)
-        .json(&json!({"name": "acme"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["api_key"]
-        .as_str()
-        .expect("tenant created")
-        .to_string();
-    let stored = std::fs::read_to_string(dir.path().join("admin-token.sha256")).unwrap();
-    assert!(!stored.contains(&token), "only the hash is kept");
-    let status = server.terminate();
-    assert!(status.success(), "SIGTERM is a clean stop: {status}");
+backend_test! {
+    async fn first_start_prints_an_admin_token_once_and_sigterm_stops_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(dir.path(), &[]).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let printed = server.printed();
+        let token = printed
+            .iter()
+            .map(|line| line.trim())
+            .find(|line| line.starts_with("hgadm_"))
+            .unwrap_or_else(|| panic!("no token in {printed:?}"))
+            .to_string();
+        let client = reqwest::Client::new();
+        let created: Value = client
+            .post(format!("{}/v1/tenants", server.base))
+            .bearer_auth(&token)
+            .json(&json!({"name": "acme"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = created["api_key"]
+            .as_str()
+            .expect("tenant created")
+            .to_string();
+        if backends::current() == Backend::Sled {
+            let stored = std::fs::read_to_string(dir.path().join("admin-token.sha256")).unwrap();
+            assert!(!stored.contains(&token), "only the hash is kept");
+        }
+        let status = server.terminate();
+        assert!(status.success(), "SIGTERM is a clean stop: {status}");
 
-    let server = start(dir.path(), &[]);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !server.printed().iter().any(|l| l.contains("hgadm_")),
-        "the token is printed only once"
-    );
-    let listed = client
-        .get(format!("{}/v1/tenants", server.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(listed.status(), 200, "the generated token still works");
-    let keys = client
-        .get(format!("{}/v1/keys", server.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(keys.status(), 200, "data survived the stop");
-    assert!(server.terminate().success());
+        let server = start(dir.path(), &[]).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !server.printed().iter().any(|l| l.contains("hgadm_")),
+            "the token is printed only once"
+        );
+        let listed = client
+            .get(format!("{}/v1/tenants", server.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.status(), 200, "the generated token still works");
+        let keys = client
+            .get(format!("{}/v1/keys", server.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(keys.status(), 200, "data survived the stop");
+        assert!(server.terminate().success());
+    }
 }
 
 #[test]
@@ -165,81 +190,82 @@ fn a_bad_configuration_is_refused_naming_the_key() {
     assert!(stderr.to_lowercase().contains("plugin.fuel"), "{stderr}");
 }
 
-#[tokio::test]
-async fn every_accepted_event_is_delivered_after_a_kill_9() {
-    const EVENTS: usize = 40;
-    let dir = tempfile::tempdir().unwrap();
-    let envs = [
-        ("HOOKGATE_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN),
-        ("HOOKGATE_ALLOW_PRIVATE_TARGETS", "true"),
-    ];
-    let server = start(dir.path(), &envs);
-    let sink = crate::helpers::receiver(200).await;
-    sink.delay(300);
-    let client = reqwest::Client::new();
-    let post = |base: &str, path: &str, key: &str, body: Value| {
-        client
-            .post(format!("{base}{path}"))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-    };
-    let tenant: Value = post(
-        &server.base,
-        "/v1/tenants",
-        crate::helpers::ADMIN_TOKEN,
-        json!({"name": "acme"}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let key = tenant["api_key"].as_str().unwrap().to_string();
-    let callback =
-        json!({"name": "sink", "object_type": "app", "phase": "after", "url": sink.url()});
-    assert_eq!(
-        post(&server.base, "/v1/callbacks", &key, callback)
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
-    let mut accepted = Vec::new();
-    for n in 0..EVENTS {
-        let event =
-            json!({"object_type": "app", "action": "created", "phase": "after", "data": {"n": n}});
-        let response = post(&server.base, "/v1/events", &key, event).await.unwrap();
-        assert_eq!(response.status(), 202);
-        let answer: Value = response.json().await.unwrap();
-        accepted.push(answer["event_id"].as_str().unwrap().to_string());
-    }
-    // Some deliveries are through, more are in flight at the slow receiver.
-    sink.wait_for(5, 30).await;
-    server.kill_9();
-    let before_restart = sink.received().len();
-    assert!(before_restart < EVENTS, "the kill must land mid-delivery");
-
-    sink.delay(0);
-    let server = start(dir.path(), &envs);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let missing = loop {
-        let seen: std::collections::HashSet<String> = sink
-            .received()
-            .iter()
-            .map(|r| r.json()["event_id"].as_str().unwrap().to_string())
-            .collect();
-        let missing: Vec<&String> = accepted.iter().filter(|id| !seen.contains(*id)).collect();
-        if missing.is_empty() || std::time::Instant::now() > deadline {
-            break missing.len();
+backend_test! {
+    async fn every_accepted_event_is_delivered_after_a_kill_9() {
+        const EVENTS: usize = 40;
+        let dir = tempfile::tempdir().unwrap();
+        let envs = [
+            ("HOOKGATE_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN),
+            ("HOOKGATE_ALLOW_PRIVATE_TARGETS", "true"),
+        ];
+        let server = start(dir.path(), &envs).await;
+        let sink = crate::helpers::receiver(200).await;
+        sink.delay(300);
+        let client = reqwest::Client::new();
+        let post = |base: &str, path: &str, key: &str, body: Value| {
+            client
+                .post(format!("{base}{path}"))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+        };
+        let tenant: Value = post(
+            &server.base,
+            "/v1/tenants",
+            crate::helpers::ADMIN_TOKEN,
+            json!({"name": "acme"}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let key = tenant["api_key"].as_str().unwrap().to_string();
+        let callback =
+            json!({"name": "sink", "object_type": "app", "phase": "after", "url": sink.url()});
+        assert_eq!(
+            post(&server.base, "/v1/callbacks", &key, callback)
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+        let mut accepted = Vec::new();
+        for n in 0..EVENTS {
+            let event =
+                json!({"object_type": "app", "action": "created", "phase": "after", "data": {"n": n}});
+            let response = post(&server.base, "/v1/events", &key, event).await.unwrap();
+            assert_eq!(response.status(), 202);
+            let answer: Value = response.json().await.unwrap();
+            accepted.push(answer["event_id"].as_str().unwrap().to_string());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(
-        missing, 0,
-        "every accepted event reaches the receiver after the restart"
-    );
-    assert!(server.terminate().success());
+        // Some deliveries are through, more are in flight at the slow receiver.
+        sink.wait_for(5, 30).await;
+        server.kill_9();
+        let before_restart = sink.received().len();
+        assert!(before_restart < EVENTS, "the kill must land mid-delivery");
+
+        sink.delay(0);
+        let server = start(dir.path(), &envs).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let missing = loop {
+            let seen: std::collections::HashSet<String> = sink
+                .received()
+                .iter()
+                .map(|r| r.json()["event_id"].as_str().unwrap().to_string())
+                .collect();
+            let missing: Vec<&String> = accepted.iter().filter(|id| !seen.contains(*id)).collect();
+            if missing.is_empty() || std::time::Instant::now() > deadline {
+                break missing.len();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            missing, 0,
+            "every accepted event reaches the receiver after the restart"
+        );
+        assert!(server.terminate().success());
+    }
 }
 
 /// One request to a server run as a process: the status and JSON body.
@@ -282,38 +308,39 @@ async fn tenant(base: &str) -> String {
     tenant["api_key"].as_str().unwrap().to_string()
 }
 
-#[tokio::test]
-async fn management_writes_answered_with_success_survive_a_kill_9_or_an_abort() {
-    for signal in ["KILL", "ABRT"] {
-        let dir = tempfile::tempdir().unwrap();
-        let server = start(dir.path(), &ENVS);
-        let key = tenant(&server.base).await;
-        let (status, made) = call(
-            &server.base,
-            "POST",
-            "/v1/keys",
-            &key,
-            Some(json!({"name": "reader", "role": "read"})),
-        )
-        .await;
-        assert_eq!(status, 201);
-        let reader = made["api_key"].as_str().unwrap().to_string();
-        let callback = json!({"name": "cb", "object_type": "app", "phase": "after",
-            "url": "http://127.0.0.1:9/hook"});
-        let (status, cb) = call(&server.base, "POST", "/v1/callbacks", &key, Some(callback)).await;
-        assert_eq!(status, 201);
-        server.kill(signal);
+backend_test! {
+    async fn management_writes_answered_with_success_survive_a_kill_9_or_an_abort() {
+        for signal in ["KILL", "ABRT"] {
+            let dir = tempfile::tempdir().unwrap();
+            let server = start(dir.path(), &ENVS).await;
+            let key = tenant(&server.base).await;
+            let (status, made) = call(
+                &server.base,
+                "POST",
+                "/v1/keys",
+                &key,
+                Some(json!({"name": "reader", "role": "read"})),
+            )
+            .await;
+            assert_eq!(status, 201);
+            let reader = made["api_key"].as_str().unwrap().to_string();
+            let callback = json!({"name": "cb", "object_type": "app", "phase": "after",
+                "url": "http://127.0.0.1:9/hook"});
+            let (status, cb) = call(&server.base, "POST", "/v1/callbacks", &key, Some(callback)).await;
+            assert_eq!(status, 201);
+            server.kill(signal);
 
-        let server = start(dir.path(), &ENVS);
-        let (status, listed) = call(&server.base, "GET", "/v1/callbacks", &key, None).await;
-        assert_eq!(
-            status, 200,
-            "the tenant's key survived SIG{signal}: {listed}"
-        );
-        assert_eq!(listed["items"][0]["id"], cb["id"], "SIG{signal}");
-        let (status, _) = call(&server.base, "GET", "/v1/deliveries", &reader, None).await;
-        assert_eq!(status, 200, "the new key survived SIG{signal}");
-        assert!(server.terminate().success());
+            let server = start(dir.path(), &ENVS).await;
+            let (status, listed) = call(&server.base, "GET", "/v1/callbacks", &key, None).await;
+            assert_eq!(
+                status, 200,
+                "the tenant's key survived SIG{signal}: {listed}"
+            );
+            assert_eq!(listed["items"][0]["id"], cb["id"], "SIG{signal}");
+            let (status, _) = call(&server.base, "GET", "/v1/deliveries", &reader, None).await;
+            assert_eq!(status, 200, "the new key survived SIG{signal}");
+            assert!(server.terminate().success());
+        }
     }
 }
 
@@ -331,7 +358,11 @@ fn require(tool: &str) -> bool {
             std::env::var("CI").is_err(),
             "{tool} is required in CI and is not installed"
         );
-        eprintln!("SKIPPED: {tool} is not installed; install it to run this test");
+        // Straight to stderr, past the harness's capture.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {tool} is not installed; install it to run this test"
+        );
     }
     found
 }
@@ -403,86 +434,88 @@ async fn every_accepted_event_is_synced_to_disk_with_fdatasync_before_its_202() 
     assert!(server.child.wait().unwrap().success());
 }
 
-#[tokio::test]
-async fn sigterm_lets_an_attempt_in_flight_finish_and_records_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &ENVS);
-    let key = tenant(&server.base).await;
-    let sink = crate::helpers::receiver(200).await;
-    sink.delay(1_500);
-    let callback = json!({"name": "cb", "object_type": "app", "phase": "after", "url": sink.url()});
-    assert_eq!(
-        call(&server.base, "POST", "/v1/callbacks", &key, Some(callback))
-            .await
-            .0,
-        201
-    );
-    let event = json!({"object_type": "app", "action": "created", "phase": "after", "data": {}});
-    let (status, accepted) = call(&server.base, "POST", "/v1/events", &key, Some(event)).await;
-    assert_eq!(status, 202);
-    let delivery = accepted["deliveries"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    sink.wait_for(1, 10).await;
-    // The receiver is still answering when the server is told to stop.
-    let stopping = tokio::task::spawn_blocking(move || server.terminate());
-    assert!(stopping.await.unwrap().success());
-    assert_eq!(sink.received().len(), 1);
-
-    sink.delay(0);
-    let server = start(dir.path(), &ENVS);
-    let (_, shown) = call(
-        &server.base,
-        "GET",
-        &format!("/v1/deliveries/{delivery}"),
-        &key,
-        None,
-    )
-    .await;
-    assert_eq!(shown["status"], "succeeded", "{shown}");
-    assert_eq!(shown["attempts"], 1);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(sink.received().len(), 1, "nothing is sent twice");
-    assert!(server.terminate().success());
-}
-
-#[tokio::test]
-async fn the_pending_deliveries_gauge_is_set_again_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &ENVS);
-    let key = tenant(&server.base).await;
-    let callback = json!({"name": "cb", "object_type": "app", "phase": "after",
-        "url": crate::helpers::dead_url().await, "retry": {"max_attempts": 5, "schedule_secs": [3600]}});
-    assert_eq!(
-        call(&server.base, "POST", "/v1/callbacks", &key, Some(callback))
-            .await
-            .0,
-        201
-    );
-    for _ in 0..3 {
-        let event =
-            json!({"object_type": "app", "action": "created", "phase": "after", "data": {}});
+backend_test! {
+    async fn sigterm_lets_an_attempt_in_flight_finish_and_records_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(dir.path(), &ENVS).await;
+        let key = tenant(&server.base).await;
+        let sink = crate::helpers::receiver(200).await;
+        sink.delay(1_500);
+        let callback = json!({"name": "cb", "object_type": "app", "phase": "after", "url": sink.url()});
         assert_eq!(
-            call(&server.base, "POST", "/v1/events", &key, Some(event))
+            call(&server.base, "POST", "/v1/callbacks", &key, Some(callback))
                 .await
                 .0,
-            202
+            201
         );
-    }
-    assert!(server.terminate().success());
+        let event = json!({"object_type": "app", "action": "created", "phase": "after", "data": {}});
+        let (status, accepted) = call(&server.base, "POST", "/v1/events", &key, Some(event)).await;
+        assert_eq!(status, 202);
+        let delivery = accepted["deliveries"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        sink.wait_for(1, 10).await;
+        // The receiver is still answering when the server is told to stop.
+        let stopping = tokio::task::spawn_blocking(move || server.terminate());
+        assert!(stopping.await.unwrap().success());
+        assert_eq!(sink.received().len(), 1);
 
-    let server = start(dir.path(), &ENVS);
-    let metrics = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let pending = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("hookgate_delivery_pending "))
-        .unwrap_or_else(|| panic!("no pending gauge after the restart:\n{metrics}"));
-    assert_eq!(pending.trim(), "3");
-    assert!(server.terminate().success());
+        sink.delay(0);
+        let server = start(dir.path(), &ENVS).await;
+        let (_, shown) = call(
+            &server.base,
+            "GET",
+            &format!("/v1/deliveries/{delivery}"),
+            &key,
+            None,
+        )
+        .await;
+        assert_eq!(shown["status"], "succeeded", "{shown}");
+        assert_eq!(shown["attempts"], 1);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(sink.received().len(), 1, "nothing is sent twice");
+        assert!(server.terminate().success());
+    }
+}
+
+backend_test! {
+    async fn the_pending_deliveries_gauge_is_set_again_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(dir.path(), &ENVS).await;
+        let key = tenant(&server.base).await;
+        let callback = json!({"name": "cb", "object_type": "app", "phase": "after",
+            "url": crate::helpers::dead_url().await, "retry": {"max_attempts": 5, "schedule_secs": [3600]}});
+        assert_eq!(
+            call(&server.base, "POST", "/v1/callbacks", &key, Some(callback))
+                .await
+                .0,
+            201
+        );
+        for _ in 0..3 {
+            let event =
+                json!({"object_type": "app", "action": "created", "phase": "after", "data": {}});
+            assert_eq!(
+                call(&server.base, "POST", "/v1/events", &key, Some(event))
+                    .await
+                    .0,
+                202
+            );
+        }
+        assert!(server.terminate().success());
+
+        let server = start(dir.path(), &ENVS).await;
+        let metrics = reqwest::get(format!("{}/metrics", server.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let pending = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("hookgate_delivery_pending "))
+            .unwrap_or_else(|| panic!("no pending gauge after the restart:\n{metrics}"));
+        assert_eq!(pending.trim(), "3");
+        assert!(server.terminate().success());
+    }
 }

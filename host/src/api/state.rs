@@ -13,6 +13,7 @@ use crate::domain::plugins::Plugins;
 use crate::domain::subscriptions::Subscriptions;
 use crate::domain::templates::Templates;
 use crate::domain::tenants::Tenants;
+use crate::store::Store;
 
 /// The state handlers share. Handlers get their own copy on every request,
 /// and one reference count costs far less under load than one per service.
@@ -49,4 +50,6 @@ pub struct Services {
     pub admin_token_sha256: [u8; 32],
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Storage itself, for `/healthz` only: it says whether storage answers.
+    pub store: Store,
 }

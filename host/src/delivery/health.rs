@@ -72,10 +72,10 @@ impl Healthy {
     pub(super) fn following(changes: &Changes) -> Self {
         let healthy = Healthy::default();
         let listening = healthy.clone();
-        changes.subscribe(move |change| {
-            if let Change::Health { callback } = change {
-                listening.forget(callback);
-            }
+        changes.subscribe(move |change| match change {
+            Change::Health { callback } => listening.forget(callback),
+            Change::Resync => listening.set().clear(),
+            _ => {}
         });
         healthy
     }

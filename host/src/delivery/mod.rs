@@ -108,7 +108,7 @@ impl Deliverer {
         });
         let listening = Arc::downgrade(&inner);
         inner.store.changes().subscribe(move |change| {
-            if *change == Change::DeliveriesDue
+            if matches!(change, Change::DeliveriesDue | Change::Resync)
                 && let Some(inner) = listening.upgrade()
             {
                 inner.wake.notify_one();
@@ -233,6 +233,12 @@ impl Deliverer {
 /// it is told of every new event, so a round costs little: the pending
 /// gauge, for one, is set on the poll only.
 async fn work(inner: std::sync::Weak<Inner>) {
+    // The gauge is right from the first scrape, not from the first poll.
+    if let Some(strong) = inner.upgrade()
+        && let Ok(pending) = strong.store.deliveries().pending_count().await
+    {
+        metrics::gauge!("hookgate_delivery_pending").set(pending as f64);
+    }
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -244,16 +250,26 @@ async fn work(inner: std::sync::Weak<Inner>) {
         }
         let wake = strong.wake.clone();
         let woken = wake.notified();
-        if let Err(err) = strong.dispatch().await {
-            tracing::error!("claiming deliveries failed: {err}");
-        }
+        let full = match strong.dispatch().await {
+            Ok(full) => full,
+            Err(err) => {
+                tracing::error!("claiming deliveries failed: {err}");
+                false
+            }
+        };
         // A delivery already due but not claimed waits for a slot, of the
-        // node or of its callback; a finishing attempt claims it. Only a
-        // time still to come is worth sleeping until.
-        let next = strong.store.deliveries().next_due().await.ok().flatten();
+        // node or of its callback; a finishing attempt wakes the worker.
+        // Only a time still to come is worth sleeping until, and only when
+        // a slot is free.
+        let next = if full {
+            None
+        } else {
+            let now = strong.clock.now_ms();
+            strong.store.deliveries().next_due(now).await.ok().flatten()
+        };
         let due: Pin<Box<dyn Future<Output = ()> + Send>> = match next {
-            Some(at) if at > strong.clock.now_ms() => strong.clock.sleep_until(at),
-            _ => Box::pin(std::future::pending()),
+            Some(at) => strong.clock.sleep_until(at),
+            None => Box::pin(std::future::pending()),
         };
         let store = strong.store.clone();
         drop(strong);
@@ -275,18 +291,22 @@ impl Inner {
     }
 
     /// Claims as many due deliveries as there are free slots, the reserve
-    /// only for tenants below their share, and starts each.
-    async fn dispatch(self: &Arc<Self>) -> Result<()> {
+    /// only for tenants below their share, and starts each. True if every
+    /// slot asked for was filled.
+    async fn dispatch(self: &Arc<Self>) -> Result<bool> {
         let open = self.slots().open();
         let mut claimed = self.claim(open, &[]).await?;
-        if claimed.len() == open {
-            let (reserved, full) = self.slots().reserved();
-            claimed.extend(self.claim(reserved, &full).await?);
+        let mut full = claimed.len() == open;
+        if full {
+            let (reserved, at_share) = self.slots().reserved();
+            let more = self.claim(reserved, &at_share).await?;
+            full = more.len() == reserved;
+            claimed.extend(more);
         }
         for claim in claimed {
             tokio::spawn(self.clone().run(claim));
         }
-        Ok(())
+        Ok(full)
     }
 
     /// Claims up to `limit` deliveries, taking a slot for each.
@@ -314,25 +334,19 @@ impl Inner {
     }
 
     /// A claimed delivery's attempt, holding its slot until it is done.
-    /// Boxed with its `Send` bound spelled out: the attempt claims the
-    /// next delivery when it ends, which starts another attempt.
-    fn run(self: Arc<Self>, claimed: Claimed) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(async move {
-            let tenant = claimed.delivery.tenant_id.clone();
-            let id = claimed.delivery.id.clone();
+    async fn run(self: Arc<Self>, claimed: Claimed) {
+        let tenant = claimed.delivery.tenant_id.clone();
+        let id = claimed.delivery.id.clone();
 
-            if let Err(err) = self.attempt(claimed, false).await {
-                tracing::error!(delivery = %id, "delivery attempt failed: {err}");
-            }
+        if let Err(err) = self.attempt(claimed, false).await {
+            tracing::error!(delivery = %id, "delivery attempt failed: {err}");
+        }
 
-            self.slots().give_back(&tenant);
-            self.released.notify_waiters();
-            // The freed slot goes to the next due delivery at once, rather
-            // than through the worker.
-            if let Err(err) = self.dispatch().await {
-                tracing::error!("claiming deliveries failed: {err}");
-            }
-        })
+        self.slots().give_back(&tenant);
+        self.released.notify_waiters();
+        // The worker fills the freed slot: slots freed while it claims are
+        // filled together, in one claim.
+        self.wake.notify_one();
     }
 
     async fn find(&self, tenant: &str, id: &str) -> Result<Delivery> {

@@ -64,10 +64,10 @@ impl Callbacks {
     pub fn new(store: Store, clock: SharedClock) -> Self {
         let cache = CallbackCache::default();
         let listening = cache.clone();
-        store.changes().subscribe(move |change| {
-            if let Change::Callbacks { tenant } = change {
-                listening.forget(tenant);
-            }
+        store.changes().subscribe(move |change| match change {
+            Change::Callbacks { tenant } => listening.forget(tenant),
+            Change::Resync => listening.forget_all(),
+            _ => {}
         });
         Callbacks {
             store,
@@ -637,6 +637,12 @@ impl CallbackCache {
     fn forget(&self, tenant: &str) {
         let mut cached = self.0.write().unwrap_or_else(|p| p.into_inner());
         cached.by_tenant.remove(tenant);
+        cached.generation += 1;
+    }
+
+    fn forget_all(&self) {
+        let mut cached = self.0.write().unwrap_or_else(|p| p.into_inner());
+        cached.by_tenant.clear();
         cached.generation += 1;
     }
 }

@@ -72,6 +72,13 @@ impl From<StoreError> for Error {
                 code: "conflict",
                 message: format!("{field} is already taken"),
             },
+            StoreError::Unavailable(reason) => Error::Unavailable {
+                message: format!(
+                    "Hookgate cannot reach its database right now ({reason}); nothing was \
+                     stored, try again shortly"
+                ),
+                retry_after_secs: 5,
+            },
             other => Error::Internal(other.to_string()),
         }
     }

@@ -7,7 +7,7 @@
 //! deleted on any node is forgotten here when the store announces it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::{Error, Result, input};
 use crate::clock::SharedClock;
@@ -23,6 +23,9 @@ pub struct Plugins {
     store: Store,
     clock: SharedClock,
     loaded: Arc<RwLock<HashMap<String, Plugin>>>,
+    /// Plugins being loaded, one turn each: calls that miss together wait
+    /// for the first to load, rather than each compiling the same bytes.
+    loading: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// Why a plugin cannot be called.
@@ -41,11 +44,15 @@ impl Plugins {
         let loaded: Arc<RwLock<HashMap<String, Plugin>>> = Arc::default();
         let listening = loaded.clone();
         store.changes().subscribe(move |change| {
-            if let Change::Plugin { id } = change {
-                listening
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(id);
+            let loaded = || listening.write().unwrap_or_else(|p| p.into_inner());
+            match change {
+                Change::Plugin { id } => {
+                    loaded().remove(id);
+                }
+                // Compiled plugins stay in this node's compile cache, so
+                // loading them again costs a read, not a compilation.
+                Change::Resync => loaded().clear(),
+                _ => {}
             }
         });
         Plugins {
@@ -53,6 +60,7 @@ impl Plugins {
             store,
             clock,
             loaded,
+            loading: Arc::default(),
         }
     }
 
@@ -67,6 +75,22 @@ impl Plugins {
         if let Some(plugin) = self.read().get(id) {
             return Ok(plugin.clone());
         }
+        let turn = self.loading().entry(id.to_string()).or_default().clone();
+        let _turn = turn.lock().await;
+        let loaded = self.read().get(id).cloned();
+        let result = match loaded {
+            Some(plugin) => Ok(plugin),
+            None => self.load_stored(tenant, id).await,
+        };
+        self.loading().remove(id);
+        result
+    }
+
+    async fn load_stored(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> std::result::Result<Plugin, Unavailable> {
         let unavailable = |reason: String| Unavailable {
             id: id.to_string(),
             reason,
@@ -173,5 +197,9 @@ impl Plugins {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Plugin>> {
         self.loaded.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn loading(&self) -> MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        self.loading.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -96,7 +96,7 @@ impl Tenants {
         let keys = KeyCache::default();
         let cache = keys.clone();
         store.changes().subscribe(move |change| {
-            if *change == Change::Keys {
+            if matches!(change, Change::Keys | Change::Resync) {
                 cache.clear();
             }
         });

@@ -30,6 +30,9 @@ pub enum Change {
         /// The callback.
         callback: String,
     },
+    /// Anything may have changed, unheard: every cache starts over. Sent
+    /// when a node could not hear the others for a while.
+    Resync,
 }
 
 type Listener = Box<dyn Fn(&Change) + Send + Sync>;

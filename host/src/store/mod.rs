@@ -11,6 +11,7 @@
 //!   its lease expires, and only its owner completes it.
 
 mod changes;
+mod postgres;
 mod sled;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use self::changes::{Change, Changes};
+pub use self::postgres::{ConnectError, PgStore};
 pub use self::sled::SledStore;
 use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
@@ -36,6 +38,9 @@ pub enum StoreError {
     /// Storage was closed: the server is stopping.
     #[error("storage is closed")]
     Closed,
+    /// The database cannot be reached now; the caller may try again.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// A stored record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt {
@@ -271,8 +276,9 @@ pub trait DeliveryRepo: Send + Sync {
     async fn complete(&self, owner: &str, write: DeliveryWrite) -> StoreResult<bool>;
     /// Gives leases back unattempted, as at shutdown.
     async fn release(&self, owner: &str, deliveries: &[Delivery]) -> StoreResult<()>;
-    /// When the next delivery falls due or a lease expires, if ever.
-    async fn next_due(&self) -> StoreResult<Option<u64>>;
+    /// The first moment after `after` when a delivery falls due or a lease
+    /// ends, if any.
+    async fn next_due(&self, after: u64) -> StoreResult<Option<u64>>;
     /// Makes a callback's failed deliveries created between `since` and
     /// `until` pending again, due `now`, each with a fresh round of
     /// retries. Returns their ids.
@@ -295,6 +301,8 @@ pub trait DeliveryRepo: Send + Sync {
 pub trait Backend: TenantRepo + PluginRepo + CallbackRepo + EventRepo + DeliveryRepo {
     /// Makes every write durable and releases the backend; later calls fail.
     async fn close(&self) -> StoreResult<()>;
+    /// Whether the backend answers now, for `/healthz`.
+    async fn check(&self) -> StoreResult<()>;
 }
 
 /// What services hold: every repository of one backend, and the changes
@@ -344,5 +352,10 @@ impl Store {
     /// Makes every write durable and closes the backend.
     pub async fn close(&self) -> StoreResult<()> {
         self.backend.close().await
+    }
+
+    /// Whether the backend answers now.
+    pub async fn check(&self) -> StoreResult<()> {
+        self.backend.check().await
     }
 }

@@ -314,15 +314,17 @@ impl Queue {
         }
     }
 
-    /// When the next delivery falls due or a live lease ends.
-    pub(super) fn next_due(&self) -> Option<u64> {
+    /// The first moment after `after` when a delivery falls due or a live
+    /// lease ends.
+    pub(super) fn next_due(&self, after: u64) -> Option<u64> {
+        let later = (after.saturating_add(1), String::new())..;
         let due = self
             .due
             .values()
             .flat_map(|callbacks| callbacks.values())
-            .filter_map(|set| set.first().map(|(at, _)| *at))
+            .filter_map(|set| set.range(later.clone()).next().map(|(at, _)| *at))
             .min();
-        let lease = self.leases.first().map(|(until, _)| *until);
+        let lease = self.leases.range(later).next().map(|(until, _)| *until);
         due.into_iter().chain(lease).min()
     }
 }
@@ -392,7 +394,7 @@ mod tests {
         q.add(delivery("a", "a1", "d", 0), None);
         let first = q.claim(&claim("ghost", 10, 1));
         assert_eq!(ids(&first), ["d"]);
-        assert_eq!(q.next_due(), Some(1_010), "the lease's end");
+        assert_eq!(q.next_due(10), Some(1_010), "the lease's end");
         assert!(q.claim(&claim("n2", 500, 1)).is_empty(), "leased");
         let again = q.claim(&claim("n2", 1_010, 1));
         assert_eq!(ids(&again), ["d"], "taken over once the lease ended");

@@ -1,0 +1,1100 @@
+//! The shared backend: PostgreSQL, for any number of nodes.
+//!
+//! Every node is a peer: each holds a pool of connections and runs the
+//! same queries. Records are stored as JSON text beside the columns that
+//! queries use. The delivery queue is a table whose rows are leased with
+//! `FOR UPDATE SKIP LOCKED` (see docs/architecture.md).
+//!
+//! Layout: this module holds the repositories' queries; `writer`
+//! group-commits events, gate history and attempt results; `listen` carries
+//! changes between nodes with `LISTEN`/`NOTIFY`.
+
+mod listen;
+mod writer;
+
+use std::collections::{HashMap, VecDeque};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Executor, Row};
+
+use self::writer::Writer;
+use super::{
+    Backend, CallbackRepo, Change, Changes, Claim, ClaimOne, Claimed, DeliveryFilter, DeliveryRepo,
+    DeliveryWrite, EventRepo, EventWrite, PluginRepo, StoreError, StoreResult, TenantRepo,
+};
+use crate::model::{
+    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
+    Template, Tenant,
+};
+
+/// The schema, embedded: every start brings the database up to date
+/// under the migrator's advisory lock, so nodes starting together are safe.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Connections per node. Writes are batched, so a few go a long way, and
+/// a cluster of nodes stays well under PostgreSQL's default of 100.
+const POOL_SIZE: u32 = 8;
+/// How long a request waits for a connection before it is answered 503:
+/// a node whose database is gone says so quickly.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Events this node stored, kept to spare a read when it delivers them.
+const RECENT_EVENTS: usize = 20_000;
+/// The advisory lock that lets one node at a time prune.
+const PRUNE_LOCK: i64 = 0x686f_6f6b_6761_7465;
+/// The advisory lock that makes claims take turns over the cluster.
+const CLAIM_LOCK: i64 = 0x686f_6f6b_636c_6169;
+
+/// The PostgreSQL backend.
+pub struct PgStore {
+    pool: PgPool,
+    writer: Writer,
+    changes: Changes,
+    /// This node's name on the notifications it sends, so it ignores its
+    /// own when they come back.
+    origin: String,
+    /// Pending deliveries over the cluster, as last counted.
+    pending: Arc<AtomicUsize>,
+    recent: Arc<Mutex<RecentEvents>>,
+}
+
+/// Why the database cannot be used: unreachable, or migrated by a newer
+/// Hookgate.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No connection could be made.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(String),
+    /// Its schema is newer than this binary knows.
+    #[error(
+        "the database's schema is at version {found}, newer than this binary's {known}: it was \
+         migrated by a newer Hookgate; run that version, or a newer one"
+    )]
+    TooNew {
+        /// The newest version applied in the database.
+        found: i64,
+        /// The newest version this binary has.
+        known: i64,
+    },
+    /// Migrating failed.
+    #[error("cannot migrate the database: {0}")]
+    Migrate(String),
+}
+
+impl PgStore {
+    /// Connects to `url`, brings the schema up to date, and starts the
+    /// writer and the listener that carries other nodes' changes into
+    /// `changes`. `origin` names this node.
+    pub async fn connect(
+        url: &str,
+        changes: Changes,
+        origin: String,
+    ) -> Result<Self, ConnectError> {
+        let pool = pool(url).await?;
+        migrate(&pool).await?;
+        let counted: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| ConnectError::Connect(e.to_string()))?;
+        let pending = Arc::new(AtomicUsize::new(counted as usize));
+        let store = PgStore {
+            writer: Writer::start(pool.clone(), changes.clone(), origin.clone()),
+            pool: pool.clone(),
+            changes: changes.clone(),
+            origin: origin.clone(),
+            pending: pending.clone(),
+            recent: Arc::default(),
+        };
+        listen::start(pool.clone(), changes, origin);
+        tokio::spawn(count_pending(pool, Arc::downgrade(&pending)));
+        Ok(store)
+    }
+
+    /// Applies the migrations alone, as `hookgate migrate` does; returns
+    /// the schema version now in place.
+    pub async fn migrate_only(url: &str) -> Result<i64, ConnectError> {
+        let pool = pool(url).await?;
+        migrate(&pool).await?;
+        Ok(newest_known())
+    }
+
+    fn remember(&self, record: &Arc<EventRecord>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.insert(record.clone());
+    }
+
+    fn recalled(&self, tenant: &str, id: &str) -> Option<Arc<EventRecord>> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.get(tenant, id)
+    }
+}
+
+async fn pool(url: &str) -> Result<PgPool, ConnectError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| ConnectError::Connect(e.to_string()))?
+        // Every statement here touches a few rows through an index; JIT
+        // compiling one costs more than running it, and the planner's
+        // estimates of a queue table, which churns, often ask for it.
+        .options([("jit", "off")]);
+    PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|e| ConnectError::Connect(e.to_string()))
+}
+
+fn newest_known() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+async fn migrate(pool: &PgPool) -> Result<(), ConnectError> {
+    let known = newest_known();
+    // A table the migrator creates; absent before the first migration.
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(None);
+    if let Some(found) = applied
+        && found > known
+    {
+        return Err(ConnectError::TooNew { found, known });
+    }
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| ConnectError::Migrate(e.to_string()))
+}
+
+/// Recounts the cluster's pending deliveries every second: intake refuses
+/// new after-events past a limit, and a count per event would cost more
+/// than the limit is worth.
+async fn count_pending(pool: PgPool, pending: std::sync::Weak<AtomicUsize>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(pending) = pending.upgrade() else {
+            return;
+        };
+        let counted: Result<i64, _> =
+            sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+                .fetch_one(&pool)
+                .await;
+        if let Ok(n) = counted {
+            pending.store(n as usize, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends a change to the other nodes, at the commit of whatever runs it.
+pub(super) async fn notify<'e, E: Executor<'e, Database = sqlx::Postgres>>(
+    executor: E,
+    origin: &str,
+    change: &Change,
+) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify('hookgate', $1)")
+        .bind(listen::payload(origin, change))
+        .execute(executor)
+        .await
+        .map(drop)
+        .map_err(db)
+}
+
+/// A database error in storage's terms: a broken uniqueness rule is the
+/// caller's conflict; a lost connection is a database unavailable for now.
+pub(super) fn db(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(e) if e.code().as_deref() == Some("23505") => {
+            StoreError::Conflict("name")
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
+        sqlx::Error::Database(e)
+            if e.code()
+                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+        {
+            StoreError::Unavailable(err.to_string())
+        }
+        _ => StoreError::Backend(err.to_string()),
+    }
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("records serialize")
+}
+
+/// Decodes a stored record, without serde_json's 128-level limit: every
+/// record was encoded from input checked against the intake nesting limit.
+pub(super) fn decode<T: DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    deserializer.disable_recursion_limit();
+    T::deserialize(&mut deserializer).map_err(|e| StoreError::Corrupt {
+        key: what.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn record<T: DeserializeOwned>(row: &PgRow) -> StoreResult<T> {
+    let text: String = row.try_get("record").map_err(db)?;
+    decode("record", &text)
+}
+
+/// Decodes every row's record, logging and skipping the unreadable ones.
+fn records<T: DeserializeOwned>(rows: &[PgRow]) -> Vec<T> {
+    rows.iter()
+        .filter_map(|row| match record(row) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                tracing::error!("skipping a record that cannot be read: {err}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Events this node stored lately, oldest forgotten first.
+#[derive(Default)]
+struct RecentEvents {
+    by_key: HashMap<(String, String), Arc<EventRecord>>,
+    order: VecDeque<(String, String)>,
+}
+
+impl RecentEvents {
+    fn insert(&mut self, record: Arc<EventRecord>) {
+        let key = (record.tenant_id.clone(), record.event.id.clone());
+        if self.by_key.insert(key.clone(), record).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > RECENT_EVENTS {
+            if let Some(old) = self.order.pop_front() {
+                self.by_key.remove(&old);
+            }
+        }
+    }
+
+    fn get(&self, tenant: &str, id: &str) -> Option<Arc<EventRecord>> {
+        self.by_key
+            .get(&(tenant.to_string(), id.to_string()))
+            .cloned()
+    }
+}
+
+#[async_trait]
+impl TenantRepo for PgStore {
+    async fn insert_tenant(&self, tenant: &Tenant, first_key: &ApiKey) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("INSERT INTO tenants (id, created_at, record) VALUES ($1, $2, $3)")
+            .bind(&tenant.id)
+            .bind(tenant.created_at as i64)
+            .bind(encode(tenant))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        insert_key(&mut tx, first_key).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT record FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(records(&rows))
+    }
+
+    async fn insert_key(&self, key: &ApiKey) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        insert_key(&mut tx, key).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query("SELECT record FROM api_keys WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query("SELECT record FROM api_keys WHERE tenant_id = $1 ORDER BY id")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(records(&rows))
+    }
+
+    async fn delete_key(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let deleted = sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected()
+            > 0;
+        if deleted {
+            notify(&mut *tx, &self.origin, &Change::Keys).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        if deleted {
+            self.changes.publish(&Change::Keys);
+        }
+        Ok(deleted)
+    }
+}
+
+async fn insert_key(tx: &mut sqlx::PgConnection, key: &ApiKey) -> StoreResult<()> {
+    sqlx::query("INSERT INTO api_keys (tenant_id, id, hash, record) VALUES ($1, $2, $3, $4)")
+        .bind(&key.tenant_id)
+        .bind(&key.id)
+        .bind(&key.hash)
+        .bind(encode(key))
+        .execute(tx)
+        .await
+        .map(drop)
+        .map_err(db)
+}
+
+#[async_trait]
+impl PluginRepo for PgStore {
+    async fn insert_plugin(
+        &self,
+        record: PluginRecord,
+        wasm: Vec<u8>,
+    ) -> StoreResult<PluginRecord> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Two uploads of one name at once: the advisory lock orders them,
+        // so each gets its own next version.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("plugin/{}/{}", record.tenant_id, record.name))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let last: Option<i32> = sqlx::query_scalar(
+            "SELECT max(version) FROM plugins WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(&record.tenant_id)
+        .bind(&record.name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let record = PluginRecord {
+            version: last.unwrap_or(0) as u32 + 1,
+            ..record
+        };
+        sqlx::query(
+            "INSERT INTO plugins (tenant_id, id, name, version, record, wasm) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&record.tenant_id)
+        .bind(&record.id)
+        .bind(&record.name)
+        .bind(record.version as i32)
+        .bind(encode(&record))
+        .bind(wasm)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let change = Change::Plugin {
+            id: record.id.clone(),
+        };
+        notify(&mut *tx, &self.origin, &change).await?;
+        tx.commit().await.map_err(db)?;
+        self.changes.publish(&change);
+        Ok(record)
+    }
+
+    async fn plugin(&self, tenant: &str, id: &str) -> StoreResult<Option<PluginRecord>> {
+        let row = sqlx::query("SELECT record FROM plugins WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>> {
+        let rows = sqlx::query("SELECT record FROM plugins WHERE tenant_id = $1 ORDER BY id")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(records(&rows))
+    }
+
+    async fn all_plugins(&self) -> StoreResult<Vec<PluginRecord>> {
+        let rows = sqlx::query("SELECT record FROM plugins ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(records(&rows))
+    }
+
+    async fn plugin_wasm(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT wasm FROM plugins WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn delete_plugin(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let deleted = sqlx::query("DELETE FROM plugins WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected()
+            > 0;
+        let change = Change::Plugin { id: id.to_string() };
+        if deleted {
+            notify(&mut *tx, &self.origin, &change).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        if deleted {
+            self.changes.publish(&change);
+        }
+        Ok(deleted)
+    }
+}
+
+#[async_trait]
+impl CallbackRepo for PgStore {
+    async fn put_callback(&self, callback: &Callback) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO callbacks (tenant_id, id, name, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, id) DO UPDATE SET name = $3, record = $4",
+        )
+        .bind(&callback.tenant_id)
+        .bind(&callback.id)
+        .bind(&callback.name)
+        .bind(encode(callback))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let change = Change::Callbacks {
+            tenant: callback.tenant_id.clone(),
+        };
+        notify(&mut *tx, &self.origin, &change).await?;
+        tx.commit().await.map_err(db)?;
+        self.changes.publish(&change);
+        Ok(())
+    }
+
+    async fn callback(&self, tenant: &str, id: &str) -> StoreResult<Option<Callback>> {
+        let row = sqlx::query("SELECT record FROM callbacks WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn callbacks(&self, tenant: &str) -> StoreResult<Vec<Callback>> {
+        let rows = sqlx::query("SELECT record FROM callbacks WHERE tenant_id = $1 ORDER BY id")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(records(&rows))
+    }
+
+    async fn delete_callback(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let deleted = sqlx::query("DELETE FROM callbacks WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected()
+            > 0;
+        let change = Change::Callbacks {
+            tenant: tenant.to_string(),
+        };
+        if deleted {
+            notify(&mut *tx, &self.origin, &change).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        if deleted {
+            self.changes.publish(&change);
+        }
+        Ok(deleted)
+    }
+
+    async fn put_template(&self, template: &Template) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO templates (tenant_id, id, name, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, id) DO UPDATE SET name = $3, record = $4",
+        )
+        .bind(&template.tenant_id)
+        .bind(&template.id)
+        .bind(&template.spec.name)
+        .bind(encode(template))
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(db)
+    }
+
+    async fn template(&self, tenant: &str, id: &str) -> StoreResult<Option<Template>> {
+        let row = sqlx::query("SELECT record FROM templates WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn template_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<Template>> {
+        let row = sqlx::query("SELECT record FROM templates WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn templates(&self, tenant: &str) -> StoreResult<Vec<Template>> {
+        let rows = sqlx::query("SELECT record FROM templates WHERE tenant_id = $1 ORDER BY id")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(records(&rows))
+    }
+
+    async fn delete_template(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        Ok(
+            sqlx::query("DELETE FROM templates WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?
+                .rows_affected()
+                > 0,
+        )
+    }
+
+    async fn record_health(&self, callback_id: &str, failed: bool, at: u64) -> StoreResult<Health> {
+        if !failed {
+            sqlx::query("DELETE FROM callback_health WHERE callback_id = $1")
+                .bind(callback_id)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            return Ok(Health::default());
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query(
+            "INSERT INTO callback_health (callback_id, consecutive_failures, failing_since) \
+             VALUES ($1, 1, $2) ON CONFLICT (callback_id) DO UPDATE SET \
+             consecutive_failures = callback_health.consecutive_failures + 1, \
+             failing_since = coalesce(callback_health.failing_since, $2) \
+             RETURNING consecutive_failures, failing_since",
+        )
+        .bind(callback_id)
+        .bind(at as i64)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let change = Change::Health {
+            callback: callback_id.to_string(),
+        };
+        notify(&mut *tx, &self.origin, &change).await?;
+        tx.commit().await.map_err(db)?;
+        self.changes.publish(&change);
+        let failures: i32 = row.try_get("consecutive_failures").map_err(db)?;
+        let since: Option<i64> = row.try_get("failing_since").map_err(db)?;
+        Ok(Health {
+            consecutive_failures: failures as u32,
+            failing_since: since.map(|s| s as u64),
+        })
+    }
+}
+
+#[async_trait]
+impl EventRepo for PgStore {
+    async fn insert_event(
+        &self,
+        write: EventWrite,
+        durable: bool,
+    ) -> StoreResult<Option<EventRecord>> {
+        let (record, new_deliveries) = (write.record.clone(), write.deliveries.len());
+        let existing = self.writer.event(write, durable).await?;
+        if existing.is_none() && new_deliveries > 0 {
+            self.remember(&record);
+            self.pending.fetch_add(new_deliveries, Ordering::Relaxed);
+            self.changes.publish(&Change::DeliveriesDue);
+        }
+        Ok(existing)
+    }
+
+    fn record_event(&self, write: EventWrite) {
+        self.writer.record(write);
+    }
+
+    async fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>> {
+        self.writer.settle().await;
+        let row = sqlx::query("SELECT record FROM events WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(record).transpose()
+    }
+}
+
+/// The claim: see docs/architecture.md. It costs what it returns, not
+/// what is pending: a skip scan finds the callbacks with pending
+/// deliveries, each gives at most its free slots (its limit less its live
+/// leases, over every node), oldest due first; candidates are ranked
+/// within their tenant for round-robin across tenants, and the rows picked
+/// are locked, skipping those another statement holds, and leased. Run
+/// under `CLAIM_LOCK`, so that two claims never both count a callback's
+/// last slot as free.
+const CLAIM: &str = "
+WITH RECURSIVE with_pending AS (
+    (SELECT callback_id FROM deliveries WHERE status = 'pending'
+     ORDER BY callback_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.callback_id FROM deliveries d
+            WHERE d.status = 'pending' AND d.callback_id > p.callback_id
+            ORDER BY d.callback_id LIMIT 1)
+    FROM with_pending p WHERE p.callback_id IS NOT NULL
+), free AS (
+    SELECT p.callback_id,
+           $5 - (SELECT count(*) FROM deliveries l
+                 WHERE l.callback_id = p.callback_id AND l.status = 'pending'
+                   AND l.lease_until > $2) AS slots
+    FROM with_pending p WHERE p.callback_id IS NOT NULL
+), candidates AS (
+    SELECT c.tenant_id, c.id, c.due_at,
+           row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.due_at) AS tenant_rank
+    FROM free f CROSS JOIN LATERAL (
+        SELECT d.tenant_id, d.id, d.due_at FROM deliveries d
+        WHERE d.callback_id = f.callback_id AND d.status = 'pending'
+          AND d.due_at <= $2 AND (d.lease_until IS NULL OR d.lease_until <= $2)
+          AND d.tenant_id <> ALL($6)
+        ORDER BY d.due_at LIMIT greatest(f.slots, 0)
+    ) c
+), picked AS (
+    -- The lease conditions again, here: a row leased since this
+    -- statement's snapshot (by a manual retry, say) is checked anew when
+    -- locked, and left out.
+    -- Each row is found by its key: a scan of an index of the queue
+    -- would read every entry a busy queue left behind.
+    SELECT l.tenant_id, l.id
+    FROM (SELECT tenant_id, id FROM candidates ORDER BY tenant_rank, due_at LIMIT $4) c
+    CROSS JOIN LATERAL (
+        SELECT d.tenant_id, d.id FROM deliveries d
+        WHERE d.tenant_id = c.tenant_id AND d.id = c.id
+          AND d.status = 'pending' AND d.due_at <= $2
+          AND (d.lease_until IS NULL OR d.lease_until <= $2)
+        FOR UPDATE SKIP LOCKED
+    ) l
+)
+UPDATE deliveries d SET lease_owner = $1, lease_until = $2 + $3
+FROM picked WHERE d.tenant_id = picked.tenant_id AND d.id = picked.id
+RETURNING d.record, d.lease_until";
+
+#[async_trait]
+impl DeliveryRepo for PgStore {
+    async fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>> {
+        self.writer.settle().await;
+        let row = sqlx::query("SELECT record FROM deliveries WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn deliveries(
+        &self,
+        tenant: &str,
+        filter: &DeliveryFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        self.writer.settle().await;
+        let rows = sqlx::query(
+            "SELECT record FROM deliveries WHERE tenant_id = $1 \
+             AND ($2::text IS NULL OR callback_id = $2) \
+             AND ($3::text IS NULL OR status = $3) \
+             AND ($4::text IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $5",
+        )
+        .bind(tenant)
+        .bind(filter.callback_id.as_deref())
+        .bind(filter.status.map(DeliveryStatus::as_str))
+        .bind(before)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(records(&rows))
+    }
+
+    async fn activations(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Activation>> {
+        self.writer.settle().await;
+        let rows = sqlx::query(
+            "SELECT record FROM activations WHERE tenant_id = $1 AND callback_id = $2 \
+             AND ($3::text IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+        )
+        .bind(tenant)
+        .bind(callback_id)
+        .bind(before)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(records(&rows))
+    }
+
+    async fn activation(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<Activation>> {
+        self.writer.settle().await;
+        let row = sqlx::query(
+            "SELECT record FROM activations WHERE tenant_id = $1 AND callback_id = $2 AND id = $3",
+        )
+        .bind(tenant)
+        .bind(callback_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn activations_by_id(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<Activation>> {
+        self.writer.settle().await;
+        let rows = sqlx::query(
+            "SELECT record FROM activations WHERE tenant_id = $1 AND callback_id = $2 \
+             AND id = ANY($3) ORDER BY id",
+        )
+        .bind(tenant)
+        .bind(callback_id)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(records(&rows))
+    }
+
+    async fn pending_count(&self) -> StoreResult<usize> {
+        Ok(self.pending.load(Ordering::Relaxed))
+    }
+
+    async fn claim(&self, claim: Claim<'_>) -> StoreResult<Vec<Claimed>> {
+        // Claims take turns over the cluster: each counts the leases the
+        // last one committed. A claim touches a handful of rows through
+        // their indexes, so nested loops are right whatever the table's
+        // statistics say; a hash join would read the whole queue.
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "SELECT set_config('enable_hashjoin', 'off', true), \
+             set_config('enable_mergejoin', 'off', true), pg_advisory_xact_lock($1)",
+        )
+        .bind(CLAIM_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let rows = sqlx::query(CLAIM)
+            .bind(claim.owner)
+            .bind(claim.now as i64)
+            .bind(claim.lease_ms as i64)
+            .bind(claim.limit as i64)
+            .bind(claim.per_callback as i64)
+            .bind(claim.exclude_tenants)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let delivery: Delivery = match record(row) {
+                Ok(delivery) => delivery,
+                Err(err) => {
+                    tracing::error!("skipping a delivery that cannot be read: {err}");
+                    continue;
+                }
+            };
+            let lease_until: i64 = row.try_get("lease_until").map_err(db)?;
+            claimed.push(Claimed {
+                event: self.recalled(&delivery.tenant_id, &delivery.event_id),
+                delivery,
+                lease_until: lease_until as u64,
+            });
+        }
+        Ok(claimed)
+    }
+
+    async fn claim_one(
+        &self,
+        owner: &str,
+        tenant: &str,
+        id: &str,
+        now: u64,
+        lease_ms: u64,
+    ) -> StoreResult<ClaimOne> {
+        let row = sqlx::query(
+            "UPDATE deliveries SET lease_owner = $3, lease_until = $4 + $5 \
+             WHERE tenant_id = $1 AND id = $2 AND status <> 'pending' \
+             AND (lease_until IS NULL OR lease_until <= $4) RETURNING record, lease_until",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(owner)
+        .bind(now as i64)
+        .bind(lease_ms as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        if let Some(row) = row {
+            let lease_until: i64 = row.try_get("lease_until").map_err(db)?;
+            return Ok(ClaimOne::Claimed(Box::new(Claimed {
+                delivery: record(&row)?,
+                event: None,
+                lease_until: lease_until as u64,
+            })));
+        }
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM deliveries WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(match status.as_deref() {
+            None => ClaimOne::NotFound,
+            Some("pending") => ClaimOne::Pending,
+            Some(_) => ClaimOne::Leased,
+        })
+    }
+
+    async fn extend_lease(
+        &self,
+        owner: &str,
+        delivery: &Delivery,
+        until: u64,
+    ) -> StoreResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE deliveries SET lease_until = $4 \
+             WHERE tenant_id = $1 AND id = $2 AND lease_owner = $3",
+        )
+        .bind(&delivery.tenant_id)
+        .bind(&delivery.id)
+        .bind(owner)
+        .bind(until as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            > 0)
+    }
+
+    async fn complete(&self, owner: &str, write: DeliveryWrite) -> StoreResult<bool> {
+        let finished = write.0.status != DeliveryStatus::Pending;
+        let held = self.writer.complete(owner, write).await?;
+        if held && finished {
+            // Another node may have accepted it: the count is this node's
+            // estimate until the next recount, and never below zero.
+            let _ = self
+                .pending
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(1))
+                });
+        }
+        Ok(held)
+    }
+
+    async fn release(&self, owner: &str, deliveries: &[Delivery]) -> StoreResult<()> {
+        let tenants: Vec<&str> = deliveries.iter().map(|d| d.tenant_id.as_str()).collect();
+        let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
+        sqlx::query(
+            "UPDATE deliveries d SET lease_owner = NULL, lease_until = NULL \
+             FROM UNNEST($1::text[], $2::text[]) AS u(tenant_id, id) \
+             WHERE d.tenant_id = u.tenant_id AND d.id = u.id AND d.lease_owner = $3",
+        )
+        .bind(tenants)
+        .bind(ids)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(db)
+    }
+
+    async fn next_due(&self, after: u64) -> StoreResult<Option<u64>> {
+        // The earliest delivery still to fall due and the earliest lease to
+        // end, each from its index.
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT least( \
+               (SELECT min(due_at) FROM deliveries WHERE status = 'pending' AND due_at > $1), \
+               (SELECT min(lease_until) FROM deliveries \
+                WHERE status = 'pending' AND lease_until > $1))",
+        )
+        .bind(after.min(i64::MAX as u64) as i64)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(next.map(|n| n as u64))
+    }
+
+    async fn replay(
+        &self,
+        tenant: &str,
+        callback_id: &str,
+        since: u64,
+        until: u64,
+        now: u64,
+    ) -> StoreResult<Vec<String>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let rows = sqlx::query(
+            "SELECT record FROM deliveries WHERE tenant_id = $1 AND callback_id = $2 \
+             AND status = 'failed' AND created_at BETWEEN $3 AND $4 FOR UPDATE",
+        )
+        .bind(tenant)
+        .bind(callback_id)
+        .bind(since.min(i64::MAX as u64) as i64)
+        .bind(until.min(i64::MAX as u64) as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut ids = Vec::new();
+        for mut delivery in records::<Delivery>(&rows) {
+            delivery.status = DeliveryStatus::Pending;
+            delivery.round_start = delivery.attempts;
+            delivery.next_attempt_at = Some(now);
+            delivery.updated_at = now;
+            sqlx::query(
+                "UPDATE deliveries SET status = 'pending', due_at = $3, record = $4, \
+                 lease_owner = NULL, lease_until = NULL WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(&delivery.id)
+            .bind(now as i64)
+            .bind(encode(&delivery))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            ids.push(delivery.id);
+        }
+        notify(&mut *tx, &self.origin, &Change::DeliveriesDue).await?;
+        tx.commit().await.map_err(db)?;
+        self.changes.publish(&Change::DeliveriesDue);
+        Ok(ids)
+    }
+
+    async fn prune(&self, cutoff: u64, limit: usize) -> StoreResult<usize> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(PRUNE_LOCK)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if !ours {
+            // Another node prunes now.
+            return Ok(0);
+        }
+        let (cutoff, limit) = (cutoff as i64, limit as i64);
+        let mut removed = 0;
+        for statement in [
+            "DELETE FROM events WHERE ctid IN \
+             (SELECT ctid FROM events WHERE at < $1 LIMIT $2)",
+            "DELETE FROM deliveries WHERE ctid IN (SELECT ctid FROM deliveries \
+             WHERE status <> 'pending' AND created_at < $1 LIMIT $2)",
+            "DELETE FROM activations WHERE ctid IN \
+             (SELECT ctid FROM activations WHERE at < $1 LIMIT $2)",
+        ] {
+            removed += sqlx::query(statement)
+                .bind(cutoff)
+                .bind(limit - removed as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected() as usize;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl Backend for PgStore {
+    async fn close(&self) -> StoreResult<()> {
+        self.writer.close().await;
+        self.pool.close().await;
+        Ok(())
+    }
+
+    async fn check(&self) -> StoreResult<()> {
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query("SELECT 1").execute(&self.pool),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer within 2 s".into()))?
+        .map(drop)
+        .map_err(db)
+    }
+}
+
+/// The node's own record of its admin token, kept in the database so that
+/// every node shares it.
+impl PgStore {
+    /// The administrator token's hash, stored once: the first node to
+    /// start stores `candidate`; the others find it. Returns the stored hash.
+    pub async fn admin_token_hash(&self, candidate: &str) -> StoreResult<String> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ('admin_token_sha256', $1) ON CONFLICT DO NOTHING")
+            .bind(candidate)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'admin_token_sha256'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
+    }
+}

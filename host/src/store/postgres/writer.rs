@@ -1,0 +1,457 @@
+//! Group commit on PostgreSQL: concurrent writes share a transaction.
+//!
+//! Two lanes, each one transaction at a time, taking everything queued
+//! while the previous one ran:
+//! - **durable**: after-events and their deliveries, answered once the
+//!   commit is on disk (`synchronous_commit` as the server has it);
+//! - **behind**: gate history and attempt results, which a crash may lose
+//!   (the delivery is then attempted again), committed without waiting for
+//!   the disk.
+//!
+//! Batching is what makes intake fast: one commit, and one disk flush, for
+//! every event that arrived while the last one was being made.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::postgres::PgPool;
+use sqlx::{PgConnection, Row};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{db, decode, encode, notify};
+use crate::model::{Activation, EventRecord};
+use crate::store::{Change, Changes, DeliveryWrite, EventWrite, StoreError, StoreResult};
+
+/// Writes taken at once by one transaction, at most.
+const BATCH: usize = 512;
+
+type EventReply = oneshot::Sender<StoreResult<Option<EventRecord>>>;
+
+enum Job {
+    Event(Box<EventWrite>, Option<EventReply>),
+    Complete(
+        String,
+        Box<DeliveryWrite>,
+        oneshot::Sender<StoreResult<bool>>,
+    ),
+    /// Answered once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The two lanes.
+pub(super) struct Writer {
+    durable: mpsc::UnboundedSender<Job>,
+    behind: mpsc::UnboundedSender<Job>,
+    /// Writes queued on the behind lane, and how many it has done, so that
+    /// reads can wait for the history written behind answers.
+    queued: AtomicU64,
+    done: watch::Receiver<u64>,
+}
+
+impl Writer {
+    pub(super) fn start(pool: PgPool, changes: Changes, origin: String) -> Self {
+        let (durable, durable_rx) = mpsc::unbounded_channel();
+        let (behind, behind_rx) = mpsc::unbounded_channel();
+        let (done_tx, done) = watch::channel(0);
+        let lane = Arc::new(Lane {
+            pool,
+            changes,
+            origin,
+        });
+        tokio::spawn(lane.clone().run(durable_rx, true, None));
+        tokio::spawn(lane.run(behind_rx, false, Some(done_tx)));
+        Writer {
+            durable,
+            behind,
+            queued: AtomicU64::new(0),
+            done,
+        }
+    }
+
+    /// Stores an event with what it caused; see `EventRepo::insert_event`.
+    pub(super) async fn event(
+        &self,
+        write: EventWrite,
+        durable: bool,
+    ) -> StoreResult<Option<EventRecord>> {
+        let (reply, answer) = oneshot::channel();
+        let lane = if durable { &self.durable } else { &self.behind };
+        lane.send(Job::Event(Box::new(write), Some(reply)))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores an event's history behind the answer.
+    pub(super) fn record(&self, write: EventWrite) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        if self.behind.send(Job::Event(Box::new(write), None)).is_err() {
+            tracing::error!("cannot store an event's history: storage is closed");
+        }
+    }
+
+    /// Waits until the history this node wrote behind so far is stored,
+    /// so that a read sees it.
+    pub(super) async fn settle(&self) {
+        let target = self.queued.load(Ordering::SeqCst);
+        if *self.done.borrow() >= target {
+            return;
+        }
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|done| *done >= target).await;
+    }
+
+    /// Records an attempt as `owner`; true if it still held the lease.
+    pub(super) async fn complete(&self, owner: &str, write: DeliveryWrite) -> StoreResult<bool> {
+        let (reply, answer) = oneshot::channel();
+        self.behind
+            .send(Job::Complete(owner.to_string(), Box::new(write), reply))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Lets both lanes finish what is queued.
+    pub(super) async fn close(&self) {
+        for lane in [&self.durable, &self.behind] {
+            let (done, finished) = oneshot::channel();
+            if lane.send(Job::Flush(done)).is_ok() {
+                let _ = finished.await;
+            }
+        }
+    }
+}
+
+struct Lane {
+    pool: PgPool,
+    changes: Changes,
+    origin: String,
+}
+
+impl Lane {
+    async fn run(
+        self: Arc<Self>,
+        mut queue: mpsc::UnboundedReceiver<Job>,
+        durable: bool,
+        done: Option<watch::Sender<u64>>,
+    ) {
+        while let Some(first) = queue.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let history = batch
+                .iter()
+                .filter(|job| matches!(job, Job::Event(_, None)))
+                .count() as u64;
+            self.commit(batch, durable).await;
+            if let Some(done) = &done {
+                done.send_modify(|n| *n += history);
+            }
+        }
+    }
+
+    /// One transaction for the whole batch; everyone waiting hears how it
+    /// went.
+    async fn commit(&self, batch: Vec<Job>, durable: bool) {
+        let mut events = Vec::new();
+        let mut completions = Vec::new();
+        let mut flushes = Vec::new();
+        for job in batch {
+            match job {
+                Job::Event(write, reply) => events.push((*write, reply)),
+                Job::Complete(owner, write, reply) => completions.push((owner, *write, reply)),
+                Job::Flush(done) => flushes.push(done),
+            }
+        }
+        let writes: Vec<&EventWrite> = events.iter().map(|(w, _)| w).collect();
+        let finished: Vec<(&str, &DeliveryWrite)> = completions
+            .iter()
+            .map(|(o, w, _)| (o.as_str(), w))
+            .collect();
+        let outcome = if writes.is_empty() && finished.is_empty() {
+            Ok((Vec::new(), Vec::new(), false))
+        } else {
+            self.transaction(&writes, &finished, durable).await
+        };
+        for done in flushes {
+            let _ = done.send(());
+        }
+        match outcome {
+            Ok((answers, held, due)) => {
+                if due {
+                    self.changes.publish(&Change::DeliveriesDue);
+                }
+                for ((_, reply), answer) in events.into_iter().zip(answers) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(answer));
+                    }
+                }
+                for ((_, _, reply), held) in completions.into_iter().zip(held) {
+                    let _ = reply.send(Ok(held));
+                }
+            }
+            Err(err) => {
+                tracing::error!(
+                    events = events.len(),
+                    attempts = completions.len(),
+                    "cannot store a batch of writes: {err}"
+                );
+                let message = err.to_string();
+                let failure = || match &err {
+                    StoreError::Unavailable(_) => StoreError::Unavailable(message.clone()),
+                    _ => StoreError::Backend(message.clone()),
+                };
+                for (_, reply) in events {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(failure()));
+                    }
+                }
+                for (_, _, reply) in completions {
+                    let _ = reply.send(Err(failure()));
+                }
+            }
+        }
+    }
+
+    /// Returns each event's answer (the existing record for a repeated
+    /// client id), whether each completion held its lease, and whether
+    /// deliveries fell due.
+    async fn transaction(
+        &self,
+        events: &[&EventWrite],
+        completions: &[(&str, &DeliveryWrite)],
+        durable: bool,
+    ) -> StoreResult<(Vec<Option<EventRecord>>, Vec<bool>, bool)> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if !durable {
+            sqlx::query("SET LOCAL synchronous_commit TO OFF")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let (answers, due) = insert_events(&mut tx, events).await?;
+        let held = complete(&mut tx, completions).await?;
+        if due {
+            notify(&mut *tx, &self.origin, &Change::DeliveriesDue).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok((answers, held, due))
+    }
+}
+
+/// Inserts events, skipping repeated client ids, then the deliveries and
+/// activations of those inserted.
+async fn insert_events(
+    tx: &mut PgConnection,
+    writes: &[&EventWrite],
+) -> StoreResult<(Vec<Option<EventRecord>>, bool)> {
+    if writes.is_empty() {
+        return Ok((Vec::new(), false));
+    }
+    let tenants: Vec<&str> = writes.iter().map(|w| w.record.tenant_id.as_str()).collect();
+    let ids: Vec<&str> = writes.iter().map(|w| w.record.event.id.as_str()).collect();
+    let ats: Vec<i64> = writes
+        .iter()
+        .map(|w| w.record.event.timestamp_ms as i64)
+        .collect();
+    let records: Vec<String> = writes.iter().map(|w| encode(&*w.record)).collect();
+    let inserted: Vec<(String, String)> = sqlx::query(
+        "INSERT INTO events (tenant_id, id, at, record) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[]) \
+         ON CONFLICT (tenant_id, id) DO NOTHING RETURNING tenant_id, id",
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .bind(&ats)
+    .bind(&records)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?
+    .iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .collect::<Result<_, sqlx::Error>>()
+    .map_err(db)?;
+
+    // Of writes sharing an id, only the first inserted anything; the
+    // others, and repeats of stored events, answer with the stored record.
+    let mut new = std::collections::HashSet::new();
+    let fresh: Vec<bool> = writes
+        .iter()
+        .map(|w| {
+            let key = (w.record.tenant_id.clone(), w.record.event.id.clone());
+            inserted.contains(&key) && new.insert(key)
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(writes.len());
+    for (write, fresh) in writes.iter().zip(&fresh) {
+        answers.push(if *fresh {
+            None
+        } else {
+            let row = sqlx::query("SELECT record FROM events WHERE tenant_id = $1 AND id = $2")
+                .bind(&write.record.tenant_id)
+                .bind(&write.record.event.id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            let text: String = row.try_get("record").map_err(db)?;
+            Some(decode("event", &text)?)
+        });
+    }
+
+    let deliveries: Vec<_> = writes
+        .iter()
+        .zip(&fresh)
+        .filter(|(_, fresh)| **fresh)
+        .flat_map(|(w, _)| &w.deliveries)
+        .collect();
+    if !deliveries.is_empty() {
+        sqlx::query(
+            "INSERT INTO deliveries \
+             (tenant_id, id, callback_id, status, created_at, due_at, record) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                                  $5::int8[], $6::int8[], $7::text[])",
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.tenant_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.callback_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.created_at as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.next_attempt_at.map(|at| at as i64))
+                .collect::<Vec<_>>(),
+        )
+        .bind(deliveries.iter().map(encode).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    let activations: Vec<&Activation> = writes
+        .iter()
+        .zip(&fresh)
+        .filter(|(_, fresh)| **fresh)
+        .flat_map(|(w, _)| &w.activations)
+        .collect();
+    insert_activations(tx, &activations).await?;
+    Ok((answers, !deliveries.is_empty()))
+}
+
+/// Records attempts: each delivery's new state where its owner still holds
+/// the lease, and every activation.
+async fn complete(
+    tx: &mut PgConnection,
+    completions: &[(&str, &DeliveryWrite)],
+) -> StoreResult<Vec<bool>> {
+    if completions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let deliveries: Vec<_> = completions.iter().map(|(_, (d, _))| d).collect();
+    let applied: Vec<(String, String)> = sqlx::query(
+        "UPDATE deliveries d SET status = u.status, due_at = u.due_at, record = u.record, \
+             lease_owner = NULL, lease_until = NULL \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[]) \
+             AS u(tenant_id, id, status, due_at, record, owner) \
+         WHERE d.tenant_id = u.tenant_id AND d.id = u.id AND d.lease_owner = u.owner \
+         RETURNING d.tenant_id, d.id",
+    )
+    .bind(
+        deliveries
+            .iter()
+            .map(|d| d.tenant_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
+    .bind(
+        deliveries
+            .iter()
+            .map(|d| d.status.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        deliveries
+            .iter()
+            .map(|d| d.next_attempt_at.map(|at| at as i64))
+            .collect::<Vec<_>>(),
+    )
+    .bind(deliveries.iter().map(|d| encode(*d)).collect::<Vec<_>>())
+    .bind(
+        completions
+            .iter()
+            .map(|(owner, _)| *owner)
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?
+    .iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .collect::<Result<_, sqlx::Error>>()
+    .map_err(db)?;
+    let activations: Vec<&Activation> = completions
+        .iter()
+        .filter_map(|(_, (_, activation))| activation.as_ref())
+        .collect();
+    insert_activations(tx, &activations).await?;
+    Ok(deliveries
+        .iter()
+        .map(|d| applied.contains(&(d.tenant_id.clone(), d.id.clone())))
+        .collect())
+}
+
+async fn insert_activations(tx: &mut PgConnection, activations: &[&Activation]) -> StoreResult<()> {
+    if activations.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO activations (tenant_id, callback_id, id, at, record) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(
+        activations
+            .iter()
+            .map(|a| a.tenant_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        activations
+            .iter()
+            .map(|a| a.callback_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        activations
+            .iter()
+            .map(|a| a.id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(activations.iter().map(|a| a.at as i64).collect::<Vec<_>>())
+    .bind(activations.iter().map(|a| encode(*a)).collect::<Vec<_>>())
+    .execute(tx)
+    .await
+    .map(drop)
+    .map_err(db)
+}
