@@ -134,6 +134,33 @@ impl PgStore {
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         recent.get(tenant, id)
     }
+
+    /// The record a query finds by tenant and one more key, as most
+    /// reads are.
+    async fn one<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        tenant: &str,
+        key: &str,
+    ) -> StoreResult<Option<T>> {
+        let row = sqlx::query(sql)
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// Every record of a tenant that a query lists.
+    async fn all_of<T: DeserializeOwned>(&self, sql: &str, tenant: &str) -> StoreResult<Vec<T>> {
+        let rows = sqlx::query(sql)
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(records(&rows))
+    }
 }
 
 async fn pool(url: &str) -> Result<PgPool, ConnectError> {
@@ -329,12 +356,11 @@ impl TenantRepo for PgStore {
     }
 
     async fn keys(&self, tenant: &str) -> StoreResult<Vec<ApiKey>> {
-        let rows = sqlx::query("SELECT record FROM api_keys WHERE tenant_id = $1 ORDER BY id")
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(records(&rows))
+        self.all_of(
+            "SELECT record FROM api_keys WHERE tenant_id = $1 ORDER BY id",
+            tenant,
+        )
+        .await
     }
 
     async fn delete_key(&self, tenant: &str, id: &str) -> StoreResult<bool> {
@@ -420,22 +446,20 @@ impl PluginRepo for PgStore {
     }
 
     async fn plugin(&self, tenant: &str, id: &str) -> StoreResult<Option<PluginRecord>> {
-        let row = sqlx::query("SELECT record FROM plugins WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(record).transpose()
+        self.one(
+            "SELECT record FROM plugins WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            id,
+        )
+        .await
     }
 
     async fn plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>> {
-        let rows = sqlx::query("SELECT record FROM plugins WHERE tenant_id = $1 ORDER BY id")
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(records(&rows))
+        self.all_of(
+            "SELECT record FROM plugins WHERE tenant_id = $1 ORDER BY id",
+            tenant,
+        )
+        .await
     }
 
     async fn all_plugins(&self) -> StoreResult<Vec<PluginRecord>> {
@@ -501,22 +525,20 @@ impl CallbackRepo for PgStore {
     }
 
     async fn callback(&self, tenant: &str, id: &str) -> StoreResult<Option<Callback>> {
-        let row = sqlx::query("SELECT record FROM callbacks WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(record).transpose()
+        self.one(
+            "SELECT record FROM callbacks WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            id,
+        )
+        .await
     }
 
     async fn callbacks(&self, tenant: &str) -> StoreResult<Vec<Callback>> {
-        let rows = sqlx::query("SELECT record FROM callbacks WHERE tenant_id = $1 ORDER BY id")
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(records(&rows))
+        self.all_of(
+            "SELECT record FROM callbacks WHERE tenant_id = $1 ORDER BY id",
+            tenant,
+        )
+        .await
     }
 
     async fn delete_callback(&self, tenant: &str, id: &str) -> StoreResult<bool> {
@@ -558,32 +580,29 @@ impl CallbackRepo for PgStore {
     }
 
     async fn template(&self, tenant: &str, id: &str) -> StoreResult<Option<Template>> {
-        let row = sqlx::query("SELECT record FROM templates WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(record).transpose()
+        self.one(
+            "SELECT record FROM templates WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            id,
+        )
+        .await
     }
 
     async fn template_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<Template>> {
-        let row = sqlx::query("SELECT record FROM templates WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(record).transpose()
+        self.one(
+            "SELECT record FROM templates WHERE tenant_id = $1 AND name = $2",
+            tenant,
+            name,
+        )
+        .await
     }
 
     async fn templates(&self, tenant: &str) -> StoreResult<Vec<Template>> {
-        let rows = sqlx::query("SELECT record FROM templates WHERE tenant_id = $1 ORDER BY id")
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(records(&rows))
+        self.all_of(
+            "SELECT record FROM templates WHERE tenant_id = $1 ORDER BY id",
+            tenant,
+        )
+        .await
     }
 
     async fn delete_template(&self, tenant: &str, id: &str) -> StoreResult<bool> {
@@ -659,13 +678,12 @@ impl EventRepo for PgStore {
 
     async fn event(&self, tenant: &str, id: &str) -> StoreResult<Option<EventRecord>> {
         self.writer.settle().await;
-        let row = sqlx::query("SELECT record FROM events WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(record).transpose()
+        self.one(
+            "SELECT record FROM events WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            id,
+        )
+        .await
     }
 }
 
@@ -726,13 +744,12 @@ RETURNING d.record, d.lease_until";
 impl DeliveryRepo for PgStore {
     async fn delivery(&self, tenant: &str, id: &str) -> StoreResult<Option<Delivery>> {
         self.writer.settle().await;
-        let row = sqlx::query("SELECT record FROM deliveries WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(record).transpose()
+        self.one(
+            "SELECT record FROM deliveries WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            id,
+        )
+        .await
     }
 
     async fn deliveries(
