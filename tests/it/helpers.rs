@@ -185,11 +185,17 @@ impl TestApp {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .filter(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_sum(&text, name)
     }
+}
+
+/// A counter's value in a /metrics text, summed over its label sets.
+pub(crate) fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 async fn read(response: reqwest::Response) -> (u16, Value) {
