@@ -177,15 +177,15 @@ backend_test! {
                 .unwrap()
                 .contains("wasm32-wasip2")
         );
-        let (status, body) = app
-            .upload(&tenant.key, "net", fixtures::plugin("net-probe"))
-            .await;
+        let keyvalue = wat::parse_str(r#"(component (import "wasi:keyvalue/store@0.2.0" (instance)))"#)
+            .unwrap();
+        let (status, body) = app.upload(&tenant.key, "kv", keyvalue).await;
         assert_eq!((status, error_code(&body)), (422, "forbidden_import"));
         assert!(
             body["error"]["message"]
                 .as_str()
                 .unwrap()
-                .contains("wasi:sockets/")
+                .contains("wasi:keyvalue/store@0.2.0")
         );
         let (status, body) = app
             .upload(&tenant.key, "bad/name", fixtures::plugin("redact"))
@@ -204,13 +204,26 @@ backend_test! {
         let app =
             crate::helpers::spawn_app_in(std::sync::Arc::new(tempfile::tempdir().unwrap()), |c| {
                 c.max_body_bytes = 1024;
+                c.plugin.max_component_bytes = 100_000;
             })
             .await;
         let tenant = app.tenant("acme").await;
+        // Uploads have the component cap for their limit, not the JSON one.
         let (status, body) = app
-            .upload(&tenant.key, "big", fixtures::plugin("redact"))
+            .upload(&tenant.key, "small", fixtures::plugin("redact"))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = app
+            .upload(&tenant.key, "big", fixtures::plugin("rate-policy"))
             .await;
         assert_eq!((status, error_code(&body)), (413, "too_large"));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("100000"),
+            "{body}"
+        );
         let event = json!({"object_type": "app", "action": "created", "phase": "after", "data": "x".repeat(2000)});
         assert_eq!(app.emit(&tenant.key, event).await.0, 413);
     }

@@ -2,6 +2,7 @@
 //!
 //! - `plugins`: every example and hostile plugin through the real runtime;
 //! - `cli`: the `hookgate plugin` commands, run as a real process;
+//! - `languages`: the Python and JavaScript examples on a real server;
 //! - `api`, `events`, `restart`, `delivery`, `openapi`: the real server on
 //!   port 0 with a temp data dir, and real receivers on 127.0.0.1;
 //! - `queue`: several deliverers sharing one store, as nodes share a database;
@@ -19,6 +20,7 @@ mod delivery;
 mod events;
 mod fixtures;
 mod helpers;
+mod languages;
 mod openapi;
 mod openapi_schema;
 mod plugins;

@@ -518,18 +518,72 @@ async fn core_module_is_rejected_with_a_build_hint() {
 }
 
 #[tokio::test]
-async fn socket_import_is_rejected_by_name() {
+async fn sockets_are_linked_but_reach_no_address() {
     let rt = runtime();
+    let probe = load(&rt, "net-probe").await;
+    assert!(
+        probe
+            .info()
+            .imports
+            .iter()
+            .any(|i| i.starts_with("wasi:sockets/")),
+        "{:?}",
+        probe.info().imports
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
     let err = rt
-        .compile(fixtures::plugin("net-probe"))
+        .decide(&probe, config(&[("addr", &addr)]), &event("app", json!({})))
+        .await
+        .expect_err("the connection is refused");
+    let PluginError::Failed { code, message } = &err else {
+        panic!("expected the plugin's own failure, got {err}")
+    };
+    assert_eq!(code, "no-network");
+    assert!(message.contains(&addr), "{message}");
+    assert!(
+        listener.accept().is_err(),
+        "the listener was reached from the sandbox"
+    );
+}
+
+#[tokio::test]
+async fn an_import_outside_wasi_0_2_and_the_contract_is_rejected_by_name() {
+    let rt = runtime();
+    for import in ["acme:db/query@1.0.0", "wasi:http/incoming-handler@0.2.0"] {
+        let component =
+            wat::parse_str(format!(r#"(component (import "{import}" (instance)))"#)).unwrap();
+        let err = rt
+            .compile(component)
+            .await
+            .err()
+            .expect("the import is refused");
+        assert_eq!(
+            err,
+            PluginError::ForbiddenImport {
+                import: import.into()
+            }
+        );
+        assert!(err.to_string().contains(import), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_component_that_cannot_fit_a_pool_slot_is_refused_naming_the_limit() {
+    let rt = runtime();
+    let instances = "(core instance (instantiate $m))".repeat(40);
+    let component = wat::parse_str(format!("(component (core module $m) {instances})")).unwrap();
+    let err = rt
+        .compile(component)
         .await
         .err()
-        .expect("sockets are refused");
-    let PluginError::ForbiddenImport { import } = &err else {
-        panic!("expected a forbidden import, got {err}")
-    };
-    assert!(import.starts_with("wasi:sockets/"), "{import}");
-    assert!(err.to_string().contains(import.as_str()));
+        .expect("40 core instances do not fit");
+    let text = err.to_string();
+    assert!(
+        text.contains("40 core module instances") && text.contains("maximum of 32"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

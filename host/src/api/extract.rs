@@ -32,6 +32,31 @@ impl FromRequest<AppState> for Body {
     }
 }
 
+/// A plugin upload's bytes, under the component size cap rather than the
+/// JSON API's body limit: real Python and JavaScript components are tens of
+/// megabytes, and no JSON document needs to be.
+pub(crate) struct Wasm(pub(crate) Bytes);
+
+impl FromRequest<AppState> for Wasm {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config.plugin.max_component_bytes;
+        axum::body::to_bytes(request.into_body(), limit)
+            .await
+            .map(Wasm)
+            .map_err(|e| {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    ApiError::TooLarge { limit }
+                } else {
+                    Error::Malformed(format!("could not read the upload: {e}")).into()
+                }
+            })
+    }
+}
+
 /// A JSON body: malformed JSON is a 400, a wrong shape a 422 naming the field.
 pub(crate) struct Json<T>(pub(crate) T);
 

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::Items;
 use super::auth::{Caller, Manage};
 use super::error::ApiResult;
-use super::extract::{Body, Query};
+use super::extract::{Query, Wasm};
 use super::state::AppState;
 use crate::domain::Error;
 use crate::model::PluginRecord;
@@ -47,7 +47,7 @@ async fn upload(
     who: Caller<Manage>,
     State(state): State<AppState>,
     Query(query): Query<UploadQuery>,
-    Body(wasm): Body,
+    Wasm(wasm): Wasm,
 ) -> ApiResult<(StatusCode, axum::Json<PluginRecord>)> {
     let name = query
         .name

@@ -35,8 +35,10 @@ pub enum PluginError {
     /// The component imports something outside the sandbox's allow-list.
     #[error(
         "component imports `{import}`, which plugins may not use; allowed imports are \
-         hookgate:plugin/host@0.1.0, hookgate:plugin/types@0.1.0 and wasi:io, wasi:cli, \
-         wasi:clocks, wasi:random and wasi:filesystem (which sees no files)"
+         hookgate:plugin/host@0.1.0, hookgate:plugin/types@0.1.0 and, from WASI 0.2, \
+         wasi:io, wasi:cli, wasi:clocks, wasi:random, wasi:filesystem (which sees no \
+         files), wasi:sockets (which reaches no address) and wasi:http/types and \
+         wasi:http/outgoing-handler (which send nothing)"
     )]
     ForbiddenImport {
         /// The import's full name.

@@ -49,6 +49,11 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
 /// Bytes of each pooled linear memory reset in place between calls.
 const KEEP_RESIDENT: usize = 2 << 20;
+/// Core instances, memories and tables one call may hold: about twice what
+/// the largest measured guest needs (see [`Runtime::new`]).
+const CORE_INSTANCES_PER_CALL: u32 = 32;
+const MEMORIES_PER_CALL: u32 = 2;
+const TABLES_PER_CALL: u32 = 8;
 /// Bytes of a trapped plugin's stderr quoted in the error.
 const MAX_GUEST_MESSAGE: usize = 1024;
 
@@ -83,7 +88,7 @@ impl Default for Limits {
             fuel: 100_000_000,
             deadline: Duration::from_millis(100),
             max_io_bytes: 1 << 20,
-            max_component_bytes: 8 << 20,
+            max_component_bytes: 64 << 20,
             max_concurrent_calls: 128,
         }
     }
@@ -216,14 +221,19 @@ impl Runtime {
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
         let slots = limits.max_concurrent_calls.max(1);
         let mut pool = PoolingAllocationConfig::new();
-        // A Rust component holds a handful of core instances (the program,
-        // the WASI adapter and shims), each with tables and maybe a memory.
+        // Every slot fits the largest guest we know of, so a burst of calls
+        // to one plugin never runs the pool dry: measured, a Rust component
+        // holds 3 core instances, StarlingMonkey (JavaScript) 4 and
+        // componentize-py 14, each with 1 memory and 2 tables. A component
+        // over the per-component limits fails to compile, naming the limit.
         pool.total_component_instances(slots)
-            .total_core_instances(slots * 16)
-            .total_memories(slots * 2)
-            .total_tables(slots * 16)
+            .total_core_instances(slots * CORE_INSTANCES_PER_CALL)
+            .total_memories(slots * MEMORIES_PER_CALL)
+            .total_tables(slots * TABLES_PER_CALL)
             .total_stacks(slots)
-            .max_memories_per_component(2)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_CALL)
+            .max_memories_per_component(MEMORIES_PER_CALL)
+            .max_tables_per_component(TABLES_PER_CALL)
             .max_memory_size(limits.memory_bytes)
             // Resetting a slot with memset instead of madvise avoids a
             // TLB shootdown on every core per call, which otherwise halves
@@ -246,6 +256,8 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(runtime_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(runtime_error)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |sandbox| sandbox)
             .map_err(runtime_error)?;
 

@@ -1,6 +1,10 @@
 //! What one plugin call can see: a locked-down WASI context, the `host`
 //! imports, captured stdio and a memory limiter. A fresh [`Sandbox`] backs
 //! every call, so nothing leaks from one event to the next.
+//!
+//! Sockets and HTTP are linked, because the standard libraries of Python and
+//! JavaScript guests import them whatever the plugin does, but they reach
+//! nothing: every address is refused and every request denied.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -12,6 +16,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::{self, Level};
 
@@ -30,6 +35,8 @@ const MAX_STDIO: usize = 16 * 1024;
 /// Per-call store state.
 pub(crate) struct Sandbox {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    deny_http: DenyHttp,
     table: ResourceTable,
     config: Arc<BTreeMap<String, String>>,
     pub(crate) limiter: MemoryLimiter,
@@ -55,6 +62,8 @@ impl Sandbox {
             .build();
         Sandbox {
             wasi,
+            http: WasiHttpCtx::new(),
+            deny_http: DenyHttp,
             table: ResourceTable::new(),
             config,
             limiter: MemoryLimiter::new(memory_limit),
@@ -89,6 +98,44 @@ impl WasiView for Sandbox {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl WasiHttpView for Sandbox {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.deny_http,
+        }
+    }
+}
+
+/// `wasi:http/outgoing-handler` for plugins: the guest may build a request,
+/// but sending it fails with `HTTP-request-denied`. Plugins reach the
+/// network only through the callback's own request, which the host sends.
+struct DenyHttp;
+
+impl WasiHttpHooks for DenyHttp {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _io: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(std::future::ready(Err(
+            wasmtime_wasi_http::Error::HttpRequestDenied,
+        )))
     }
 }
 

@@ -12,17 +12,32 @@ pub(crate) const EXPORTS: [&str; 3] = ["transform", "decide", "judge"];
 
 /// Imports a plugin may have. The hookgate interfaces are matched exactly so
 /// a plugin built against another contract version gets a clear error.
-/// WASI is limited to interfaces that reach nothing outside the sandbox:
-/// streams, stdio (captured), clocks, randomness and a filesystem with no
-/// preopened directories. Sockets and HTTP are refused.
+/// WASI is limited to version 0.2 and to interfaces that reach nothing
+/// outside the sandbox: streams, stdio (captured), clocks, randomness, a
+/// filesystem with no preopened directories, sockets that refuse every
+/// address, and an HTTP client that denies every request.
 const ALLOWED_EXACT: [&str; 2] = ["hookgate:plugin/host@0.1.0", "hookgate:plugin/types@0.1.0"];
-const ALLOWED_WASI: [&str; 5] = [
+const ALLOWED_WASI: [&str; 8] = [
     "wasi:io/",
     "wasi:cli/",
     "wasi:clocks/",
     "wasi:random/",
     "wasi:filesystem/",
+    "wasi:sockets/",
+    "wasi:http/types@",
+    "wasi:http/outgoing-handler@",
 ];
+
+/// Whether a plugin may import the interface `name`.
+fn allowed(name: &str) -> bool {
+    if ALLOWED_EXACT.contains(&name) {
+        return true;
+    }
+    let wasi_0_2 = name
+        .split_once('@')
+        .is_some_and(|(_, version)| version.starts_with("0.2."));
+    wasi_0_2 && ALLOWED_WASI.iter().any(|prefix| name.starts_with(prefix))
+}
 
 /// Preamble of every WebAssembly binary.
 const MAGIC: &[u8; 4] = b"\0asm";
@@ -61,9 +76,7 @@ pub(crate) fn check_imports(
 ) -> Result<Vec<String>, PluginError> {
     let mut names = Vec::new();
     for (name, _) in component.component_type().imports(engine) {
-        let allowed = ALLOWED_EXACT.contains(&name)
-            || ALLOWED_WASI.iter().any(|prefix| name.starts_with(prefix));
-        if !allowed {
+        if !allowed(name) {
             return Err(PluginError::ForbiddenImport {
                 import: name.to_string(),
             });
@@ -122,6 +135,17 @@ mod tests {
         assert!(text.to_string().contains("WebAssembly text"), "{text}");
         let garbage = check_binary(b"PK\x03\x04zipfile", 1 << 20).unwrap_err();
         assert!(garbage.to_string().contains("\\0asm header"), "{garbage}");
+    }
+
+    #[test]
+    fn wasi_0_2_is_allowed_but_not_other_versions_or_servers() {
+        assert!(allowed("wasi:sockets/tcp@0.2.0"));
+        assert!(allowed("wasi:http/outgoing-handler@0.2.3"));
+        assert!(allowed("wasi:io/streams@0.2.6"));
+        assert!(!allowed("wasi:io/streams@0.3.0"));
+        assert!(!allowed("wasi:http/incoming-handler@0.2.0"));
+        assert!(!allowed("wasi:keyvalue/store@0.2.0"));
+        assert!(!allowed("hookgate:plugin/host@0.2.0"));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Test fixture: a plugin that tries to open a TCP connection.
 //!
-//! Its only purpose is that the component imports `wasi:sockets`, which
-//! Hookgate must refuse at upload. Should it ever run, `decide` denies when
-//! the connection succeeds, so a sandbox with a network cannot go unnoticed.
+//! Hookgate links `wasi:sockets`, because the standard libraries of many
+//! languages import it, but refuses every address. `decide` connects to
+//! config `addr` and reports the refusal as a failure that quotes the
+//! error; should it ever connect, it denies, so a sandbox with a network
+//! cannot go unnoticed.
 
 use std::net::TcpStream;
 
@@ -12,13 +14,16 @@ struct NetProbe;
 
 impl Plugin for NetProbe {
     fn decide(_event: Event) -> Result<Verdict, Failure> {
-        Ok(match TcpStream::connect("127.0.0.1:9") {
-            Ok(_) => Verdict::deny("net-probe connected to 127.0.0.1:9: the sandbox has a network"),
-            Err(error) => {
-                hookgate_sdk::info!("net-probe could not connect to 127.0.0.1:9: {error}");
-                Verdict::allow()
-            }
-        })
+        let addr = hookgate_sdk::config_or("addr", "127.0.0.1:9");
+        match TcpStream::connect(&addr) {
+            Ok(_) => Ok(Verdict::deny(format!(
+                "net-probe connected to {addr}: the sandbox has a network"
+            ))),
+            Err(error) => Err(Failure::new(
+                "no-network",
+                format!("could not connect to {addr}: {error}"),
+            )),
+        }
     }
 }
 
