@@ -1,10 +1,13 @@
 //! Plugin call costs: a fresh sandbox per call against a warm instance,
 //! loading a plugin from this node's compile cache, and a 1 KB transform in WebAssembly
-//! against the same transform as native Rust (the baseline ratio).
+//! against the same transform as native Rust (the baseline ratio). The
+//! Python and JavaScript examples get the same fresh `decide` and 1 KB
+//! `transform`, and their compile time is printed (median of 3).
 //!
 //! Run with `cargo bench -p hookgate --bench plugin`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hookgate::model::{Event, Phase};
@@ -115,6 +118,42 @@ fn bench(c: &mut Criterion) {
     group.bench_function("native_transform_1kb", |b| {
         b.iter(|| native_redact(&body, &["password", "@metadata"]))
     });
+    group.finish();
+
+    let mut group = c.benchmark_group("languages");
+    for lang in [fixtures::Foreign::Python, fixtures::Foreign::JavaScript] {
+        let Some(wasm) = fixtures::foreign_plugin(lang) else {
+            continue;
+        };
+        let mut compiles: Vec<Duration> = (0..3)
+            .map(|_| {
+                let fresh = Runtime::new(Limits::default(), None).unwrap();
+                let started = Instant::now();
+                tokio.block_on(fresh.compile(wasm.clone())).unwrap();
+                started.elapsed()
+            })
+            .collect();
+        compiles.sort();
+        eprintln!(
+            "{lang:?}: {} bytes, compiled in {:?} (median of 3; {:?} to {:?})",
+            wasm.len(),
+            compiles[1],
+            compiles[0],
+            compiles[2]
+        );
+        let plugin = tokio.block_on(rt.compile(wasm)).unwrap().plugin;
+        group.bench_function(format!("{lang:?}/fresh_decide"), |b| {
+            b.to_async(&tokio)
+                .iter(|| async { rt.decide(&plugin, config.clone(), &policy).await.unwrap() })
+        });
+        group.bench_function(format!("{lang:?}/fresh_transform_1kb"), |b| {
+            b.to_async(&tokio).iter(|| async {
+                rt.transform(&plugin, config.clone(), &developer, request.clone())
+                    .await
+                    .unwrap()
+            })
+        });
+    }
     group.finish();
 }
 

@@ -176,16 +176,19 @@ impl TestApp {
 
     /// The value of a counter in /metrics, summed over its label sets.
     pub(crate) async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .client
+        metric_sum(&self.metrics_text().await, name)
+    }
+
+    /// The whole /metrics text.
+    pub(crate) async fn metrics_text(&self) -> String {
+        self.client
             .get(self.url("/metrics"))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        metric_sum(&text, name)
+            .unwrap()
     }
 }
 

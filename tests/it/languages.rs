@@ -13,7 +13,7 @@ fn before(data: Value) -> Value {
 
 /// Uploads the example and attaches it to a before-callback for policies;
 /// `None` when its toolchain is missing (said loudly by the fixture).
-async fn gate(lang: Foreign, config: Value) -> Option<(TestApp, String)> {
+async fn gate(lang: Foreign, config: Value) -> Option<(TestApp, String, String)> {
     let wasm = fixtures::foreign_plugin(lang)?;
     let app = spawn_app().await;
     let tenant = app.tenant("acme").await;
@@ -28,7 +28,8 @@ async fn gate(lang: Foreign, config: Value) -> Option<(TestApp, String)> {
         "phase": "before", "plugin": {"id": uploaded["id"], "config": config}}),
     )
     .await;
-    Some((app, tenant.key))
+    let sha = uploaded["sha256"].as_str().unwrap().to_string();
+    Some((app, tenant.key, sha))
 }
 
 /// The reason the first callback gave, or `None` if the event was allowed.
@@ -47,7 +48,7 @@ async fn deny_reason(app: &TestApp, key: &str, data: Value) -> Option<String> {
 }
 
 async fn decides_like_the_rust_rate_policy(lang: Foreign) {
-    let Some((app, key)) = gate(lang, json!({"max_rps": "100"})).await else {
+    let Some((app, key, sha)) = gate(lang, json!({"max_rps": "100"})).await else {
         return;
     };
     let burst = json!({"rules": [{"name": "steady", "rps": 50}, {"name": "burst", "rps": 500}]});
@@ -64,10 +65,22 @@ async fn decides_like_the_rust_rate_policy(lang: Foreign) {
         "{reason}"
     );
     assert!(reason.contains("bad-data"), "{reason}");
+
+    // Time and fuel are kept per plugin, failures included.
+    let metrics = app.metrics_text().await;
+    for name in ["hookgate_plugin_call_seconds", "hookgate_plugin_fuel_used"] {
+        let calls: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}_count{{")))
+            .filter(|l| l.contains(&format!("plugin=\"{}\"", &sha[..12])))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(calls, 3.0, "{name} of plugin {sha}:\n{metrics}");
+    }
 }
 
 async fn a_bug_is_reported_with_its_message_and_trace(lang: Foreign, trace: &[&str]) {
-    let Some((app, key)) = gate(lang, json!({})).await else {
+    let Some((app, key, _)) = gate(lang, json!({})).await else {
         return;
     };
     // A null rule makes both examples fail on `"name" in rule`.

@@ -218,10 +218,7 @@ impl Gate {
     async fn decide(&self, (plugin, config): &Bound, event: &Event) -> Result<Verdict, String> {
         let runtime = self.plugins.runtime();
         match runtime.decide(plugin, config.clone(), event).await {
-            Ok(out) => {
-                record_plugin_call("decide", &out);
-                Ok(out.value)
-            }
+            Ok(out) => Ok(out.value),
             Err(err) => Err(format!("plugin decide failed: {err}")),
         }
     }
@@ -244,13 +241,10 @@ impl Gate {
                 .transform(plugin, config.clone(), event, transformed)
                 .await
             {
-                Ok(out) => {
-                    record_plugin_call("transform", &out);
-                    match out.value {
-                        Transformed::Send(changed) => transformed = changed,
-                        Transformed::Skip(reason) => return Ok(Prepared::Skipped(reason)),
-                    }
-                }
+                Ok(out) => match out.value {
+                    Transformed::Send(changed) => transformed = changed,
+                    Transformed::Skip(reason) => return Ok(Prepared::Skipped(reason)),
+                },
                 Err(err) => {
                     return Err((
                         ErrorClass::Plugin,
@@ -336,18 +330,8 @@ impl Gate {
             .judge(plugin, config.clone(), event, response, expected)
             .await
         {
-            Ok(out) => {
-                record_plugin_call("judge", &out);
-                Ok(out.value)
-            }
+            Ok(out) => Ok(out.value),
             Err(err) => Err(format!("plugin judge failed: {err}")),
         }
     }
-}
-
-fn record_plugin_call<T>(hook: &'static str, outcome: &crate::plugin::Outcome<T>) {
-    metrics::histogram!("hookgate_plugin_call_seconds", "hook" => hook)
-        .record(outcome.duration.as_secs_f64());
-    metrics::histogram!("hookgate_plugin_fuel_used", "hook" => hook)
-        .record(outcome.fuel_used as f64);
 }

@@ -444,6 +444,7 @@ impl Runtime {
             });
         }
         let started = Instant::now();
+        let name = hook.name();
         let _slot = self.inner.slots.acquire().await.map_err(runtime_error)?;
 
         let mut store = Store::new(
@@ -467,6 +468,11 @@ impl Runtime {
         )
         .await;
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+        let sha = plugin.info.sha256.get(..12).unwrap_or_default().to_string();
+        metrics::histogram!("hookgate_plugin_call_seconds", "hook" => name, "plugin" => sha.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("hookgate_plugin_fuel_used", "hook" => name, "plugin" => sha)
+            .record(fuel_used as f64);
         let sandbox = store.data();
         sandbox.flush_output();
         let output = match ran {
