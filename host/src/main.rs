@@ -1,6 +1,7 @@
 //! The `hookgate` binary: parses the command line, sets up tracing and hands
 //! over to the library.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -56,6 +57,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Print the WIT contract plugins are built against, for bindings
+    /// generators: `hookgate plugin wit > plugin.wit`.
+    Wit,
     /// Validate a plugin and print its exports, imports and size.
     Check {
         /// The plugin component (.wasm).
@@ -135,11 +139,17 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Trying a plugin locally, its author wants to see what it printed.
+    let default_filter = match cli.command {
+        Command::Plugin(_) => "hookgate=info,hookgate::plugin::guest=debug",
+        _ => "hookgate=info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("hookgate=info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let result = match cli.command {
@@ -159,6 +169,11 @@ async fn main() -> ExitCode {
             return serve(flags, config).await;
         }
         Command::Migrate { database } => return migrate(&database).await,
+        Command::Plugin(PluginCommand::Wit) => {
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::stdout().write_all(hookgate::plugin::WIT.as_bytes());
+            return ExitCode::SUCCESS;
+        }
         Command::Plugin(PluginCommand::Check { file, limits }) => {
             cli::check(&file, limits.limits()).await
         }
@@ -187,10 +202,8 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(report) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).expect("JSON serializes")
-            );
+            let report = serde_json::to_string_pretty(&report).expect("JSON serializes");
+            let _ = writeln!(std::io::stdout(), "{report}");
             ExitCode::SUCCESS
         }
         Err(CliError::Plugin(err)) => {

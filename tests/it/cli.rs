@@ -199,3 +199,13 @@ fn plugin_run_with_a_malformed_event_file_names_the_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn plugin_wit_prints_the_contract_the_host_was_built_against() {
+    let out = hookgate(&["plugin", "wit"]);
+    assert!(out.status.success());
+    let wit =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/plugin.wit"))
+            .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), wit);
+}

@@ -57,6 +57,10 @@ const TABLES_PER_CALL: u32 = 8;
 /// Bytes of a trapped plugin's stderr quoted in the error.
 const MAX_GUEST_MESSAGE: usize = 1024;
 
+/// The WIT package plugins target, as this host was built against it, so
+/// that a plugin author with only the binary has the contract too.
+pub const WIT: &str = include_str!("../../../wit/plugin.wit");
+
 /// A plugin's key-value configuration, set per callback.
 pub type PluginConfig = BTreeMap<String, String>;
 

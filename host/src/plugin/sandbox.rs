@@ -225,10 +225,38 @@ impl ResourceLimiter for MemoryLimiter {
 pub(crate) struct CappedPipe(Arc<Mutex<Vec<u8>>>);
 
 impl CappedPipe {
+    /// What the guest wrote, without terminal escape sequences or other
+    /// control characters, which have no place in a log or an error text.
     pub(crate) fn text(&self) -> String {
         let buf = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
-        String::from_utf8_lossy(&buf).into_owned()
+        plain(&String::from_utf8_lossy(&buf))
     }
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … final`) and control
+/// characters other than newline and tab.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                // A CSI sequence ends at its first byte in '@'..='~'; a lone
+                // ESC takes the next character with it.
+                if chars.next() == Some('[') {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl IsTerminal for CappedPipe {
@@ -261,5 +289,19 @@ impl AsyncWrite for CappedPipe {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain;
+
+    #[test]
+    fn colour_codes_and_control_characters_are_removed() {
+        assert_eq!(
+            plain("\u{1b}[1;31mTypeError\u{1b}[0m: bad\r\n\tat x\u{7}"),
+            "TypeError: bad\n\tat x"
+        );
+        assert_eq!(plain("plain text"), "plain text");
     }
 }
