@@ -58,16 +58,20 @@ pub enum CliError {
     /// The plugin failed validation or the call.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// `plugin check` found these problems, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Problems(Vec<PluginError>),
     /// A file could not be read or parsed.
     #[error("{0:#}")]
     Input(#[from] anyhow::Error),
 }
 
-/// Validates a plugin and describes it: size, sha256, exports and imports.
+/// Validates a plugin and describes it: size, sha256, exports and imports;
+/// or lists every problem it has.
 pub async fn check(path: &Path, limits: Limits) -> Result<Value, CliError> {
     let wasm = read(path)?;
     let runtime = Runtime::new(limits, None)?;
-    let compiled = runtime.compile(wasm).await?;
+    let compiled = runtime.check(wasm).await.map_err(CliError::Problems)?;
     Ok(serde_json::to_value(compiled.plugin.info()).expect("plugin info serializes"))
 }
 

@@ -210,6 +210,12 @@ async fn main() -> ExitCode {
             eprintln!("error: {err}");
             ExitCode::from(1)
         }
+        Err(CliError::Problems(problems)) => {
+            for problem in problems {
+                eprintln!("error: {problem}");
+            }
+            ExitCode::from(1)
+        }
         Err(CliError::Input(err)) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)

@@ -209,3 +209,44 @@ fn plugin_wit_prints_the_contract_the_host_was_built_against() {
             .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), wit);
 }
+
+#[test]
+fn plugin_check_reports_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.wasm");
+    let component = wat::parse_str(
+        r#"(component
+            (import "acme:db/query@1.0.0" (instance))
+            (import "wasi:keyvalue/store@0.2.0" (instance)))"#,
+    )
+    .unwrap();
+    std::fs::write(&path, component).unwrap();
+    let out = hookgate(&["plugin", "check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 5, "two imports and three exports: {stderr}");
+    assert!(errors[0].contains("acme:db/query@1.0.0"), "{stderr}");
+    assert!(errors[1].contains("wasi:keyvalue/store@0.2.0"), "{stderr}");
+    assert!(errors[4].contains("`judge`"), "{stderr}");
+}
+
+#[test]
+fn plugin_check_names_a_memory_limit_below_what_the_plugin_starts_with() {
+    let out = hookgate(&[
+        "plugin",
+        "check",
+        "--memory-mib",
+        "1",
+        &plugin("rate-policy"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bytes of memory to start, over its memory limit of 1048576 bytes"),
+        "{stderr}"
+    );
+}

@@ -574,12 +574,16 @@ async fn a_component_that_cannot_fit_a_pool_slot_is_refused_naming_the_limit() {
     let rt = runtime();
     let instances = "(core instance (instantiate $m))".repeat(40);
     let component = wat::parse_str(format!("(component (core module $m) {instances})")).unwrap();
-    let err = rt
-        .compile(component)
+    let problems = rt
+        .check(component)
         .await
         .err()
         .expect("40 core instances do not fit");
-    let text = err.to_string();
+    let text = problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(
         text.contains("40 core module instances") && text.contains("maximum of 32"),
         "{text}"

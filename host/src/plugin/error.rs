@@ -32,6 +32,18 @@ pub enum PluginError {
         /// Wasmtime's explanation.
         reason: String,
     },
+    /// A core module's initial memory is over the per-call memory limit, so
+    /// the plugin could not even start.
+    #[error(
+        "plugin needs {needed} bytes of memory to start, over its memory limit of {limit} \
+         bytes (plugin.memory_mib)"
+    )]
+    MemoryTooSmall {
+        /// The largest initial memory of its modules, in bytes.
+        needed: u64,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
     /// The component imports something outside the sandbox's allow-list.
     #[error(
         "component imports `{import}`, which plugins may not use; allowed imports are \
@@ -141,6 +153,7 @@ impl PluginError {
             PluginError::NotWasm { .. } => "not_wasm",
             PluginError::NotAComponent => "not_a_component",
             PluginError::Invalid { .. } => "invalid",
+            PluginError::MemoryTooSmall { .. } => "memory_too_small",
             PluginError::ForbiddenImport { .. } => "forbidden_import",
             PluginError::ImportMismatch { .. } => "import_mismatch",
             PluginError::MissingExport { .. } => "missing_export",

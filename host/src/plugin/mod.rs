@@ -321,6 +321,19 @@ impl Runtime {
             })?
     }
 
+    /// Like [`Runtime::compile`], but reports every problem with the
+    /// component at once, cheapest first, as `plugin check` shows them.
+    pub async fn check(&self, wasm: Vec<u8>) -> Result<Prepared, Vec<PluginError>> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.check(&wasm))
+            .await
+            .map_err(|e| {
+                vec![PluginError::Runtime {
+                    reason: format!("compilation task failed: {e}"),
+                }]
+            })?
+    }
+
     /// Runs `transform`: shape, or skip, the request for a callback URL.
     ///
     /// A body sent on must be JSON unless the plugin set a non-JSON
@@ -540,8 +553,37 @@ impl Runtime {
 }
 
 impl Inner {
+    /// Validates and compiles a component, failing on its first problem.
     fn compile(&self, wasm: &[u8]) -> Result<Prepared, PluginError> {
-        validate::check_binary(wasm, self.limits.max_component_bytes)?;
+        match validate::problems(wasm, &self.limits) {
+            (problems, Some(shape)) if problems.is_empty() => self.build(wasm, shape),
+            (mut problems, _) => Err(problems.remove(0)),
+        }
+    }
+
+    /// Like `compile`, but reports every problem: compiling also tells
+    /// whether the component fits a pool slot, unless its memory already
+    /// said that it cannot.
+    fn check(&self, wasm: &[u8]) -> Result<Prepared, Vec<PluginError>> {
+        let (mut problems, shape) = validate::problems(wasm, &self.limits);
+        let Some(shape) = shape else {
+            return Err(problems);
+        };
+        if problems.is_empty() {
+            return self.build(wasm, shape).map_err(|e| vec![e]);
+        }
+        let memory_said = problems
+            .iter()
+            .any(|p| matches!(p, PluginError::MemoryTooSmall { .. }));
+        if !memory_said && let Err(e) = Component::new(&self.engine, wasm) {
+            problems.push(PluginError::Invalid { reason: chain(&e) });
+        }
+        Err(problems)
+    }
+
+    /// Compiles a component that passed validation, or loads it from this
+    /// node's cache, and links it.
+    fn build(&self, wasm: &[u8], shape: validate::Shape) -> Result<Prepared, PluginError> {
         let sha256 = hex::encode(Sha256::digest(wasm));
         let (component, compiled) = match self.cache.load(&self.engine, &sha256) {
             Some(component) => (component, false),
@@ -554,8 +596,8 @@ impl Inner {
         let info = PluginInfo {
             sha256,
             size: wasm.len(),
-            imports: validate::check_imports(&component, &self.engine)?,
-            exports: validate::check_exports(&component, &self.engine)?,
+            imports: shape.imports,
+            exports: shape.functions,
         };
         let plugin = self.prepare(&component, info)?;
         if compiled {

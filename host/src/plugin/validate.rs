@@ -1,11 +1,11 @@
-//! Upload-time checks that turn a bad `.wasm` into a precise error before
-//! anything runs: size, binary kind, imports and exports.
+//! Upload-time checks that turn a bad `.wasm` into precise errors before
+//! anything runs or compiles: size, binary kind, imports, exports and the
+//! memory it needs to start. They read the binary, so they take
+//! milliseconds where compiling a large guest takes seconds.
 
-use wasmtime::Engine;
-use wasmtime::component::Component;
-use wasmtime::component::types::ComponentItem;
+use wasmparser::{ComponentExternalKind, ComponentTypeRef, Parser, Payload, TypeBounds};
 
-use super::PluginError;
+use super::{Limits, PluginError};
 
 /// The hook exports every plugin must provide.
 pub(crate) const EXPORTS: [&str; 3] = ["transform", "decide", "judge"];
@@ -42,14 +42,62 @@ fn allowed(name: &str) -> bool {
 /// Preamble of every WebAssembly binary.
 const MAGIC: &[u8; 4] = b"\0asm";
 
-/// Checks the size and the binary header: a component, not a core module.
-pub(crate) fn check_binary(bytes: &[u8], limit: usize) -> Result<(), PluginError> {
-    if bytes.len() > limit {
-        return Err(PluginError::TooLarge {
+/// What a component says about itself, read without compiling it.
+#[derive(Debug, Default)]
+pub(crate) struct Shape {
+    /// Its imports' names.
+    pub(crate) imports: Vec<String>,
+    /// Its top-level function exports' names.
+    pub(crate) functions: Vec<String>,
+    /// The largest initial linear memory of its core modules, in bytes.
+    pub(crate) initial_memory: u64,
+}
+
+/// Every problem with the bytes, cheapest first: size, binary kind, then
+/// imports, exports and the memory the plugin needs to start. Empty means
+/// the component may be compiled; the shape comes with it when it could be
+/// read.
+pub(crate) fn problems(bytes: &[u8], limits: &Limits) -> (Vec<PluginError>, Option<Shape>) {
+    let mut problems = Vec::new();
+    if bytes.len() > limits.max_component_bytes {
+        problems.push(PluginError::TooLarge {
             size: bytes.len(),
-            limit,
+            limit: limits.max_component_bytes,
         });
     }
+    if let Err(err) = check_header(bytes) {
+        problems.push(err);
+        return (problems, None);
+    }
+    let shape = match shape(bytes) {
+        Ok(shape) => shape,
+        Err(err) => {
+            problems.push(err);
+            return (problems, None);
+        }
+    };
+    for import in shape.imports.iter().filter(|name| !allowed(name)) {
+        problems.push(PluginError::ForbiddenImport {
+            import: import.clone(),
+        });
+    }
+    for export in EXPORTS
+        .into_iter()
+        .filter(|e| !shape.functions.iter().any(|f| f == e))
+    {
+        problems.push(PluginError::MissingExport { export });
+    }
+    if shape.initial_memory > limits.memory_bytes as u64 {
+        problems.push(PluginError::MemoryTooSmall {
+            needed: shape.initial_memory,
+            limit: limits.memory_bytes,
+        });
+    }
+    (problems, Some(shape))
+}
+
+/// Checks the binary header: a component, not a core module.
+fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         let reason = if bytes.starts_with(b"(") {
             "this looks like WebAssembly text; upload the binary .wasm".to_string()
@@ -69,72 +117,122 @@ pub(crate) fn check_binary(bytes: &[u8], limit: usize) -> Result<(), PluginError
     }
 }
 
-/// Checks every import against the allow-list and returns their names.
-pub(crate) fn check_imports(
-    component: &Component,
-    engine: &Engine,
-) -> Result<Vec<String>, PluginError> {
-    let mut names = Vec::new();
-    for (name, _) in component.component_type().imports(engine) {
-        if !allowed(name) {
-            return Err(PluginError::ForbiddenImport {
-                import: name.to_string(),
-            });
+/// Reads the imports, function exports and memories of a component.
+fn shape(bytes: &[u8]) -> Result<Shape, PluginError> {
+    let invalid = |e: wasmparser::BinaryReaderError| PluginError::Invalid {
+        reason: e.to_string(),
+    };
+    let mut shape = Shape::default();
+    // Nested modules and components come inline, each closed by an `End`;
+    // only the outer component's imports and exports are the plugin's.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(invalid)? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import.map_err(invalid)?;
+                    // `use types.{event}` in a world becomes an import of a
+                    // type equal to one already imported: a name, not a need.
+                    if !matches!(import.ty, ComponentTypeRef::Type(TypeBounds::Eq(_))) {
+                        shape.imports.push(import.name.name.to_string());
+                    }
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    let export = export.map_err(invalid)?;
+                    if export.kind == ComponentExternalKind::Func {
+                        shape.functions.push(export.name.name.to_string());
+                    }
+                }
+            }
+            Payload::MemorySection(reader) => {
+                for memory in reader {
+                    let memory = memory.map_err(invalid)?;
+                    let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+                    shape.initial_memory = shape
+                        .initial_memory
+                        .max(memory.initial.saturating_mul(page));
+                }
+            }
+            _ => {}
         }
-        names.push(name.to_string());
     }
-    Ok(names)
-}
-
-/// Checks that the three hook functions are exported and returns the
-/// component's function exports. Signatures are checked later, when the
-/// generated bindings look the exports up.
-pub(crate) fn check_exports(
-    component: &Component,
-    engine: &Engine,
-) -> Result<Vec<String>, PluginError> {
-    let ty = component.component_type();
-    let functions: Vec<String> = ty
-        .exports(engine)
-        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)))
-        .map(|(name, _)| name.to_string())
-        .collect();
-    if let Some(missing) = EXPORTS
-        .into_iter()
-        .find(|e| !functions.iter().any(|f| f == e))
-    {
-        return Err(PluginError::MissingExport { export: missing });
-    }
-    Ok(functions)
+    Ok(shape)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn limits(max_component_bytes: usize) -> Limits {
+        Limits {
+            max_component_bytes,
+            ..Limits::default()
+        }
+    }
+
     #[test]
     fn core_module_is_told_to_build_for_wasip2() {
         let module = wat::parse_str("(module)").unwrap();
-        let err = check_binary(&module, 1 << 20).unwrap_err();
-        assert_eq!(err, PluginError::NotAComponent);
-        assert!(err.to_string().contains("--target wasm32-wasip2"));
+        let (problems, _) = problems(&module, &limits(1 << 20));
+        assert_eq!(problems, [PluginError::NotAComponent]);
+        assert!(problems[0].to_string().contains("--target wasm32-wasip2"));
     }
 
     #[test]
     fn oversized_upload_names_both_sizes() {
-        let err = check_binary(&[0; 100], 10).unwrap_err();
+        let (problems, _) = problems(&[0; 100], &limits(10));
         assert_eq!(
-            err.to_string(),
+            problems[0].to_string(),
             "plugin is 100 bytes, over the 10-byte component size limit"
         );
     }
 
     #[test]
     fn text_and_garbage_are_not_wasm() {
-        let text = check_binary(b"(component)", 1 << 20).unwrap_err();
-        assert!(text.to_string().contains("WebAssembly text"), "{text}");
-        let garbage = check_binary(b"PK\x03\x04zipfile", 1 << 20).unwrap_err();
-        assert!(garbage.to_string().contains("\\0asm header"), "{garbage}");
+        let (text, _) = problems(b"(component)", &limits(1 << 20));
+        assert!(text[0].to_string().contains("WebAssembly text"), "{text:?}");
+        let (garbage, _) = problems(b"PK\x03\x04zipfile", &limits(1 << 20));
+        assert!(
+            garbage[0].to_string().contains("\\0asm header"),
+            "{garbage:?}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_cheapest_first() {
+        let component = wat::parse_str(
+            r#"(component
+                (import "acme:db/query@1.0.0" (instance))
+                (import "wasi:io/streams@0.3.0" (instance))
+                (core module (memory 1024))
+            )"#,
+        )
+        .unwrap();
+        let mut limits = limits(10);
+        limits.memory_bytes = 32 << 20;
+        let (problems, _) = problems(&component, &limits);
+        let codes: Vec<_> = problems.iter().map(PluginError::code).collect();
+        assert_eq!(
+            codes,
+            [
+                "too_large",
+                "forbidden_import",
+                "forbidden_import",
+                "missing_export",
+                "missing_export",
+                "missing_export",
+                "memory_too_small"
+            ]
+        );
+        assert_eq!(
+            problems[6].to_string(),
+            "plugin needs 67108864 bytes of memory to start, over its memory limit of \
+             33554432 bytes (plugin.memory_mib)"
+        );
     }
 
     #[test]
@@ -151,6 +249,6 @@ mod tests {
     #[test]
     fn empty_component_header_passes_the_binary_check() {
         let component = wat::parse_str("(component)").unwrap();
-        assert!(check_binary(&component, 1 << 20).is_ok());
+        assert!(check_header(&component).is_ok());
     }
 }
