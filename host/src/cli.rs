@@ -1,7 +1,7 @@
 //! `hookgate plugin check` and `hookgate plugin run`: try a plugin locally,
 //! with the same runtime and limits the server uses.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -68,21 +68,32 @@ pub enum CliError {
 
 /// Validates a plugin and describes it: size, sha256, exports and imports;
 /// or lists every problem it has.
-pub async fn check(path: &Path, limits: Limits) -> Result<Value, CliError> {
+///
+/// Compiled plugins are kept in `cache`, so that checking or running the
+/// same bytes again skips the seconds a large guest takes to compile.
+pub async fn check(path: &Path, limits: Limits, cache: Option<PathBuf>) -> Result<Value, CliError> {
     let wasm = read(path)?;
-    let runtime = Runtime::new(limits, None)?;
-    let compiled = runtime.check(wasm).await.map_err(CliError::Problems)?;
-    Ok(serde_json::to_value(compiled.plugin.info()).expect("plugin info serializes"))
+    let runtime = Runtime::new(limits, cache)?;
+    let prepared = runtime.check(wasm).await.map_err(CliError::Problems)?;
+    let mut report = serde_json::to_value(prepared.plugin.info()).expect("plugin info serializes");
+    report["compiled"] = prepared.compiled.into();
+    Ok(report)
 }
 
 /// Runs one hook of a plugin on an event and reports the result, the
-/// duration and the fuel used.
-pub async fn run(path: &Path, options: RunOptions, limits: Limits) -> Result<Value, CliError> {
+/// duration, the fuel used and whether the plugin had to be compiled.
+pub async fn run(
+    path: &Path,
+    options: RunOptions,
+    limits: Limits,
+    cache: Option<PathBuf>,
+) -> Result<Value, CliError> {
     let wasm = read(path)?;
     let event: NewEvent = parse(&options.event)?;
     let event = event.into_event(SystemClock.now_ms());
-    let runtime = Runtime::new(limits, None)?;
-    let plugin = runtime.compile(wasm).await?.plugin;
+    let runtime = Runtime::new(limits, cache)?;
+    let prepared = runtime.compile(wasm).await?;
+    let plugin = prepared.plugin;
     let config = Arc::new(options.config);
 
     let (hook, result, fuel_used, duration) = match options.hook {
@@ -152,6 +163,7 @@ pub async fn run(path: &Path, options: RunOptions, limits: Limits) -> Result<Val
         "result": result,
         "duration_us": duration.as_micros() as u64,
         "fuel_used": fuel_used,
+        "compiled": prepared.compiled,
     }))
 }
 

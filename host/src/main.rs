@@ -130,6 +130,16 @@ impl LimitArgs {
     }
 }
 
+/// Where `plugin check` and `plugin run` keep what they compiled:
+/// `$XDG_CACHE_HOME/hookgate/plugins`, else `~/.cache/hookgate/plugins`.
+fn local_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("hookgate").join("plugins"))
+}
+
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -175,7 +185,7 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::Plugin(PluginCommand::Check { file, limits }) => {
-            cli::check(&file, limits.limits()).await
+            cli::check(&file, limits.limits(), local_cache()).await
         }
         Command::Plugin(PluginCommand::Run {
             file,
@@ -197,7 +207,7 @@ async fn main() -> ExitCode {
                 response,
                 expected_status,
             };
-            cli::run(&file, options, limits.limits()).await
+            cli::run(&file, options, limits.limits(), local_cache()).await
         }
     };
     match result {

@@ -8,8 +8,15 @@ use serde_json::{Value, json};
 use crate::fixtures;
 
 fn hookgate(args: &[&str]) -> Output {
+    let cache = tempfile::tempdir().unwrap();
+    hookgate_cached(args, cache.path())
+}
+
+/// Runs the CLI with its compile cache in `cache`.
+fn hookgate_cached(args: &[&str], cache: &Path) -> Output {
     Command::new(fixtures::hookgate_bin())
         .args(args)
+        .env("XDG_CACHE_HOME", cache)
         .output()
         .expect("hookgate runs")
 }
@@ -249,4 +256,32 @@ fn plugin_check_names_a_memory_limit_below_what_the_plugin_starts_with() {
         stderr.contains("bytes of memory to start, over its memory limit of 1048576 bytes"),
         "{stderr}"
     );
+}
+
+#[test]
+fn plugin_run_and_check_compile_a_plugin_once_into_the_local_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let event = write_json(
+        dir.path(),
+        "event.json",
+        json!({"object_type": "app", "action": "created", "phase": "before", "data": {}}),
+    );
+    let path = plugin("rate-policy");
+    let first = stdout_json(&hookgate_cached(
+        &["plugin", "run", &path, "--event", &event],
+        cache.path(),
+    ));
+    assert_eq!(first["compiled"], true);
+    let again = stdout_json(&hookgate_cached(
+        &["plugin", "run", &path, "--event", &event],
+        cache.path(),
+    ));
+    assert_eq!(
+        again["compiled"], false,
+        "the second run loads from the cache"
+    );
+    let checked = stdout_json(&hookgate_cached(&["plugin", "check", &path], cache.path()));
+    assert_eq!(checked["compiled"], false);
+    assert!(cache.path().join("hookgate/plugins").is_dir());
 }
