@@ -66,7 +66,8 @@ async fn decides_like_the_rust_rate_policy(lang: Foreign) {
     );
     assert!(reason.contains("bad-data"), "{reason}");
 
-    // Time and fuel are kept per plugin, failures included.
+    // Time and fuel are kept per plugin, failures included. The metrics are
+    // the process's, and other tests call the same bytes: at least these 3.
     let metrics = app.metrics_text().await;
     for name in ["hookgate_plugin_call_seconds", "hookgate_plugin_fuel_used"] {
         let calls: f64 = metrics
@@ -75,7 +76,7 @@ async fn decides_like_the_rust_rate_policy(lang: Foreign) {
             .filter(|l| l.contains(&format!("plugin=\"{}\"", &sha[..12])))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
-        assert_eq!(calls, 3.0, "{name} of plugin {sha}:\n{metrics}");
+        assert!(calls >= 3.0, "{name} of plugin {sha}:\n{metrics}");
     }
 }
 
