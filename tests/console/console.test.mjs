@@ -240,6 +240,12 @@ test('uploading plugins: a bad one shows the runtime error inline, a good one is
   const row = page.getByRole('row', { name: /redact/ });
   await row.waitFor();
   assert.match(await row.innerText(), /transform/, 'exports are listed');
+  assert.match(await row.innerText(), /compiling|ready/, 'the state is shown');
+  for (let i = 0; i < 50 && !/ready/.test(await row.innerText()); i++) {
+    await page.waitForTimeout(200);
+    await page.reload();
+  }
+  assert.match(await row.innerText(), /ready/, 'it becomes ready');
   await shot('08-plugins');
 
   const plugins = await apiCall('GET', '/v1/plugins');

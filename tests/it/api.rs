@@ -639,3 +639,60 @@ backend_test! {
         assert_eq!(again, (202, body), "a repeat reads the original");
     }
 }
+
+backend_test! {
+    async fn an_upload_answers_compiling_and_becomes_ready() {
+        let app = spawn_app().await;
+        let tenant = app.tenant("acme").await;
+        let (status, uploaded) = app
+            .upload(&tenant.key, "rate-policy", fixtures::plugin("rate-policy"))
+            .await;
+        assert_eq!(status, 201, "{uploaded}");
+        assert_eq!(uploaded["state"], "compiling", "{uploaded}");
+        assert_eq!(uploaded["exports"], json!(["transform", "decide", "judge"]));
+        let id = uploaded["id"].as_str().unwrap();
+        let ready = app.settled_plugin(&tenant.key, id).await;
+        assert_eq!(ready["state"], "ready", "{ready}");
+        assert!(ready.get("error").is_none(), "{ready}");
+        let (_, list) = app.get("/v1/plugins", &tenant.key).await;
+        assert_eq!(list["items"][0]["state"], "ready");
+    }
+}
+
+backend_test! {
+    async fn a_plugin_that_validates_but_does_not_link_ends_failed_and_denies_saying_why() {
+        let app = spawn_app().await;
+        let tenant = app.tenant("acme").await;
+        // The three hooks are there, but take no arguments: only linking
+        // against the contract can tell.
+        let wrong = wat::parse_str(
+            r#"(component
+                (core module $m (func (export "f")))
+                (core instance $i (instantiate $m))
+                (func $f (canon lift (core func $i "f")))
+                (export "transform" (func $f))
+                (export "decide" (func $f))
+                (export "judge" (func $f)))"#,
+        )
+        .unwrap();
+        let (status, uploaded) = app.upload(&tenant.key, "wrong", wrong).await;
+        assert_eq!(status, 201, "{uploaded}");
+        assert_eq!(uploaded["state"], "compiling");
+        let id = uploaded["id"].as_str().unwrap();
+        let failed = app.settled_plugin(&tenant.key, id).await;
+        assert_eq!(failed["state"], "failed", "{failed}");
+        let error = failed["error"].as_str().unwrap();
+        assert!(error.contains("do not match"), "{error}");
+
+        app.callback(&tenant.key, json!({"name": "gate", "object_type": "app",
+            "phase": "before", "plugin": {"id": id}}))
+            .await;
+        let (_, answer) = app
+            .emit(&tenant.key, json!({"object_type": "app", "action": "created",
+                "phase": "before", "data": {}}))
+            .await;
+        assert_eq!(answer["allowed"], false, "{answer}");
+        let reason = answer["decisions"][0]["reason"].as_str().unwrap();
+        assert!(reason.contains("failed to compile") && reason.contains("do not match"), "{reason}");
+    }
+}

@@ -169,6 +169,20 @@ impl TestApp {
         created["id"].as_str().unwrap().into()
     }
 
+    /// Polls an uploaded plugin until it is no longer `compiling`, as an
+    /// author would before using it, and returns its record.
+    pub(crate) async fn settled_plugin(&self, key: &str, id: &str) -> Value {
+        for _ in 0..1200 {
+            let (status, plugin) = self.get(&format!("/v1/plugins/{id}"), key).await;
+            assert_eq!(status, 200, "{plugin}");
+            if plugin["state"] != "compiling" {
+                return plugin;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("plugin {id} is still compiling after 120 s");
+    }
+
     /// Emits an event and returns the status and answer.
     pub(crate) async fn emit(&self, key: &str, event: Value) -> (u16, Value) {
         self.post("/v1/events", key, event).await

@@ -22,6 +22,9 @@ async fn gate(lang: Foreign, config: Value) -> Option<(TestApp, String, String)>
         status, 201,
         "{lang:?} uploads at the default limits: {uploaded}"
     );
+    let id = uploaded["id"].as_str().unwrap();
+    let settled = app.settled_plugin(&tenant.key, id).await;
+    assert_eq!(settled["state"], "ready", "{settled}");
     app.callback(
         &tenant.key,
         json!({"name": "limits", "object_type": "policy",
@@ -101,6 +104,8 @@ async fn transforms_like_the_rust_redact(lang: Foreign) {
     let tenant = app.tenant("acme").await;
     let (status, uploaded) = app.upload(&tenant.key, "redact", wasm).await;
     assert_eq!(status, 201, "{uploaded}");
+    let id = uploaded["id"].as_str().unwrap();
+    assert_eq!(app.settled_plugin(&tenant.key, id).await["state"], "ready");
     let sink = receiver(200).await;
     app.callback(
         &tenant.key,

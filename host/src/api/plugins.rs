@@ -37,12 +37,15 @@ struct DeleteQuery {
     force: bool,
 }
 
-/// Uploads a WebAssembly component. It is validated, compiled and
-/// stored; a failure is a 422 carrying the runtime's precise message.
+/// Uploads a WebAssembly component. It is validated (size, kind, imports,
+/// exports, starting memory) and stored at once, then compiled in the
+/// background: the answer says `compiling`, and the plugin's record turns
+/// `ready`, or `failed` with the error. A validation failure is a 422
+/// carrying the runtime's precise message.
 #[utoipa::path(post, operation_id = "upload_plugin", path = "/v1/plugins", tag = "plugins", params(UploadQuery),
     request_body(description = "The component's bytes, under any content type.",
         content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
-    responses((status = 201, description = "Stored as the name's next version.", body = PluginRecord)))]
+    responses((status = 201, description = "Stored as the name's next version, compiling.", body = PluginRecord)))]
 async fn upload(
     who: Caller<Manage>,
     State(state): State<AppState>,

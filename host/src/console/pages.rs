@@ -12,7 +12,7 @@ use crate::domain::callbacks::{CallbackFilter, CallbackView};
 use crate::domain::page_size;
 use crate::model::event::rfc3339;
 use crate::model::{
-    Activation, ActivationOutcome, HttpRecord, PluginRecord, Role, default_actions,
+    Activation, ActivationOutcome, HttpRecord, PluginRecord, PluginState, Role, default_actions,
 };
 
 type Page = Result<Markup, PageError>;
@@ -340,12 +340,16 @@ pub(super) async fn plugins(User(who): User, State(state): State<AppState>) -> P
             } @else {
                 table {
                     caption class="visually-hidden" { "Plugin versions" }
-                    thead { tr { th scope="col" { "Name" } th scope="col" { "Version" } th scope="col" { "Exports" } th scope="col" { "Size" } th scope="col" { "Uploaded" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Version" } th scope="col" { "State" } th scope="col" { "Exports" } th scope="col" { "Size" } th scope="col" { "Uploaded" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
                     tbody {
                         @for p in &plugins {
                             tr data-plugin-id=(p.id) {
                                 th scope="row" { (p.name) }
                                 td { (p.version) }
+                                td data-plugin-state=(plugin_state(p.state)) {
+                                    (plugin_state(p.state))
+                                    @if let Some(error) = &p.error { ": " (error) }
+                                }
                                 td { (p.exports.join(", ")) }
                                 td { (p.size) " bytes" }
                                 td { (when(p.created_at)) }
@@ -357,6 +361,14 @@ pub(super) async fn plugins(User(who): User, State(state): State<AppState>) -> P
             }
         },
     ))
+}
+
+fn plugin_state(state: PluginState) -> &'static str {
+    match state {
+        PluginState::Compiling => "compiling",
+        PluginState::Ready => "ready",
+        PluginState::Failed => "failed",
+    }
 }
 
 pub(super) async fn try_event(User(who): User) -> Page {

@@ -3,18 +3,28 @@
 //!
 //! The store keeps each version's component bytes; each node compiles them
 //! itself (from its own compile cache when it has identical bytes) when a
-//! plugin is first used, or at start for every stored plugin. A plugin
-//! deleted on any node is forgotten here when the store announces it.
+//! plugin is first used, or at start for every stored plugin. An upload is
+//! validated and stored at once, and compiled in the background: its record
+//! says `compiling`, then `ready` or `failed`. A plugin deleted on any node
+//! is forgotten here when the store announces it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use super::{Error, Result, input};
 use crate::clock::SharedClock;
-use crate::model::PluginRecord;
 use crate::model::ids::new_id;
+use crate::model::{PluginRecord, PluginState};
 use crate::plugin::{Plugin, PluginError, Runtime};
 use crate::store::{Change, Store};
+
+/// Longest a compilation may take. A Python or JavaScript component takes
+/// seconds on a small machine; one that takes minutes is refused.
+const COMPILE_DEADLINE: Duration = Duration::from_secs(120);
+/// How long a call waits for a plugin that is being compiled before it
+/// fails, saying so: a before-event is denied, a delivery retried.
+const COMPILE_WAIT: Duration = Duration::from_secs(10);
 
 /// The plugin service.
 #[derive(Clone)]
@@ -76,7 +86,15 @@ impl Plugins {
             return Ok(plugin.clone());
         }
         let turn = self.loading().entry(id.to_string()).or_default().clone();
-        let _turn = turn.lock().await;
+        let Ok(_turn) = tokio::time::timeout(COMPILE_WAIT, turn.lock()).await else {
+            return Err(Unavailable {
+                id: id.to_string(),
+                reason: format!(
+                    "it is still compiling after {} s; try again shortly",
+                    COMPILE_WAIT.as_secs()
+                ),
+            });
+        };
         let loaded = self.read().get(id).cloned();
         let result = match loaded {
             Some(plugin) => Ok(plugin),
@@ -101,6 +119,10 @@ impl Plugins {
             .await
             .map_err(|e| unavailable(e.to_string()))?
             .ok_or_else(|| unavailable("it was deleted".into()))?;
+        if record.state == PluginState::Failed {
+            let error = record.error.unwrap_or_default();
+            return Err(unavailable(format!("it failed to compile: {error}")));
+        }
         let plugin = self
             .load(&record)
             .await
@@ -126,6 +148,9 @@ impl Plugins {
         Ok(loaded)
     }
 
+    /// Compiles a stored plugin into this node's memory and records, if
+    /// its record still said `compiling` (its uploader stopped before it
+    /// finished), how that went.
     async fn load(&self, record: &PluginRecord) -> Result<Plugin> {
         let wasm = self
             .store
@@ -135,24 +160,52 @@ impl Plugins {
             .ok_or_else(|| {
                 Error::Internal(format!("plugin {} has no stored component", record.id))
             })?;
-        let prepared = self.compile(wasm).await.map_err(Error::Plugin)?;
-        self.write().insert(record.id.clone(), prepared.clone());
-        Ok(prepared)
+        let compiled = self.compile(wasm).await;
+        if record.state == PluginState::Compiling {
+            self.settle(record.clone(), compiled.as_ref().err()).await;
+        }
+        let plugin = compiled.map_err(Error::Plugin)?;
+        self.write().insert(record.id.clone(), plugin.clone());
+        Ok(plugin)
     }
 
     async fn compile(&self, wasm: Vec<u8>) -> std::result::Result<Plugin, PluginError> {
-        let prepared = self.runtime.compile(wasm).await?;
+        let prepared = tokio::time::timeout(COMPILE_DEADLINE, self.runtime.compile(wasm))
+            .await
+            .map_err(|_| PluginError::Invalid {
+                reason: format!(
+                    "compiling took longer than {} s",
+                    COMPILE_DEADLINE.as_secs()
+                ),
+            })??;
         if prepared.compiled {
             metrics::counter!("hookgate_plugin_compilations_total").increment(1);
         }
         Ok(prepared.plugin)
     }
 
-    /// Validates, compiles and stores a new version of plugin `name`.
+    /// Records how a plugin's compilation ended.
+    async fn settle(&self, record: PluginRecord, failure: Option<&PluginError>) {
+        let record = PluginRecord {
+            state: match failure {
+                None => PluginState::Ready,
+                Some(_) => PluginState::Failed,
+            },
+            error: failure.map(ToString::to_string),
+            ..record
+        };
+        if let Err(err) = self.store.plugins().update_plugin(&record).await {
+            tracing::error!(plugin = %record.id, "cannot record the plugin's state: {err}");
+        }
+    }
+
+    /// Validates and stores a new version of plugin `name`, and compiles it
+    /// in the background: the record answered says `compiling`. What fails
+    /// the quick checks (size, kind, imports, exports, memory) is refused
+    /// here, naming the problem; what fails to compile ends `failed`.
     pub async fn upload(&self, tenant: &str, name: &str, wasm: Vec<u8>) -> Result<PluginRecord> {
         input::identifier("name", name, 64)?;
-        let plugin = self.compile(wasm.clone()).await.map_err(Error::Plugin)?;
-        let info = plugin.info().clone();
+        let info = self.runtime.validate(&wasm).map_err(Error::Plugin)?;
         let record = PluginRecord {
             id: new_id("plg"),
             tenant_id: tenant.to_string(),
@@ -162,9 +215,31 @@ impl Plugins {
             size: info.size,
             exports: info.exports,
             created_at: self.clock.now_ms(),
+            state: PluginState::Compiling,
+            error: None,
         };
-        let record = self.store.plugins().insert_plugin(record, wasm).await?;
-        self.write().insert(record.id.clone(), plugin);
+        let record = self
+            .store
+            .plugins()
+            .insert_plugin(record, wasm.clone())
+            .await?;
+        // Calls that need it meanwhile wait for this compilation's turn
+        // rather than starting their own. Nobody knows the id yet, so the
+        // turn is free.
+        let turn = self.loading().entry(record.id.clone()).or_default().clone();
+        let turn = turn.lock_owned().await;
+        let this = self.clone();
+        let stored = record.clone();
+        tokio::spawn(async move {
+            let compiled = this.compile(wasm).await;
+            if let Ok(plugin) = &compiled {
+                this.write().insert(stored.id.clone(), plugin.clone());
+            }
+            let id = stored.id.clone();
+            this.settle(stored, compiled.as_ref().err()).await;
+            drop(turn);
+            this.loading().remove(&id);
+        });
         Ok(record)
     }
 

@@ -85,6 +85,32 @@ pub struct PluginRecord {
     pub exports: Vec<String>,
     /// Milliseconds since the Unix epoch.
     pub created_at: u64,
+    /// Whether it is ready to run. Versions stored before states existed
+    /// were compiled at upload, so they read as ready.
+    #[serde(default = "PluginState::ready")]
+    pub state: PluginState,
+    /// Why compiling failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Where a plugin version is between upload and use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    /// Validated and stored; being compiled, off the upload's request path.
+    Compiling,
+    /// Compiled: callbacks run it.
+    Ready,
+    /// Could not be compiled; `error` says why. Callbacks using it deny
+    /// (before) or fail (after) with that reason.
+    Failed,
+}
+
+impl PluginState {
+    fn ready() -> Self {
+        PluginState::Ready
+    }
 }
 
 /// The plugin a callback runs, and its configuration.

@@ -321,6 +321,21 @@ impl Runtime {
             })?
     }
 
+    /// The checks of [`Runtime::compile`] that need no compiling: size,
+    /// kind, imports, exports and starting memory, in milliseconds. What
+    /// they pass may still fail to compile or link.
+    pub fn validate(&self, wasm: &[u8]) -> Result<PluginInfo, PluginError> {
+        match validate::problems(wasm, &self.inner.limits) {
+            (problems, Some(shape)) if problems.is_empty() => Ok(PluginInfo {
+                sha256: hex::encode(Sha256::digest(wasm)),
+                size: wasm.len(),
+                imports: shape.imports,
+                exports: shape.functions,
+            }),
+            (mut problems, _) => Err(problems.remove(0)),
+        }
+    }
+
     /// Like [`Runtime::compile`], but reports every problem with the
     /// component at once, cheapest first, as `plugin check` shows them.
     pub async fn check(&self, wasm: Vec<u8>) -> Result<Prepared, Vec<PluginError>> {

@@ -159,6 +159,10 @@ pub trait PluginRepo: Send + Sync {
     /// Deletes a plugin version, announcing [`Change::Plugin`]; false if
     /// the tenant has no such plugin.
     async fn delete_plugin(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+    /// Replaces a plugin version's record, as its compilation ends; false
+    /// if it was deleted meanwhile. The component and version stay, so
+    /// nodes holding it compiled keep it: nothing is announced.
+    async fn update_plugin(&self, record: &PluginRecord) -> StoreResult<bool>;
 }
 
 /// Callbacks, the templates that make them, and how each callback fares.

@@ -445,6 +445,18 @@ impl PluginRepo for PgStore {
         Ok(record)
     }
 
+    async fn update_plugin(&self, record: &PluginRecord) -> StoreResult<bool> {
+        let updated =
+            sqlx::query("UPDATE plugins SET record = $3 WHERE tenant_id = $1 AND id = $2")
+                .bind(&record.tenant_id)
+                .bind(&record.id)
+                .bind(encode(record))
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(updated.rows_affected() > 0)
+    }
+
     async fn plugin(&self, tenant: &str, id: &str) -> StoreResult<Option<PluginRecord>> {
         self.one(
             "SELECT record FROM plugins WHERE tenant_id = $1 AND id = $2",

@@ -177,6 +177,11 @@ impl PluginRepo for SledStore {
         }
         Ok(deleted)
     }
+
+    async fn update_plugin(&self, record: &PluginRecord) -> StoreResult<bool> {
+        let record = record.clone();
+        self.pool.write(move |t| t.update_plugin(&record)).await
+    }
 }
 
 #[async_trait]

@@ -352,6 +352,17 @@ impl Trees {
         }))
     }
 
+    pub(super) fn update_plugin(&self, record: &PluginRecord) -> StoreResult<bool> {
+        let k = key(&record.tenant_id, &record.id);
+        finish(self.plugins.transaction(|plugins| {
+            if plugins.get(k.as_str())?.is_none() {
+                return Ok(false);
+            }
+            plugins.insert(k.as_str(), encode(record))?;
+            Ok(true)
+        }))
+    }
+
     pub(super) fn put_callback(&self, callback: &Callback) -> StoreResult<()> {
         put_named(
             (&self.callbacks, &self.callback_names),
