@@ -89,11 +89,13 @@ impl Application {
         )
         .map_err(|e| StartError::Runtime(e.to_string()))?;
         let plugins = Plugins::new(runtime, store.clone(), clock.clone());
-        let loaded = plugins
-            .load_all()
+        // Plugins load when first used; only those a stopped node left
+        // compiling are compiled now, in the background.
+        let unfinished = plugins
+            .settle_unfinished()
             .await
             .map_err(|e| StartError::Storage(e.to_string()))?;
-        tracing::info!(plugins = loaded, "plugins ready");
+        tracing::info!(compiling = unfinished, "plugins load on first use");
 
         let http = HttpClient::new(config.allow_private_targets);
         let callbacks = Callbacks::new(store.clone(), clock.clone());

@@ -3,7 +3,9 @@
 //!
 //! The store keeps each version's component bytes; each node compiles them
 //! itself (from its own compile cache when it has identical bytes) when a
-//! plugin is first used, or at start for every stored plugin. An upload is
+//! plugin is first used, and versions with identical bytes share one
+//! compiled copy in memory, so a node holding many plugins starts at once
+//! and stays small. An upload is
 //! validated and stored at once, and compiled in the background: its record
 //! says `compiling`, then `ready` or `failed`. A plugin deleted on any node
 //! is forgotten here when the store announces it.
@@ -32,11 +34,21 @@ pub struct Plugins {
     runtime: Runtime,
     store: Store,
     clock: SharedClock,
+    /// Plugin versions by id.
     loaded: Arc<RwLock<HashMap<String, Plugin>>>,
+    /// The same plugins by sha256: versions with identical bytes share one
+    /// compiled copy.
+    by_sha: Arc<RwLock<HashMap<String, Plugin>>>,
     /// Plugins being loaded, one turn each: calls that miss together wait
     /// for the first to load, rather than each compiling the same bytes.
-    loading: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    loading: Turns,
+    /// Bytes being compiled, one turn per sha256, for the same reason
+    /// across versions: a thousand uploads of one component compile once.
+    compiling: Turns,
 }
+
+/// One async turn per key, taken by whoever does the work for that key.
+type Turns = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
 
 /// Why a plugin cannot be called.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,10 +61,12 @@ pub struct Unavailable {
 }
 
 impl Plugins {
-    /// The plugin service; [`Plugins::load_all`] warms it before serving.
+    /// The plugin service; [`Plugins::settle_unfinished`] finishes what a
+    /// stopped node left compiling.
     pub fn new(runtime: Runtime, store: Store, clock: SharedClock) -> Self {
         let loaded: Arc<RwLock<HashMap<String, Plugin>>> = Arc::default();
-        let listening = loaded.clone();
+        let by_sha: Arc<RwLock<HashMap<String, Plugin>>> = Arc::default();
+        let (listening, listening_sha) = (loaded.clone(), by_sha.clone());
         store.changes().subscribe(move |change| {
             let loaded = || listening.write().unwrap_or_else(|p| p.into_inner());
             match change {
@@ -61,7 +75,13 @@ impl Plugins {
                 }
                 // Compiled plugins stay in this node's compile cache, so
                 // loading them again costs a read, not a compilation.
-                Change::Resync => loaded().clear(),
+                Change::Resync => {
+                    loaded().clear();
+                    listening_sha
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
+                }
                 _ => {}
             }
         });
@@ -70,6 +90,8 @@ impl Plugins {
             store,
             clock,
             loaded,
+            by_sha,
+            compiling: Arc::default(),
             loading: Arc::default(),
         }
     }
@@ -130,22 +152,25 @@ impl Plugins {
         Ok(plugin)
     }
 
-    /// Loads every stored plugin, so the first events do not wait for
-    /// compilations. A plugin that cannot be loaded is logged and left out
-    /// rather than stopping the server: its callbacks then deny (before)
-    /// or fail (after) with a clear reason.
-    pub async fn load_all(&self) -> Result<usize> {
+    /// Compiles, in the background, the plugins whose uploader stopped
+    /// before recording how their compilation went, so that none stays
+    /// `compiling`. Every other plugin is loaded when first used.
+    pub async fn settle_unfinished(&self) -> Result<usize> {
         let records = self.store.plugins().all_plugins().await?;
-        let mut loaded = 0;
-        for record in records {
-            match self.load(&record).await {
-                Ok(_) => loaded += 1,
-                Err(err) => {
+        let unfinished: Vec<_> = records
+            .into_iter()
+            .filter(|r| r.state == PluginState::Compiling)
+            .collect();
+        let count = unfinished.len();
+        let this = self.clone();
+        tokio::spawn(async move {
+            for record in unfinished {
+                if let Err(err) = this.load(&record).await {
                     tracing::error!(plugin = %record.id, name = %record.name, "cannot load plugin: {err}");
                 }
             }
-        }
-        Ok(loaded)
+        });
+        Ok(count)
     }
 
     /// Compiles a stored plugin into this node's memory and records, if
@@ -160,7 +185,7 @@ impl Plugins {
             .ok_or_else(|| {
                 Error::Internal(format!("plugin {} has no stored component", record.id))
             })?;
-        let compiled = self.compile(wasm).await;
+        let compiled = self.compile(&record.sha256, wasm).await;
         if record.state == PluginState::Compiling {
             self.settle(record.clone(), compiled.as_ref().err()).await;
         }
@@ -169,7 +194,39 @@ impl Plugins {
         Ok(plugin)
     }
 
-    async fn compile(&self, wasm: Vec<u8>) -> std::result::Result<Plugin, PluginError> {
+    /// A plugin ready to call: the compiled copy of another version with
+    /// the same bytes, if this node holds one, else compiled (or loaded from
+    /// this node's compile cache).
+    async fn compile(
+        &self,
+        sha256: &str,
+        wasm: Vec<u8>,
+    ) -> std::result::Result<Plugin, PluginError> {
+        let shared = || {
+            let by_sha = self.by_sha.read().unwrap_or_else(|p| p.into_inner());
+            by_sha.get(sha256).cloned()
+        };
+        if let Some(plugin) = shared() {
+            return Ok(plugin);
+        }
+        let turn = lock(&self.compiling)
+            .entry(sha256.to_string())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
+        let compiled = match shared() {
+            Some(plugin) => Ok(plugin),
+            None => self.compile_now(wasm).await,
+        };
+        if let Ok(plugin) = &compiled {
+            let mut by_sha = self.by_sha.write().unwrap_or_else(|p| p.into_inner());
+            by_sha.insert(sha256.to_string(), plugin.clone());
+        }
+        lock(&self.compiling).remove(sha256);
+        compiled
+    }
+
+    async fn compile_now(&self, wasm: Vec<u8>) -> std::result::Result<Plugin, PluginError> {
         let prepared = tokio::time::timeout(COMPILE_DEADLINE, self.runtime.compile(wasm))
             .await
             .map_err(|_| PluginError::Invalid {
@@ -231,7 +288,7 @@ impl Plugins {
         let this = self.clone();
         let stored = record.clone();
         tokio::spawn(async move {
-            let compiled = this.compile(wasm).await;
+            let compiled = this.compile(&stored.sha256, wasm).await;
             if let Ok(plugin) = &compiled {
                 this.write().insert(stored.id.clone(), plugin.clone());
             }
@@ -275,6 +332,10 @@ impl Plugins {
     }
 
     fn loading(&self) -> MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
-        self.loading.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.loading)
     }
+}
+
+fn lock(turns: &Turns) -> MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+    turns.lock().unwrap_or_else(|p| p.into_inner())
 }
