@@ -325,15 +325,7 @@ impl Runtime {
     /// kind, imports, exports and starting memory, in milliseconds. What
     /// they pass may still fail to compile or link.
     pub fn validate(&self, wasm: &[u8]) -> Result<PluginInfo, PluginError> {
-        match validate::problems(wasm, &self.inner.limits) {
-            (problems, Some(shape)) if problems.is_empty() => Ok(PluginInfo {
-                sha256: hex::encode(Sha256::digest(wasm)),
-                size: wasm.len(),
-                imports: shape.imports,
-                exports: shape.functions,
-            }),
-            (mut problems, _) => Err(problems.remove(0)),
-        }
+        self.inner.validate(wasm)
     }
 
     /// Like [`Runtime::compile`], but reports every problem with the
@@ -570,8 +562,14 @@ impl Runtime {
 impl Inner {
     /// Validates and compiles a component, failing on its first problem.
     fn compile(&self, wasm: &[u8]) -> Result<Prepared, PluginError> {
+        let info = self.validate(wasm)?;
+        self.build(wasm, info)
+    }
+
+    /// The checks that need no compiling, failing on the first problem.
+    fn validate(&self, wasm: &[u8]) -> Result<PluginInfo, PluginError> {
         match validate::problems(wasm, &self.limits) {
-            (problems, Some(shape)) if problems.is_empty() => self.build(wasm, shape),
+            (problems, Some(shape)) if problems.is_empty() => Ok(info(wasm, shape)),
             (mut problems, _) => Err(problems.remove(0)),
         }
     }
@@ -585,7 +583,7 @@ impl Inner {
             return Err(problems);
         };
         if problems.is_empty() {
-            return self.build(wasm, shape).map_err(|e| vec![e]);
+            return self.build(wasm, info(wasm, shape)).map_err(|e| vec![e]);
         }
         let memory_said = problems
             .iter()
@@ -598,21 +596,14 @@ impl Inner {
 
     /// Compiles a component that passed validation, or loads it from this
     /// node's cache, and links it.
-    fn build(&self, wasm: &[u8], shape: validate::Shape) -> Result<Prepared, PluginError> {
-        let sha256 = hex::encode(Sha256::digest(wasm));
-        let (component, compiled) = match self.cache.load(&self.engine, &sha256) {
+    fn build(&self, wasm: &[u8], info: PluginInfo) -> Result<Prepared, PluginError> {
+        let (component, compiled) = match self.cache.load(&self.engine, &info.sha256) {
             Some(component) => (component, false),
             None => {
                 let component = Component::new(&self.engine, wasm)
                     .map_err(|e| PluginError::Invalid { reason: chain(&e) })?;
                 (component, true)
             }
-        };
-        let info = PluginInfo {
-            sha256,
-            size: wasm.len(),
-            imports: shape.imports,
-            exports: shape.functions,
         };
         let plugin = self.prepare(&component, info)?;
         if compiled {
@@ -633,6 +624,16 @@ impl Inner {
             pre,
             info: Arc::new(info),
         })
+    }
+}
+
+/// What validation learned about a component.
+fn info(wasm: &[u8], shape: validate::Shape) -> PluginInfo {
+    PluginInfo {
+        sha256: hex::encode(Sha256::digest(wasm)),
+        size: wasm.len(),
+        imports: shape.imports,
+        exports: shape.functions,
     }
 }
 

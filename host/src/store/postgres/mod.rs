@@ -161,6 +161,34 @@ impl PgStore {
             .map_err(db)?;
         Ok(records(&rows))
     }
+    /// Deletes a tenant's row by key and, if there was one, announces
+    /// `change` to this node and, through the same transaction, to the
+    /// others.
+    async fn delete_announced(
+        &self,
+        sql: &str,
+        tenant: &str,
+        id: &str,
+        change: Change,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let deleted = sqlx::query(sql)
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected()
+            > 0;
+        if deleted {
+            notify(&mut *tx, &self.origin, &change).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        if deleted {
+            self.changes.publish(&change);
+        }
+        Ok(deleted)
+    }
 }
 
 async fn pool(url: &str) -> Result<PgPool, ConnectError> {
@@ -364,23 +392,13 @@ impl TenantRepo for PgStore {
     }
 
     async fn delete_key(&self, tenant: &str, id: &str) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let deleted = sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected()
-            > 0;
-        if deleted {
-            notify(&mut *tx, &self.origin, &Change::Keys).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        if deleted {
-            self.changes.publish(&Change::Keys);
-        }
-        Ok(deleted)
+        self.delete_announced(
+            "DELETE FROM api_keys WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            id,
+            Change::Keys,
+        )
+        .await
     }
 }
 
@@ -491,24 +509,13 @@ impl PluginRepo for PgStore {
     }
 
     async fn delete_plugin(&self, tenant: &str, id: &str) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let deleted = sqlx::query("DELETE FROM plugins WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected()
-            > 0;
-        let change = Change::Plugin { id: id.to_string() };
-        if deleted {
-            notify(&mut *tx, &self.origin, &change).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        if deleted {
-            self.changes.publish(&change);
-        }
-        Ok(deleted)
+        self.delete_announced(
+            "DELETE FROM plugins WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            id,
+            Change::Plugin { id: id.to_string() },
+        )
+        .await
     }
 }
 
@@ -554,26 +561,15 @@ impl CallbackRepo for PgStore {
     }
 
     async fn delete_callback(&self, tenant: &str, id: &str) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let deleted = sqlx::query("DELETE FROM callbacks WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected()
-            > 0;
-        let change = Change::Callbacks {
-            tenant: tenant.to_string(),
-        };
-        if deleted {
-            notify(&mut *tx, &self.origin, &change).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        if deleted {
-            self.changes.publish(&change);
-        }
-        Ok(deleted)
+        self.delete_announced(
+            "DELETE FROM callbacks WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            id,
+            Change::Callbacks {
+                tenant: tenant.to_string(),
+            },
+        )
+        .await
     }
 
     async fn put_template(&self, template: &Template) -> StoreResult<()> {
