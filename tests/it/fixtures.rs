@@ -24,6 +24,20 @@ pub(crate) fn plugin(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
+/// The same component with a custom section naming `tag` appended: it
+/// behaves alike, but its bytes (and so its compiled copy and its metrics)
+/// are no other test's.
+#[allow(dead_code, reason = "the benches that include this file do not use it")]
+pub(crate) fn distinct(mut wasm: Vec<u8>, tag: &str) -> Vec<u8> {
+    let name = b"hookgate-test";
+    let body: Vec<u8> = [&[name.len() as u8][..], name, tag.as_bytes()].concat();
+    assert!(body.len() < 128, "one LEB128 byte holds the section's size");
+    wasm.push(0);
+    wasm.push(body.len() as u8);
+    wasm.extend(body);
+    wasm
+}
+
 /// Path of a plugin component from `plugins/`, built if needed.
 pub(crate) fn plugin_path(name: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

@@ -216,7 +216,7 @@ impl Plugins {
         let _turn = turn.lock().await;
         let compiled = match shared() {
             Some(plugin) => Ok(plugin),
-            None => self.compile_now(wasm).await,
+            None => self.compile_now(sha256, wasm).await,
         };
         if let Ok(plugin) = &compiled {
             let mut by_sha = self.by_sha.write().unwrap_or_else(|p| p.into_inner());
@@ -226,7 +226,11 @@ impl Plugins {
         compiled
     }
 
-    async fn compile_now(&self, wasm: Vec<u8>) -> std::result::Result<Plugin, PluginError> {
+    async fn compile_now(
+        &self,
+        sha256: &str,
+        wasm: Vec<u8>,
+    ) -> std::result::Result<Plugin, PluginError> {
         let prepared = tokio::time::timeout(COMPILE_DEADLINE, self.runtime.compile(wasm))
             .await
             .map_err(|_| PluginError::Invalid {
@@ -236,7 +240,9 @@ impl Plugins {
                 ),
             })??;
         if prepared.compiled {
-            metrics::counter!("hookgate_plugin_compilations_total").increment(1);
+            let plugin = sha256.get(..12).unwrap_or_default().to_string();
+            metrics::counter!("hookgate_plugin_compilations_total", "plugin" => plugin)
+                .increment(1);
         }
         Ok(prepared.plugin)
     }
