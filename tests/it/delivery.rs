@@ -557,6 +557,27 @@ backend_test! {
                 .unwrap()
                 .contains("3 failed deliveries in a row")
         );
+
+        // Enabling it again is a fresh start, recorded under the key that
+        // did it: one more failure does not disable it at once.
+        let (status, enabled) = app
+            .send(
+                Method::PATCH,
+                &format!("/v1/callbacks/{cb}"),
+                &tenant.key,
+                Some(json!({"enabled": true})),
+            )
+            .await;
+        assert_eq!(status, 200, "{enabled}");
+        assert_eq!(enabled["enabled"], true);
+        assert_eq!(enabled["disabled_reason"], Value::Null);
+        assert_eq!(enabled["updated_by"], "default");
+        for round in 1..=3 {
+            let id = emit(&app, &tenant, after("app", json!({}))).await;
+            settled(&app, &tenant, &id, "failed", 10).await;
+            let (_, shown) = app.get(&format!("/v1/callbacks/{cb}"), &tenant.key).await;
+            assert_eq!(shown["enabled"], round < 3, "after failure {round}: {shown}");
+        }
     }
 }
 

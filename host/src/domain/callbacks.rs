@@ -181,13 +181,24 @@ impl Callbacks {
         input: CallbackInput,
     ) -> Result<CallbackView> {
         let old = self.find(tenant, id).await?;
-        let new = self.build(tenant, by, input, self.clock.now_ms()).await?;
+        let now = self.clock.now_ms();
+        let new = self.build(tenant, by, input, now).await?;
         // A reason Hookgate recorded stays while the callback stays disabled.
         let disabled_reason = if new.enabled {
             None
         } else {
             old.disabled_reason
         };
+        if new.enabled && !old.enabled {
+            // Whoever enables a callback gives it a fresh start: with its old
+            // run of failures, the next failure would disable it again at once.
+            // The run is reset before the callback runs again.
+            self.store
+                .callbacks()
+                .record_health(&old.id, false, now)
+                .await?;
+            tracing::info!(callback = %id, by, "callback enabled, its run of failures reset");
+        }
         self.save(Callback {
             disabled_reason,
             id: old.id,

@@ -192,7 +192,8 @@ pub trait CallbackRepo: Send + Sync {
 
     /// Counts one finished delivery of a callback into its run of
     /// failures, atomically, and returns the run as it now stands. A
-    /// failure announces [`Change::Health`].
+    /// failure announces [`Change::Health`]; a success ends the run, as
+    /// enabling the callback again does.
     async fn record_health(&self, callback_id: &str, failed: bool, at: u64) -> StoreResult<Health>;
 }
 
