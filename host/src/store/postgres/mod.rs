@@ -855,11 +855,15 @@ impl DeliveryRepo for PgStore {
         // Claims take turns over the cluster: each counts the leases the
         // last one committed. A claim touches a handful of rows through
         // their indexes, so nested loops are right whatever the table's
-        // statistics say; a hash join would read the whole queue.
+        // statistics say; a hash join would read the whole queue. Its
+        // commit does not wait for the disk: other nodes see the leases at
+        // once, and a lease lost with a crash of the database only lets a
+        // delivery be attempted again, which at-least-once allows.
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
             "SELECT set_config('enable_hashjoin', 'off', true), \
-             set_config('enable_mergejoin', 'off', true), pg_advisory_xact_lock($1)",
+             set_config('enable_mergejoin', 'off', true), \
+             set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock($1)",
         )
         .bind(CLAIM_LOCK)
         .execute(&mut *tx)
