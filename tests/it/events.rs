@@ -141,8 +141,15 @@ backend_test! {
         let app = spawn_app().await;
         let tenant = app.tenant("acme").await;
         let id = plugin(&app, &tenant, "rate-policy").await;
-        app.callback(&tenant.key, json!({"name": "limits", "object_type": "policy", "phase": "before", "plugin": {"id": id, "config": {"max_rps": 100}}}))
+        let cb = app.callback(&tenant.key, json!({"name": "limits", "object_type": "policy", "phase": "before",
+            "plugin": {"id": id, "config": {"max_rps": 100, "strict": true, "scope": "all"}}}))
             .await;
+        // The configuration reads back as written; the plugin reads text.
+        let (_, shown) = app.get(&format!("/v1/callbacks/{cb}"), &tenant.key).await;
+        assert_eq!(
+            shown["plugin"]["config"],
+            json!({"max_rps": 100, "strict": true, "scope": "all"})
+        );
         let (_, denied) = app
             .emit(
                 &tenant.key,

@@ -180,7 +180,7 @@ async fn transform(
                 unavailable.to_string(),
             )
         })?;
-    let config = Arc::new(reference.config.clone());
+    let config = Arc::new(reference.config_text());
     match inner
         .plugins
         .runtime()

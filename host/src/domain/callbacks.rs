@@ -482,24 +482,22 @@ impl Callbacks {
                 format!("no plugin `{}` in this tenant", input.id),
             ));
         }
-        let mut config = BTreeMap::new();
-        for (key, value) in input.config {
-            let text = match value {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Number(n) => n.to_string(),
-                serde_json::Value::Bool(b) => b.to_string(),
-                _ => {
-                    return Err(Error::invalid(
-                        format!("plugin.config.{key}"),
-                        "must be a string, number or boolean",
-                    ));
-                }
-            };
-            config.insert(key, text);
+        for (key, value) in &input.config {
+            if !matches!(
+                value,
+                serde_json::Value::String(_)
+                    | serde_json::Value::Number(_)
+                    | serde_json::Value::Bool(_)
+            ) {
+                return Err(Error::invalid(
+                    format!("plugin.config.{key}"),
+                    "must be a string, number or boolean",
+                ));
+            }
         }
         Ok(PluginRef {
             id: input.id,
-            config,
+            config: input.config,
         })
     }
 }

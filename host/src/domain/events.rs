@@ -191,9 +191,11 @@ impl Events {
             .collect();
         record.deliveries = deliveries
             .iter()
-            .map(|d| DeliveryRef {
+            .zip(callbacks)
+            .map(|(d, callback)| DeliveryRef {
                 id: d.id.clone(),
                 callback_id: d.callback_id.clone(),
+                callback_name: callback.name.clone(),
             })
             .collect();
         let answer = record.answer();

@@ -171,7 +171,7 @@ impl Gate {
         let run = Run::new();
         let plugin = match &callback.plugin {
             Some(reference) => match self.plugins.get(&callback.tenant_id, &reference.id).await {
-                Ok(plugin) => Some((plugin, Arc::new(reference.config.clone()))),
+                Ok(plugin) => Some((plugin, Arc::new(reference.config_text()))),
                 Err(unavailable) => return run.deny(ErrorClass::Plugin, unavailable.to_string()),
             },
             None => None,

@@ -118,9 +118,27 @@ impl PluginState {
 pub struct PluginRef {
     /// A plugin version id.
     pub id: String,
-    /// Values the plugin reads with `config(key)`.
+    /// Values the plugin reads with `config(key)`: strings, numbers or
+    /// booleans, kept as written so that an edit shows them as they were.
     #[serde(default)]
-    pub config: BTreeMap<String, String>,
+    pub config: BTreeMap<String, serde_json::Value>,
+}
+
+impl PluginRef {
+    /// The configuration as the plugin reads it: every value as text, a
+    /// string as itself and a number or boolean as written in JSON.
+    pub fn config_text(&self) -> BTreeMap<String, String> {
+        self.config
+            .iter()
+            .map(|(key, value)| {
+                let text = match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (key.clone(), text)
+            })
+            .collect()
+    }
 }
 
 /// How an after-callback's failed deliveries are retried.
@@ -343,6 +361,10 @@ pub struct DeliveryRef {
     pub id: String,
     /// Where it goes.
     pub callback_id: String,
+    /// That callback's name when the event came; empty in events stored
+    /// before names were kept.
+    #[serde(default)]
+    pub callback_name: String,
 }
 
 /// A request or response as history keeps it: secrets redacted, body capped.
@@ -620,11 +642,7 @@ impl CallbackInput {
             enabled: callback.enabled,
             plugin: callback.plugin.as_ref().map(|p| PluginInput {
                 id: p.id.clone(),
-                config: p
-                    .config
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone().into()))
-                    .collect(),
+                config: p.config.clone(),
             }),
             timeout_ms: callback.timeout_ms,
             retry: callback.retry.clone(),
