@@ -196,9 +196,12 @@ test('emitting an event from the console and watching its delivery', async () =>
   await page.getByRole('button', { name: 'Emit' }).click();
   await page.locator('[data-error-for="data"]').filter({ hasText: 'not valid JSON' }).waitFor();
   await page.getByLabel('Data (JSON)').fill('{"name": "weather"}');
-  await page.getByRole('button', { name: 'Emit' }).click();
+  // A double click sends one event: the button is disabled while it runs.
+  await page.getByRole('button', { name: 'Emit' }).dblclick();
   await page.getByText(/failed \(HTTP 500\)/).waitFor({ timeout: 15000 });
-  assert.equal(received.length, 1, 'the receiver got the delivery');
+  await page.locator('#try-result').getByRole('link', { name: 'audit-log' }).waitFor();
+  await new Promise((resolve) => { setTimeout(resolve, 500); });
+  assert.equal(received.length, 1, 'the receiver got one delivery');
   assert.equal(JSON.parse(received[0].body).data.name, 'weather');
   assert.equal(received[0].headers['x-team'], 'blue');
   await shot('04-try-an-event');
@@ -215,12 +218,16 @@ test('the activation history shows the attempt, expands, and retries', async () 
   await first.getByText('"name":"weather"').first().waitFor();
   await shot('05-history');
 
+  assert.equal(await page.getByRole('button', { name: 'Retry delivery' }).count(), 1,
+    'one Retry per delivery');
   answer = 200;
   await first.getByRole('button', { name: 'Retry delivery' }).click();
-  await page.waitForLoadState('load');
-  await page.locator('.activation.succeeded').first().waitFor({ timeout: 15000 });
+  // The outcome shows where the click was.
+  await first.getByRole('status').filter({ hasText: 'Retried: succeeded (HTTP 200).' }).waitFor({ timeout: 15000 });
   assert.equal(received.length, 2, 'the retry re-sent the delivery');
   await shot('06-history-after-retry');
+  await page.reload();
+  await page.locator('.activation.succeeded').first().waitFor();
 });
 
 test('uploading plugins: a bad one shows the runtime error inline, a good one is listed', async () => {
@@ -295,4 +302,37 @@ test('subscriptions and templates: importing an OpenAPI document', async () => {
   await row.getByRole('button', { name: 'Unsubscribe' }).click();
   await page.getByText('No subscriptions.').waitFor();
   assert.equal((await apiCall('GET', '/v1/subscriptions')).items.length, 0);
+});
+
+test('signing out, Back shows nothing; a read key sees callbacks and history only', async () => {
+  const reader = await apiCall('POST', '/v1/keys', { name: 'auditor', role: 'read' });
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(/\/console\/sign-in$/);
+  await page.goBack();
+  await page.waitForLoadState('load');
+  assert.match(page.url(), /\/console\/sign-in$/, 'Back asks the server again, which sends to sign-in');
+  assert.equal(await page.getByRole('heading', { name: 'Subscriptions and templates' }).count(), 0);
+
+  await page.getByLabel('Tenant API key').fill(reader.api_key);
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/\/console\/callbacks$/);
+  await page.getByRole('row', { name: /audit-log/ }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Add a callback' }).count(), 0);
+  assert.equal(await page.getByRole('button', { name: /Edit/ }).count(), 0);
+  assert.equal(await page.getByRole('link', { name: 'Plugins' }).count(), 0);
+  assert.equal(await page.getByRole('checkbox', { name: 'Enabled: audit-log' }).isDisabled(), true);
+  await shot('10-read-key-callbacks');
+  await page.getByRole('row', { name: /audit-log/ }).getByRole('link').click();
+  await page.getByRole('heading', { name: 'Activation history: audit-log' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Retry delivery' }).count(), 0, 'a read key cannot retry');
+
+  await page.goto(`${base}/console/plugins`);
+  await page.getByRole('alert').filter({ hasText: 'cannot manage plugins' }).waitFor();
+  await page.getByRole('link', { name: 'Event callbacks' }).waitFor();
+  await shot('11-read-key-forbidden');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(/\/console\/sign-in$/);
+
+  await page.goto(`${base}/console/no-such-page`);
+  await page.getByRole('heading', { name: 'No such page' }).waitFor();
 });

@@ -6,17 +6,21 @@
 //! API cannot, and the API's field errors are shown next to the fields.
 //! The key lives in a `SameSite=Strict` cookie that only `/console` sees;
 //! the API never reads cookies, so a cross-site request cannot act for the
-//! user. Assets are compiled into the binary.
+//! user. Pages are served `no-store` and hold no signing secret, so Back
+//! after signing out shows nothing. Each role sees the pages it may use:
+//! `manage` everything, `read` callbacks and history, `emit` the page that
+//! emits test events. Assets are compiled into the binary.
 
 mod pages;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
@@ -27,20 +31,45 @@ use crate::model::Role;
 /// The cookie holding the signed-in tenant's API key.
 const KEY_COOKIE: &str = "hookgate_key";
 
-/// The console's pages and assets.
+/// The console's pages and assets. Pages are never stored by the browser:
+/// after signing out, Back must not show a tenant's data.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/console",
-            get(|| async { Redirect::to("/console/callbacks") }),
-        )
+    let pages = Router::new()
+        .route("/console", get(home))
         .route("/console/sign-in", get(pages::sign_in))
         .route("/console/callbacks", get(pages::callbacks))
         .route("/console/callbacks/{id}/history", get(pages::history))
         .route("/console/plugins", get(pages::plugins))
         .route("/console/try", get(pages::try_event))
         .route("/console/subscriptions", get(pages::subscriptions))
-        .route("/console/assets/{file}", get(asset))
+        .route("/console/{*unknown}", get(unknown))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    pages.route("/console/assets/{file}", get(asset))
+}
+
+/// Where a key starts: the first page its role may see.
+async fn home(User(who): User) -> Redirect {
+    Redirect::to(match who.role {
+        Role::Emit => "/console/try",
+        Role::Manage | Role::Read => "/console/callbacks",
+    })
+}
+
+/// A console path that names no page: a page saying so, not the API's JSON.
+async fn unknown() -> Response {
+    let body = layout(
+        "Not found",
+        None,
+        html! {
+            h1 { "No such page" }
+            p role="alert" { "The console has no page at this address." }
+            p { a href="/console" { "Go to the console" } }
+        },
+    );
+    (StatusCode::NOT_FOUND, body).into_response()
 }
 
 /// A signed-in console user: the key from the cookie. Without a valid key
@@ -80,54 +109,98 @@ impl May for Principal {
         if allowed.contains(&self.role) {
             Ok(())
         } else {
-            Err(PageError(ApiError::Forbidden(format!(
-                "a key with role `{}` cannot {action}",
-                self.role.as_str()
-            ))))
+            Err(PageError {
+                error: ApiError::Forbidden(format!(
+                    "a key with role `{}` cannot {action}",
+                    self.role.as_str()
+                )),
+                role: Some(self.role),
+            })
         }
     }
 }
 
-/// A page that could not be shown, as a page rather than JSON.
-pub(crate) struct PageError(ApiError);
+/// A page that could not be shown, as a page rather than JSON, with the
+/// navigation the key's role allows when it is known.
+pub(crate) struct PageError {
+    error: ApiError,
+    role: Option<Role>,
+}
 
 impl From<Error> for PageError {
     fn from(err: Error) -> Self {
-        PageError(err.into())
+        PageError {
+            error: err.into(),
+            role: None,
+        }
     }
 }
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let message = match &self.0 {
+        let message = match &self.error {
             ApiError::Domain(Error::Internal(_)) => {
                 "Hookgate failed to show this page; the details are in its log.".to_string()
             }
             other => other.to_string(),
         };
-        let status = self.0.into_response().status();
+        let status = self.error.into_response().status();
+        let heading = match status {
+            StatusCode::FORBIDDEN => "Not allowed",
+            StatusCode::NOT_FOUND => "Not found",
+            _ => "Something went wrong",
+        };
+        let nav = self.role.map(|role| Nav { role, current: "" });
         let body = layout(
-            "Error",
-            None,
+            heading,
+            nav,
             html! {
-                h1 { "Something went wrong" }
+                h1 { (heading) }
                 p role="alert" { (message) }
-                p { a href="/console/callbacks" { "Back to the callbacks" } }
+                p { a href="/console" { "Back to the console" } }
+                @if nav.is_none() {
+                    p { button type="button" class="link" data-sign-out { "Sign out" } }
+                }
             },
         );
         (status, body).into_response()
     }
 }
 
-/// Every page's frame: navigation, the page's content, and the script.
-/// `current` marks the navigation entry of the page, if any.
-fn layout(title: &str, current: Option<&str>, content: Markup) -> Markup {
-    let nav = [
-        ("callbacks", "/console/callbacks", "Event callbacks"),
-        ("plugins", "/console/plugins", "Plugins"),
-        ("try", "/console/try", "Try an event"),
-        ("subscriptions", "/console/subscriptions", "Subscriptions"),
-    ];
+/// A signed-in page's navigation: the entries `role` may open, with
+/// `current` marked.
+#[derive(Clone, Copy)]
+pub(crate) struct Nav<'a> {
+    pub(crate) role: Role,
+    pub(crate) current: &'a str,
+}
+
+/// The console's pages, and the roles that may open each.
+const PAGES: [(&str, &str, &str, &[Role]); 4] = [
+    (
+        "callbacks",
+        "/console/callbacks",
+        "Event callbacks",
+        &[Role::Manage, Role::Read],
+    ),
+    ("plugins", "/console/plugins", "Plugins", &[Role::Manage]),
+    (
+        "try",
+        "/console/try",
+        "Try an event",
+        &[Role::Manage, Role::Emit],
+    ),
+    (
+        "subscriptions",
+        "/console/subscriptions",
+        "Subscriptions",
+        &[Role::Manage],
+    ),
+];
+
+/// Every page's frame: navigation for a signed-in key, the page's content,
+/// and the script.
+fn layout(title: &str, nav: Option<Nav<'_>>, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -142,15 +215,17 @@ fn layout(title: &str, current: Option<&str>, content: Markup) -> Markup {
                 a class="skip" href="#main" { "Skip to content" }
                 header {
                     span class="brand" { "Hookgate" }
-                    @if let Some(current) = current {
+                    @if let Some(Nav { role, current }) = nav {
                         nav aria-label="Console" {
                             ul {
-                                @for (id, href, label) in nav {
-                                    li {
-                                        @if id == current {
-                                            a href=(href) aria-current="page" { (label) }
-                                        } @else {
-                                            a href=(href) { (label) }
+                                @for (id, href, label, roles) in PAGES {
+                                    @if roles.contains(&role) {
+                                        li {
+                                            @if id == current {
+                                                a href=(href) aria-current="page" { (label) }
+                                            } @else {
+                                                a href=(href) { (label) }
+                                            }
                                         }
                                     }
                                 }

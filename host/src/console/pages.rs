@@ -6,13 +6,14 @@ use axum::extract::{Path, Query, State};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{May, PageError, User, layout};
+use super::{May, Nav, PageError, User, layout};
 use crate::api::state::AppState;
 use crate::domain::callbacks::{CallbackFilter, CallbackView};
 use crate::domain::page_size;
 use crate::model::event::rfc3339;
 use crate::model::{
-    Activation, ActivationOutcome, HttpRecord, PluginRecord, PluginState, Role, default_actions,
+    Activation, ActivationOutcome, CallbackInput, HttpRecord, PluginRecord, PluginState, Role,
+    default_actions,
 };
 
 type Page = Result<Markup, PageError>;
@@ -64,7 +65,9 @@ pub(super) async fn callbacks(
     State(state): State<AppState>,
     Query(query): Query<SearchQuery>,
 ) -> Page {
-    who.may(&[Role::Manage], "manage callbacks")?;
+    who.may(&[Role::Manage, Role::Read], "see callbacks")?;
+    // A read key sees the same list, without the controls that change it.
+    let manage = who.role == Role::Manage;
     let q = query.q.filter(|q| !q.trim().is_empty());
     let page = state
         .callbacks
@@ -81,11 +84,16 @@ pub(super) async fn callbacks(
     let plugins = state.plugins.list(&who.tenant_id).await?;
     Ok(layout(
         "Event callbacks",
-        Some("callbacks"),
+        Some(Nav {
+            role: who.role,
+            current: "callbacks",
+        }),
         html! {
             div class="title-row" {
                 h1 { "Event callbacks" }
-                button type="button" class="add" data-open-callback aria-label="Add a callback" title="Add a callback" { "+" }
+                @if manage {
+                    button type="button" class="add" data-open-callback aria-label="Add a callback" title="Add a callback" { "+" }
+                }
             }
             form class="search" method="get" role="search" {
                 label for="q" { "Search by name" }
@@ -94,7 +102,11 @@ pub(super) async fn callbacks(
             }
             p class="error" role="alert" data-page-error {}
             @if page.items.is_empty() {
-                p class="empty" { @if q.is_some() { "No callback matches." } @else { "No callbacks yet. Add one with +." } }
+                p class="empty" {
+                    @if q.is_some() { "No callback matches." }
+                    @else if manage { "No callbacks yet. Add one with +." }
+                    @else { "No callbacks yet." }
+                }
             } @else {
                 table {
                     caption class="visually-hidden" { "Callbacks" }
@@ -104,21 +116,26 @@ pub(super) async fn callbacks(
                         th scope="col" { span class="visually-hidden" { "Actions" } }
                     } }
                     tbody {
-                        @for view in &page.items { (callback_row(view)) }
+                        @for view in &page.items { (callback_row(view, manage)) }
                     }
                 }
             }
             @if let Some(next) = &page.next_cursor {
                 p { a href={ "?cursor=" (next) @if let Some(q) = &q { "&q=" (q) } } { "More callbacks" } }
             }
-            (callback_dialog(&plugins))
+            @if manage { (callback_dialog(&plugins)) }
         },
     ))
 }
 
-fn callback_row(view: &CallbackView) -> Markup {
+/// One callback's row; `manage` adds the controls that change it. The
+/// edit button carries the callback's writable fields only: a page's HTML
+/// never holds a signing secret.
+fn callback_row(view: &CallbackView, manage: bool) -> Markup {
     let c = &view.callback;
-    let json = serde_json::to_string(c).expect("callbacks serialize");
+    let mut fields = serde_json::to_value(CallbackInput::of(c)).expect("inputs serialize");
+    fields["id"] = c.id.clone().into();
+    let json = fields.to_string();
     html! {
         tr data-callback-id=(c.id) {
             th scope="row" { (c.name) }
@@ -127,7 +144,7 @@ fn callback_row(view: &CallbackView) -> Markup {
             td class="url" { (c.url.as_deref().unwrap_or("— (plugin decides)")) }
             td {
                 label class="switch" {
-                    input type="checkbox" data-toggle=(c.id) checked[c.enabled];
+                    input type="checkbox" data-toggle=(c.id) checked[c.enabled] disabled[!manage];
                     span class="visually-hidden" { "Enabled: " (c.name) }
                 }
                 @if let Some(reason) = &c.disabled_reason { span class="help" { (reason) } }
@@ -141,8 +158,10 @@ fn callback_row(view: &CallbackView) -> Markup {
                 }
             }
             td class="actions" {
-                button type="button" data-edit-callback=(json) { "Edit" span class="visually-hidden" { " " (c.name) } }
-                button type="button" class="danger" data-delete-callback=(c.id) data-name=(c.name) { "Delete" span class="visually-hidden" { " " (c.name) } }
+                @if manage {
+                    button type="button" data-edit-callback=(json) { "Edit" span class="visually-hidden" { " " (c.name) } }
+                    button type="button" class="danger" data-delete-callback=(c.id) data-name=(c.name) { "Delete" span class="visually-hidden" { " " (c.name) } }
+                }
             }
         }
     }
@@ -235,6 +254,8 @@ pub(super) async fn history(
     Query(query): Query<HistoryQuery>,
 ) -> Page {
     who.may(&[Role::Manage, Role::Read], "read history")?;
+    let manage = who.role == Role::Manage;
+    let mut retried = std::collections::HashSet::new();
     let callback = state.callbacks.get(&who.tenant_id, &id).await?.callback;
     let page = state
         .callbacks
@@ -247,7 +268,10 @@ pub(super) async fn history(
         .await?;
     Ok(layout(
         "Activation history",
-        Some("callbacks"),
+        Some(Nav {
+            role: who.role,
+            current: "callbacks",
+        }),
         html! {
             p { a href="/console/callbacks" { "← Event callbacks" } }
             h1 { "Activation history: " (callback.name) }
@@ -257,7 +281,11 @@ pub(super) async fn history(
                 p class="empty" { "This callback has not run yet." }
             } @else {
                 ol class="activations" {
-                    @for a in &page.items { (activation(a)) }
+                    @for a in &page.items {
+                        // One Retry per delivery, on its latest attempt here.
+                        @let retry = manage && a.delivery_id.as_ref().is_some_and(|d| retried.insert(d.clone()));
+                        (activation(a, retry))
+                    }
                 }
             }
             @if let Some(next) = &page.next_cursor {
@@ -267,7 +295,8 @@ pub(super) async fn history(
     ))
 }
 
-fn activation(a: &Activation) -> Markup {
+/// One activation; `retry` offers a Retry of its delivery if it failed.
+fn activation(a: &Activation, retry: bool) -> Markup {
     let failed = !matches!(
         a.outcome,
         ActivationOutcome::Succeeded | ActivationOutcome::Allow | ActivationOutcome::Skipped
@@ -290,7 +319,7 @@ fn activation(a: &Activation) -> Markup {
                     (http_record("Response", a.response.as_ref()))
                 }
             }
-            @if let (Some(delivery), true) = (&a.delivery_id, failed) {
+            @if let (Some(delivery), true) = (&a.delivery_id, failed && retry) {
                 button type="button" data-retry=(delivery) { "Retry delivery" }
             }
         }
@@ -322,7 +351,10 @@ pub(super) async fn plugins(User(who): User, State(state): State<AppState>) -> P
     let plugins = state.plugins.list(&who.tenant_id).await?;
     Ok(layout(
         "Plugins",
-        Some("plugins"),
+        Some(Nav {
+            role: who.role,
+            current: "plugins",
+        }),
         html! {
             h1 { "Plugins" }
             form id="plugin-upload" class="card" {
@@ -375,7 +407,10 @@ pub(super) async fn try_event(User(who): User) -> Page {
     who.may(&[Role::Manage, Role::Emit], "emit events")?;
     Ok(layout(
         "Try an event",
-        Some("try"),
+        Some(Nav {
+            role: who.role,
+            current: "try",
+        }),
         html! {
             h1 { "Try an event" }
             form id="try-form" class="card" {
@@ -412,7 +447,10 @@ pub(super) async fn subscriptions(User(who): User, State(state): State<AppState>
     let templates = state.templates.list(&who.tenant_id).await?;
     Ok(layout(
         "Subscriptions",
-        Some("subscriptions"),
+        Some(Nav {
+            role: who.role,
+            current: "subscriptions",
+        }),
         html! {
             h1 { "Subscriptions and templates" }
             p class="error" role="alert" data-page-error {}

@@ -104,13 +104,33 @@
         return;
       }
       setKey(value);
-      location.href = '/console/callbacks';
+      location.href = '/console';
     });
   }
-  document.querySelector('[data-sign-out]')?.addEventListener('click', () => {
-    setKey('');
-    location.href = '/console/sign-in';
-  });
+  for (const button of document.querySelectorAll('[data-sign-out]')) {
+    button.addEventListener('click', () => {
+      setKey('');
+      location.replace('/console/sign-in');
+    });
+  }
+
+  /** Runs `handler` on each submit of `form`, with its submit button
+   *  disabled meanwhile: a double click sends one request, not two. */
+  function onSubmit(form, handler) {
+    form?.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      if (form.getAttribute('aria-busy') === 'true') return;
+      const buttons = form.querySelectorAll('button[type=submit]');
+      form.setAttribute('aria-busy', 'true');
+      for (const b of buttons) b.disabled = true;
+      try {
+        await handler(event);
+      } finally {
+        form.removeAttribute('aria-busy');
+        for (const b of buttons) b.disabled = false;
+      }
+    });
+  }
 
   // The callback dialog.
   const dialog = document.getElementById('callback-dialog');
@@ -200,8 +220,7 @@
   if (form) {
     form.elements.phase.addEventListener('change', syncPhase);
     form.querySelector('[data-close-dialog]').addEventListener('click', () => dialog.close());
-    form.addEventListener('submit', async (event) => {
-      event.preventDefault();
+    onSubmit(form, async () => {
       clearErrors(form);
       let body;
       try {
@@ -242,9 +261,20 @@
     }
     if (d.retry) {
       target.disabled = true;
+      let status = target.nextElementSibling;
+      if (!status || !status.matches('[data-retry-status]')) {
+        status = el('span', { 'data-retry-status': '', role: 'status' });
+        target.after(status);
+      }
+      status.textContent = 'Retrying…';
       const result = await api('POST', `/v1/deliveries/${encodeURIComponent(d.retry)}/retry`);
-      if (result.ok) location.reload();
-      else pageError(result.json ? result.json.error.message : `HTTP ${result.status}`);
+      if (result.ok) {
+        const last = result.json.attempts_made[result.json.attempts_made.length - 1];
+        status.textContent = `Retried: ${result.json.status}${last && last.status ? ` (HTTP ${last.status})` : ''}`
+          + `${result.json.last_error && result.json.status !== 'succeeded' ? ` — ${result.json.last_error}` : ''}.`;
+      } else {
+        status.textContent = result.json ? result.json.error.message : `HTTP ${result.status}`;
+      }
       target.disabled = false;
     }
     if (d.deletePlugin) {
@@ -280,8 +310,7 @@
 
   // Plugins.
   const upload = document.getElementById('plugin-upload');
-  upload?.addEventListener('submit', async (event) => {
-    event.preventDefault();
+  onSubmit(upload, async () => {
     clearErrors(upload);
     const name = upload.elements.name.value.trim();
     const file = upload.elements.file.files[0];
@@ -293,8 +322,7 @@
 
   // Try an event.
   const tryForm = document.getElementById('try-form');
-  tryForm?.addEventListener('submit', async (event) => {
-    event.preventDefault();
+  onSubmit(tryForm, async () => {
     clearErrors(tryForm);
     const f = tryForm.elements;
     let data;
@@ -332,25 +360,38 @@
     out.append(el('p', {}, 'Stored. Deliveries:'), list);
     const items = answer.deliveries.map((d) => {
       const state = el('span', { class: 'outcome' }, 'pending');
-      list.append(el('li', { 'data-delivery-id': d.id }, el('a', { href: `/console/callbacks/${d.callback_id}/history` }, d.id), ' — ', state));
+      const name = d.callback_name || d.callback_id;
+      list.append(el('li', { 'data-delivery-id': d.id },
+        el('a', { href: `/console/callbacks/${d.callback_id}/history` }, name), ' — ', state));
       return { id: d.id, state };
     });
-    const deadline = Date.now() + 30000;
-    while (Date.now() < deadline) {
+    follow(items);
+  });
+
+  /** Shows each delivery's state until none is pending, polling less
+   *  often as time passes: a retry may be minutes away. */
+  async function follow(items) {
+    let wait = 500;
+    for (;;) {
       let pending = 0;
       for (const item of items) {
         const r = await api('GET', `/v1/deliveries/${encodeURIComponent(item.id)}`);
         if (!r.ok) continue;
         const delivery = r.json;
         const last = delivery.attempts_made[delivery.attempts_made.length - 1];
-        item.state.textContent = delivery.status + (last && last.status ? ` (HTTP ${last.status})` : '')
+        let text = delivery.status;
+        if (delivery.status === 'pending' && delivery.attempts > 0 && delivery.next_attempt_at) {
+          text = `retrying at ${new Date(delivery.next_attempt_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`;
+        }
+        item.state.textContent = text + (last && last.status ? ` (HTTP ${last.status})` : '')
           + (delivery.last_error ? ` — ${delivery.last_error}` : '');
         if (delivery.status === 'pending') pending += 1;
       }
-      if (!pending) break;
-      await new Promise((resolve) => { setTimeout(resolve, 500); });
+      if (!pending) return;
+      await new Promise((resolve) => { setTimeout(resolve, wait); });
+      wait = Math.min(wait * 2, 10000);
     }
-  });
+  }
 
   // Import an OpenAPI document.
   const importForm = document.getElementById('import-form');
@@ -370,8 +411,7 @@
       sessionStorage.removeItem(REPORT);
       showReport(JSON.parse(saved));
     }
-    importForm.addEventListener('submit', async (event) => {
-      event.preventDefault();
+    onSubmit(importForm, async () => {
       clearErrors(importForm);
       const f = importForm.elements;
       const file = f.file.files[0];
