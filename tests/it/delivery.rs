@@ -803,3 +803,64 @@ backend_test! {
         );
     }
 }
+
+backend_test! {
+    async fn a_callbacks_stats_count_its_attempts_by_hour() {
+        let app = spawn_app().await;
+        let tenant = app.tenant("acme").await;
+        let (ok, failing) = (receiver(200).await, receiver(500).await);
+        let (healthy, _) = callback(
+            &app,
+            &tenant,
+            json!({"name": "healthy", "object_type": "app", "phase": "after", "url": ok.url()}),
+        )
+        .await;
+        let (broken, _) = callback(
+            &app,
+            &tenant,
+            json!({"name": "broken", "object_type": "order", "phase": "after", "url": failing.url(),
+                "retry": {"max_attempts": 2, "schedule_secs": [1]}}),
+        )
+        .await;
+        for _ in 0..3 {
+            let id = emit(&app, &tenant, after("app", json!({}))).await;
+            settled(&app, &tenant, &id, "succeeded", 10).await;
+        }
+        let id = emit(&app, &tenant, after("order", json!({}))).await;
+        settled(&app, &tenant, &id, "failed", 10).await;
+
+        let (status, stats) = app
+            .get(&format!("/v1/callbacks/{healthy}/stats"), &tenant.key)
+            .await;
+        assert_eq!(status, 200, "{stats}");
+        assert_eq!(
+            (&stats["window_hours"], &stats["succeeded"], &stats["failed"], &stats["success_rate"]),
+            (&json!(24), &json!(3), &json!(0), &json!(1.0))
+        );
+        let hours = stats["hours"].as_array().unwrap();
+        assert_eq!(hours.len(), 24, "every hour of the window");
+        let listed: u64 = hours.iter().map(|h| h["succeeded"].as_u64().unwrap()).sum();
+        assert_eq!(listed, 3);
+
+        // Each attempt counts, the retry too.
+        let (_, stats) = app
+            .get(&format!("/v1/callbacks/{broken}/stats?window=7d"), &tenant.key)
+            .await;
+        assert_eq!(
+            (&stats["window_hours"], &stats["succeeded"], &stats["failed"], &stats["success_rate"]),
+            (&json!(168), &json!(0), &json!(2), &json!(0.0))
+        );
+
+        let (status, error) = app
+            .get(&format!("/v1/callbacks/{healthy}/stats?window=2x"), &tenant.key)
+            .await;
+        assert_eq!(status, 422, "{error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("`2x` is not a window") && message.contains("24h or 7d"), "{error}");
+        let other = app.tenant("other").await;
+        let (status, _) = app
+            .get(&format!("/v1/callbacks/{healthy}/stats"), &other.key)
+            .await;
+        assert_eq!(status, 404, "another tenant's callback is not found");
+    }
+}

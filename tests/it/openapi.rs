@@ -588,7 +588,7 @@ backend_test! {
 }
 
 /// Every operation of the management API, as the README lists them.
-const OPERATIONS: [(&str, &str); 35] = [
+const OPERATIONS: [(&str, &str); 36] = [
     ("get", "/healthz"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -608,6 +608,7 @@ const OPERATIONS: [(&str, &str); 35] = [
     ("patch", "/v1/callbacks/{id}"),
     ("delete", "/v1/callbacks/{id}"),
     ("get", "/v1/callbacks/{id}/activations"),
+    ("get", "/v1/callbacks/{id}/stats"),
     ("post", "/v1/callbacks/{id}/rotate-secret"),
     ("post", "/v1/callbacks/{id}/replay"),
     ("post", "/v1/events"),

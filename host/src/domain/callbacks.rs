@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue};
 use serde::Serialize;
 
 use super::error::from_value;
+use super::stats::{CallbackStats, Window};
 use super::{Error, Page, Result, input};
 use crate::clock::SharedClock;
 use crate::model::ids::{new_id, new_signing_secret};
@@ -303,6 +304,18 @@ impl Callbacks {
             .collect();
         found.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(found)
+    }
+
+    /// A callback's delivery figures over `window`, ending now.
+    pub async fn stats(&self, tenant: &str, id: &str, window: Window) -> Result<CallbackStats> {
+        self.find(tenant, id).await?;
+        let now = self.clock.now_ms();
+        let counted = self
+            .store
+            .callbacks()
+            .hour_counts(id, window.since(now))
+            .await?;
+        Ok(CallbackStats::of(window, now, &counted))
     }
 
     /// A callback's activations, newest first, continuing before `cursor`.

@@ -13,6 +13,7 @@ pub mod expr;
 pub mod gate;
 pub mod input;
 pub mod plugins;
+pub mod stats;
 pub mod subscriptions;
 pub mod templates;
 pub mod tenants;

@@ -345,6 +345,44 @@ pub enum EventAnswer {
     },
 }
 
+/// One hour of a callback's delivery attempts, counted as each attempt is
+/// recorded, so that health figures never scan history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HourCount {
+    /// Start of the hour, in ms since the epoch.
+    pub at: u64,
+    /// Attempts the receiver took.
+    pub succeeded: u64,
+    /// Attempts that failed or were blocked.
+    pub failed: u64,
+}
+
+impl HourCount {
+    /// Milliseconds in the hours these count.
+    pub const HOUR_MS: u64 = 3_600_000;
+
+    /// The count one attempt adds, if it counts: skipped ones do not.
+    pub fn of(attempt: &Activation) -> Option<HourCount> {
+        let (succeeded, failed) = match attempt.outcome {
+            ActivationOutcome::Succeeded => (1, 0),
+            ActivationOutcome::Failed | ActivationOutcome::Blocked => (0, 1),
+            _ => return None,
+        };
+        attempt.delivery_id.as_ref()?;
+        Some(HourCount {
+            at: attempt.at - attempt.at % Self::HOUR_MS,
+            succeeded,
+            failed,
+        })
+    }
+
+    /// Adds another count of the same hour.
+    pub fn add(&mut self, other: &HourCount) {
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+    }
+}
+
 /// How an after-callback has been faring, for auto-disable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Health {

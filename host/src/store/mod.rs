@@ -22,8 +22,8 @@ pub use self::changes::{Change, Changes};
 pub use self::postgres::{ConnectError, PgStore};
 pub use self::sled::SledStore;
 use crate::model::{
-    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
-    Template, Tenant,
+    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, HourCount,
+    PluginRecord, Template, Tenant,
 };
 
 /// Why storage failed. Only `Conflict` is the caller's doing.
@@ -195,6 +195,10 @@ pub trait CallbackRepo: Send + Sync {
     /// failure announces [`Change::Health`]; a success ends the run, as
     /// enabling the callback again does.
     async fn record_health(&self, callback_id: &str, failed: bool, at: u64) -> StoreResult<Health>;
+    /// A callback's delivery attempts by hour, from the hour starting at
+    /// `since` on, oldest first; hours without attempts are left out.
+    /// `DeliveryRepo::complete` counts them.
+    async fn hour_counts(&self, callback_id: &str, since: u64) -> StoreResult<Vec<HourCount>>;
 }
 
 /// Events, as received and answered.
@@ -276,8 +280,10 @@ pub trait DeliveryRepo: Send + Sync {
     /// Records an attempt: the activation always, the delivery's new state
     /// only if `owner` still holds its lease (returns false if not), and
     /// the lease ends. A pending delivery is due again at its
-    /// `next_attempt_at`. The backend may write it behind: a crash before
-    /// then means the delivery is attempted again.
+    /// `next_attempt_at`. The attempt is counted into its callback's hour
+    /// (see [`HourCount`]) with the delivery's new state. The backend may
+    /// write it behind: a crash before then means the delivery is
+    /// attempted again.
     async fn complete(&self, owner: &str, write: DeliveryWrite) -> StoreResult<bool>;
     /// Gives leases back unattempted, as at shutdown.
     async fn release(&self, owner: &str, deliveries: &[Delivery]) -> StoreResult<()>;

@@ -30,8 +30,8 @@ use super::{
     DeliveryWrite, EventRepo, EventWrite, PluginRepo, StoreError, StoreResult, TenantRepo,
 };
 use crate::model::{
-    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
-    Template, Tenant,
+    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, HourCount,
+    PluginRecord, Template, Tenant,
 };
 
 /// The schema, embedded: every start brings the database up to date
@@ -661,6 +661,31 @@ impl CallbackRepo for PgStore {
             failing_since: since.map(|s| s as u64),
         })
     }
+
+    async fn hour_counts(&self, callback_id: &str, since: u64) -> StoreResult<Vec<HourCount>> {
+        self.writer.settle().await;
+        let rows = sqlx::query(
+            "SELECT hour, succeeded, failed FROM hour_counts \
+             WHERE callback_id = $1 AND hour >= $2 ORDER BY hour",
+        )
+        .bind(callback_id)
+        .bind((since - since % HourCount::HOUR_MS) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let (at, succeeded, failed): (i64, i64, i64) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                Ok(HourCount {
+                    at: at as u64,
+                    succeeded: succeeded as u64,
+                    failed: failed as u64,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db)
+    }
 }
 
 #[async_trait]
@@ -1076,6 +1101,8 @@ impl DeliveryRepo for PgStore {
              WHERE status <> 'pending' AND created_at < $1 LIMIT $2)",
             "DELETE FROM activations WHERE ctid IN \
              (SELECT ctid FROM activations WHERE at < $1 LIMIT $2)",
+            "DELETE FROM hour_counts WHERE ctid IN \
+             (SELECT ctid FROM hour_counts WHERE hour + 3600000 <= $1 LIMIT $2)",
         ] {
             removed += sqlx::query(statement)
                 .bind(cutoff)

@@ -11,6 +11,7 @@
 //! Batching is what makes intake fast: one commit, and one disk flush, for
 //! every event that arrived while the last one was being made.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,7 +20,7 @@ use sqlx::{PgConnection, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{db, decode, encode, notify};
-use crate::model::{Activation, EventRecord};
+use crate::model::{Activation, EventRecord, HourCount};
 use crate::store::{Change, Changes, DeliveryWrite, EventWrite, StoreError, StoreResult};
 
 /// Writes taken at once by one transaction, at most.
@@ -415,10 +416,56 @@ async fn complete(
         .filter_map(|(_, (_, activation))| activation.as_ref())
         .collect();
     insert_activations(tx, &activations).await?;
-    Ok(deliveries
+    let held: Vec<bool> = deliveries
         .iter()
         .map(|d| applied.contains(&(d.tenant_id.clone(), d.id.clone())))
-        .collect())
+        .collect();
+    let counted = completions
+        .iter()
+        .zip(&held)
+        .filter(|(_, held)| **held)
+        .filter_map(|((_, (_, activation)), _)| activation.as_ref());
+    count_hours(tx, counted).await?;
+    Ok(held)
+}
+
+/// Adds attempts to their callbacks' hours, one row per callback and hour
+/// however many attempts share it.
+async fn count_hours(
+    tx: &mut PgConnection,
+    attempts: impl Iterator<Item = &Activation>,
+) -> StoreResult<()> {
+    let mut counted: BTreeMap<(&str, u64), HourCount> = BTreeMap::new();
+    for attempt in attempts {
+        if let Some(add) = HourCount::of(attempt) {
+            counted
+                .entry((attempt.callback_id.as_str(), add.at))
+                .and_modify(|sum| sum.add(&add))
+                .or_insert(add);
+        }
+    }
+    if counted.is_empty() {
+        return Ok(());
+    }
+    let callbacks: Vec<&str> = counted.keys().map(|(callback, _)| *callback).collect();
+    let hours: Vec<i64> = counted.values().map(|c| c.at as i64).collect();
+    let succeeded: Vec<i64> = counted.values().map(|c| c.succeeded as i64).collect();
+    let failed: Vec<i64> = counted.values().map(|c| c.failed as i64).collect();
+    sqlx::query(
+        "INSERT INTO hour_counts (callback_id, hour, succeeded, failed) \
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[]) \
+         ON CONFLICT (callback_id, hour) DO UPDATE SET \
+             succeeded = hour_counts.succeeded + excluded.succeeded, \
+             failed = hour_counts.failed + excluded.failed",
+    )
+    .bind(callbacks)
+    .bind(hours)
+    .bind(succeeded)
+    .bind(failed)
+    .execute(&mut *tx)
+    .await
+    .map(drop)
+    .map_err(db)
 }
 
 async fn insert_activations(tx: &mut PgConnection, activations: &[&Activation]) -> StoreResult<()> {

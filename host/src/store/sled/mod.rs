@@ -24,8 +24,8 @@ use super::{
     DeliveryWrite, EventRepo, EventWrite, PluginRepo, StoreResult, TenantRepo,
 };
 use crate::model::{
-    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
-    Template, Tenant,
+    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, HourCount,
+    PluginRecord, Template, Tenant,
 };
 
 /// The sled backend.
@@ -258,6 +258,13 @@ impl CallbackRepo for SledStore {
             });
         }
         Ok(health)
+    }
+
+    async fn hour_counts(&self, callback_id: &str, since: u64) -> StoreResult<Vec<HourCount>> {
+        let callback = callback_id.to_string();
+        self.pool
+            .run(move |t| t.hour_counts(&callback, since))
+            .await
     }
 }
 

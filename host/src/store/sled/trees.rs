@@ -14,8 +14,8 @@ use sled::{Transactional, Tree};
 
 use super::files::Files;
 use crate::model::{
-    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, PluginRecord,
-    Template, Tenant,
+    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, HourCount,
+    PluginRecord, Template, Tenant,
 };
 use crate::store::{DeliveryFilter, DeliveryWrite, EventWrite, StoreError, StoreResult};
 
@@ -38,6 +38,8 @@ pub(super) struct Trees {
     /// Keys of pending deliveries: what to resume after a restart.
     pending: Tree,
     health: Tree,
+    /// Delivery attempts by callback and hour, at `{callback}/{hour}`.
+    hours: Tree,
     files: Files,
 }
 
@@ -65,6 +67,7 @@ impl Trees {
             deliveries: tree("deliveries")?,
             pending: tree("pending")?,
             health: tree("health")?,
+            hours: tree("hours")?,
             files: Files::open(dir)?,
             db,
         };
@@ -523,8 +526,34 @@ impl Trees {
     }
 
     pub(super) fn update_deliveries(&self, batch: &[DeliveryWrite]) -> StoreResult<()> {
-        let trees = (&self.deliveries, &self.pending, &self.activations);
-        finish(trees.transaction(|(deliveries, pending, acts)| {
+        // The batch's attempts summed per callback and hour first: one
+        // read-modify-write each, however many attempts share it.
+        let mut counted: std::collections::BTreeMap<String, HourCount> = Default::default();
+        for act in batch.iter().filter_map(|(_, attempt)| attempt.as_ref()) {
+            if let Some(add) = HourCount::of(act) {
+                counted
+                    .entry(hour_key(&act.callback_id, add.at))
+                    .and_modify(|sum| sum.add(&add))
+                    .or_insert(add);
+            }
+        }
+        let trees = (
+            &self.deliveries,
+            &self.pending,
+            &self.activations,
+            &self.hours,
+        );
+        finish(trees.transaction(|(deliveries, pending, acts, hours)| {
+            for (k, add) in &counted {
+                let mut sum = *add;
+                // An unreadable count starts over rather than stop deliveries.
+                if let Some(old) = hours.get(k.as_str())?
+                    && let Ok(old) = decode::<HourCount>(k.as_bytes(), &old)
+                {
+                    sum.add(&old);
+                }
+                hours.insert(k.as_str(), encode(&sum))?;
+            }
             for (delivery, attempt) in batch {
                 let k = key(&delivery.tenant_id, &delivery.id);
                 deliveries.insert(k.as_str(), encode(delivery))?;
@@ -551,7 +580,23 @@ impl Trees {
         removed += prune_tree(&self.events, limit - removed, old_event)?;
         removed += prune_tree(&self.deliveries, limit - removed, old_delivery)?;
         removed += prune_tree(&self.activations, limit - removed, old_activation)?;
+        removed += prune_tree(&self.hours, limit - removed, |h: &HourCount| {
+            h.at + HourCount::HOUR_MS <= cutoff
+        })?;
         Ok(removed)
+    }
+
+    /// A callback's counted hours from `since` on, oldest first.
+    pub(super) fn hour_counts(&self, callback_id: &str, since: u64) -> StoreResult<Vec<HourCount>> {
+        let from = hour_key(callback_id, since - since % HourCount::HOUR_MS);
+        let end = format!("{callback_id}0"); // '0' follows '/'
+        self.hours
+            .range(from.as_str()..end.as_str())
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                decode(&k, &v)
+            })
+            .collect()
     }
 
     /// Counts a finished delivery into a callback's run of failures in one
@@ -614,6 +659,11 @@ impl Trees {
                 && filter.status.is_none_or(|s| s == d.status)
         })
     }
+}
+
+/// Where a callback's hour is counted: keys sort by callback, then time.
+fn hour_key(callback_id: &str, hour: u64) -> String {
+    format!("{callback_id}/{hour:020}")
 }
 
 #[cfg(test)]
