@@ -1,12 +1,15 @@
 // The web console in a real browser: Debian's Chromium, headless, against
 // the real hookgate binary on 127.0.0.1 with a temp data dir, and a real
-// receiver. Screenshots of every screen go to ./artifacts.
+// receiver. Every screen is checked at a desk's size and a phone's (nothing
+// may scroll sideways) and with axe-core, and its screenshots at both sizes
+// go to ./artifacts.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +19,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 const artifacts = join(here, 'artifacts');
 const ADMIN = 'console-test-admin-token';
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const DESK = { width: 1366, height: 800 };
+const PHONE = { width: 390, height: 844 };
 
 let server;
 let base;
@@ -77,8 +83,26 @@ async function apiCall(method, path, body) {
   return response.json();
 }
 
+/** Checks the screen as it is now, at a desk's size and a phone's:
+ *  nothing scrolls sideways, and axe-core finds no WCAG 2 A or AA
+ *  violation. Saves a screenshot at each size. */
 async function shot(name) {
-  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+  for (const [size, viewport] of [['phone', PHONE], ['desk', DESK]]) {
+    await page.setViewportSize(viewport);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `${name} scrolls sideways by ${overflow} px at ${viewport.width} px`);
+    const dialog = page.locator('dialog[open]');
+    if (await dialog.count()) {
+      const box = await dialog.boundingBox();
+      assert.ok(box.x >= 0 && box.x + box.width <= viewport.width && box.y >= 0 && box.y + box.height <= viewport.height,
+        `${name}: the dialog fits the screen at ${viewport.width} px`);
+    }
+    await page.screenshot({ path: join(artifacts, `${name}-${size}.png`), fullPage: true });
+  }
+  if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ content: AXE });
+  const { violations } = await page.evaluate(() => window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] }));
+  assert.deepEqual(violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`), [],
+    `${name}: accessibility`);
 }
 
 before(async () => {
@@ -98,7 +122,7 @@ before(async () => {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking'],
   });
-  page = await browser.newPage({ viewport: { width: 1366, height: 800 } });
+  page = await browser.newPage({ viewport: DESK });
   page.on('pageerror', (error) => { throw error; });
   page.on('dialog', async (dialog) => {
     confirmed.push(dialog.message());
@@ -228,6 +252,36 @@ test('the activation history shows the attempt, expands, and retries', async () 
   await shot('06-history-after-retry');
   await page.reload();
   await page.locator('.activation.succeeded').first().waitFor();
+});
+
+test('health at a glance: a failing callback stands out, and a filter shows only those', async () => {
+  const { port } = receiver.address();
+  await apiCall('POST', '/v1/callbacks', {
+    name: 'orders-to-the-warehouse', object_type: 'order', phase: 'after', retry: { max_attempts: 1 },
+    url: `http://127.0.0.1:${port}/a/rather/long/path/that/goes/on/to/test/wrapping?with=a&query=string`,
+  });
+  answer = 500;
+  const emitted = await apiCall('POST', '/v1/events', { object_type: 'order', action: 'created', phase: 'after', data: {} });
+  for (let i = 0; i < 100; i += 1) {
+    if ((await apiCall('GET', `/v1/deliveries/${emitted.deliveries[0].id}`)).status === 'failed') break;
+    await new Promise((r) => { setTimeout(r, 100); });
+  }
+  answer = 200;
+  await page.goto(`${base}/console/callbacks`);
+  const audit = page.getByRole('row', { name: /audit-log/ });
+  const orders = page.getByRole('row', { name: /orders-to-the-warehouse/ });
+  // audit-log failed once, then its retry went through.
+  assert.match(await audit.locator('td.health').innerText(), /healthy\s*50% ok/);
+  assert.match(await orders.locator('td.health').innerText(), /failing\s*0% ok/);
+  assert.equal(await orders.locator('svg.spark').getAttribute('aria-label'),
+    '1 attempt in the last 24 hours, 1 failed');
+  await shot('06b-callbacks-health');
+  await page.getByRole('link', { name: 'Failing or disabled' }).click();
+  await orders.waitFor();
+  assert.equal(await audit.count(), 0, 'the healthy callback is left out');
+  await shot('06c-callbacks-failing');
+  await page.getByRole('link', { name: 'All callbacks' }).click();
+  await audit.waitFor();
 });
 
 test('uploading plugins: a bad one shows the runtime error inline, a good one is listed', async () => {

@@ -11,6 +11,7 @@
 //! `manage` everything, `read` callbacks and history, `emit` the page that
 //! emits test events. Assets are compiled into the binary.
 
+mod health;
 mod pages;
 
 use axum::Router;

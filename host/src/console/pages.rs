@@ -6,14 +6,16 @@ use axum::extract::{Path, Query, State};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::health;
 use super::{May, Nav, PageError, User, layout};
 use crate::api::state::AppState;
 use crate::domain::callbacks::{CallbackFilter, CallbackView};
 use crate::domain::page_size;
+use crate::domain::stats::{CallbackStats, Window};
 use crate::model::event::rfc3339;
 use crate::model::{
-    Activation, ActivationOutcome, CallbackInput, HttpRecord, PluginRecord, PluginState, Role,
-    default_actions,
+    Activation, ActivationOutcome, CallbackInput, HttpRecord, Phase, PluginRecord, PluginState,
+    Role, default_actions,
 };
 
 type Page = Result<Markup, PageError>;
@@ -53,11 +55,30 @@ pub(super) struct SearchQuery {
     q: Option<String>,
     #[serde(default)]
     cursor: Option<String>,
+    /// `attention`: only the failing and disabled callbacks.
+    #[serde(default)]
+    show: Option<String>,
 }
 
-/// When something happened, for people.
-fn when(ms: u64) -> String {
-    rfc3339(ms).replace('T', " ")
+/// When something happened: UTC to the second in the page, which the
+/// script turns into a relative time with the reader's local time on hover.
+fn when(ms: u64) -> Markup {
+    let exact = rfc3339(ms);
+    html! { time datetime=(exact) { (exact.get(..19).unwrap_or(&exact).replace('T', " ")) " UTC" } }
+}
+
+/// The callbacks the "failing or disabled" view looks through, at most.
+const ALL_CALLBACKS: usize = 10_000;
+
+/// A link's query string from the parameters that are set.
+fn link_query(params: &[(&str, Option<&str>)]) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in params {
+        if let Some(value) = value {
+            query.append_pair(name, value);
+        }
+    }
+    format!("?{}", query.finish())
 }
 
 pub(super) async fn callbacks(
@@ -69,19 +90,63 @@ pub(super) async fn callbacks(
     // A read key sees the same list, without the controls that change it.
     let manage = who.role == Role::Manage;
     let q = query.q.filter(|q| !q.trim().is_empty());
-    let page = state
-        .callbacks
-        .list(
-            &who.tenant_id,
-            &CallbackFilter {
-                q: q.clone(),
-                ..CallbackFilter::default()
-            },
-            query.cursor.as_deref(),
-            page_size(None),
-        )
-        .await?;
+    let attention = query.show.as_deref() == Some("attention");
+    let filter = CallbackFilter {
+        q: q.clone(),
+        ..CallbackFilter::default()
+    };
+    // Those needing attention are few and wanted together: all of them on
+    // one page. Otherwise a page at a time.
+    let (views, next) = if attention {
+        let all = state
+            .callbacks
+            .list(&who.tenant_id, &filter, None, ALL_CALLBACKS)
+            .await?;
+        let views: Vec<CallbackView> = all
+            .items
+            .into_iter()
+            .filter(|view| health::State::of(view).needs_attention())
+            .collect();
+        (views, None)
+    } else {
+        let page = state
+            .callbacks
+            .list(
+                &who.tenant_id,
+                &filter,
+                query.cursor.as_deref(),
+                page_size(None),
+            )
+            .await?;
+        (page.items, page.next_cursor)
+    };
+    let mut rows = Vec::with_capacity(views.len());
+    for view in &views {
+        let stats = match view.callback.phase {
+            Phase::After => Some(
+                state
+                    .callbacks
+                    .stats(&who.tenant_id, &view.callback.id, Window::DAY)
+                    .await?,
+            ),
+            Phase::Before => None,
+        };
+        rows.push(callback_row(view, stats.as_ref(), manage));
+    }
     let plugins = state.plugins.list(&who.tenant_id).await?;
+    let show_link = |label: &str, attention_only: bool| {
+        let href = link_query(&[
+            ("show", attention_only.then_some("attention")),
+            ("q", q.as_deref()),
+        ]);
+        html! {
+            @if attention == attention_only {
+                a href=(href) aria-current="true" { (label) }
+            } @else {
+                a href=(href) { (label) }
+            }
+        }
+    };
     Ok(layout(
         "Event callbacks",
         Some(Nav {
@@ -98,30 +163,37 @@ pub(super) async fn callbacks(
             form class="search" method="get" role="search" {
                 label for="q" { "Search by name" }
                 input id="q" name="q" type="search" value=[q.as_deref()];
+                @if attention { input type="hidden" name="show" value="attention"; }
                 button type="submit" { "Search" }
             }
+            nav class="filters" aria-label="Show" {
+                (show_link("All callbacks", false))
+                (show_link("Failing or disabled", true))
+            }
             p class="error" role="alert" data-page-error {}
-            @if page.items.is_empty() {
+            @if views.is_empty() {
                 p class="empty" {
-                    @if q.is_some() { "No callback matches." }
+                    @if attention { "Nothing is failing or disabled." }
+                    @else if q.is_some() { "No callback matches." }
                     @else if manage { "No callbacks yet. Add one with +." }
                     @else { "No callbacks yet." }
                 }
             } @else {
-                table {
+                table class="cards callbacks" {
                     caption class="visually-hidden" { "Callbacks" }
                     thead { tr {
-                        th scope="col" { "Name" } th scope="col" { "Object type" } th scope="col" { "Phase" }
-                        th scope="col" { "URL" } th scope="col" { "Enabled" } th scope="col" { "Last triggered on" }
+                        th scope="col" { "Name" } th scope="col" { "Listens to" }
+                        th scope="col" { "URL" } th scope="col" { "Health, last 24 h" } th scope="col" { "Enabled" }
+                        th scope="col" { "Last run" }
                         th scope="col" { span class="visually-hidden" { "Actions" } }
                     } }
                     tbody {
-                        @for view in &page.items { (callback_row(view, manage)) }
+                        @for row in rows { (row) }
                     }
                 }
             }
-            @if let Some(next) = &page.next_cursor {
-                p { a href={ "?cursor=" (next) @if let Some(q) = &q { "&q=" (q) } } { "More callbacks" } }
+            @if let Some(next) = &next {
+                p { a href=(link_query(&[("cursor", Some(next)), ("q", q.as_deref())])) { "More callbacks" } }
             }
             @if manage { (callback_dialog(&plugins)) }
         },
@@ -131,7 +203,7 @@ pub(super) async fn callbacks(
 /// One callback's row; `manage` adds the controls that change it. The
 /// edit button carries the callback's writable fields only: a page's HTML
 /// never holds a signing secret.
-fn callback_row(view: &CallbackView, manage: bool) -> Markup {
+fn callback_row(view: &CallbackView, stats: Option<&CallbackStats>, manage: bool) -> Markup {
     let c = &view.callback;
     let mut fields = serde_json::to_value(CallbackInput::of(c)).expect("inputs serialize");
     fields["id"] = c.id.clone().into();
@@ -139,22 +211,25 @@ fn callback_row(view: &CallbackView, manage: bool) -> Markup {
     html! {
         tr data-callback-id=(c.id) {
             th scope="row" { (c.name) }
-            td { (c.object_type) }
-            td { (c.phase.as_str()) }
-            td class="url" { (c.url.as_deref().unwrap_or("— (plugin decides)")) }
-            td {
+            td data-label="Listens to" { code { (c.object_type) } " · " (c.phase.as_str()) }
+            td class="url" data-label="URL" { (c.url.as_deref().unwrap_or("— (plugin decides)")) }
+            td class="health" data-label="Health, last 24 h" { (health::cell(view, stats)) }
+            td data-label="Enabled" {
                 label class="switch" {
                     input type="checkbox" data-toggle=(c.id) checked[c.enabled] disabled[!manage];
                     span class="visually-hidden" { "Enabled: " (c.name) }
                 }
-                @if let Some(reason) = &c.disabled_reason { span class="help" { (reason) } }
             }
-            td {
-                @match view.last.last_triggered_at {
-                    Some(at) => a href={ "/console/callbacks/" (c.id) "/history" } {
-                        (when(at)) " · " (view.last.last_status.map_or("", ActivationOutcome::as_str))
-                    },
-                    None => a href={ "/console/callbacks/" (c.id) "/history" } { "Never" },
+            td data-label="Last run" {
+                a href={ "/console/callbacks/" (c.id) "/history" } {
+                    @match view.last.last_triggered_at {
+                        Some(at) => {
+                            (when(at)) " · "
+                            @let status = view.last.last_status.map_or("", ActivationOutcome::as_str);
+                            span class={ "outcome " (status) } { (status) }
+                        }
+                        None => "Never",
+                    }
                 }
             }
             td class="actions" {
@@ -305,7 +380,7 @@ fn activation(a: &Activation, retry: bool) -> Markup {
         li class={ "activation " (a.outcome.as_str()) } data-activation-id=(a.id) {
             details {
                 summary {
-                    time datetime=(rfc3339(a.at)) { (when(a.at)) }
+                    (when(a.at))
                     span class="outcome" { (a.outcome.as_str()) }
                     span { "status " (a.status.map_or("—".to_string(), |s| s.to_string())) }
                     span { (format!("{:.1} ms", a.duration_ms)) }
@@ -349,6 +424,7 @@ fn http_record(label: &str, record: Option<&HttpRecord>) -> Markup {
 pub(super) async fn plugins(User(who): User, State(state): State<AppState>) -> Page {
     who.may(&[Role::Manage], "manage plugins")?;
     let plugins = state.plugins.list(&who.tenant_id).await?;
+    let callbacks = state.callbacks.all(&who.tenant_id).await?;
     Ok(layout(
         "Plugins",
         Some(Nav {
@@ -370,21 +446,27 @@ pub(super) async fn plugins(User(who): User, State(state): State<AppState>) -> P
             @if plugins.is_empty() {
                 p class="empty" { "No plugins yet." }
             } @else {
-                table {
+                table class="cards" {
                     caption class="visually-hidden" { "Plugin versions" }
-                    thead { tr { th scope="col" { "Name" } th scope="col" { "Version" } th scope="col" { "State" } th scope="col" { "Exports" } th scope="col" { "Size" } th scope="col" { "Uploaded" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Version" } th scope="col" { "State" } th scope="col" { "Exports" } th scope="col" { "Size" } th scope="col" { "Used by" } th scope="col" { "Uploaded" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
                     tbody {
                         @for p in &plugins {
                             tr data-plugin-id=(p.id) {
                                 th scope="row" { (p.name) }
-                                td { (p.version) }
-                                td data-plugin-state=(plugin_state(p.state)) {
+                                td data-label="Version" { (p.version) }
+                                td data-label="State" data-plugin-state=(plugin_state(p.state)) {
                                     (plugin_state(p.state))
                                     @if let Some(error) = &p.error { ": " (error) }
                                 }
-                                td { (p.exports.join(", ")) }
-                                td { (p.size) " bytes" }
-                                td { (when(p.created_at)) }
+                                td data-label="Exports" { (p.exports.join(", ")) }
+                                td data-label="Size" title={ (p.size) " bytes" } { (size(p.size)) }
+                                td data-label="Used by" {
+                                    @let users: Vec<&str> = callbacks.iter()
+                                        .filter(|c| c.plugin.as_ref().is_some_and(|r| r.id == p.id))
+                                        .map(|c| c.name.as_str()).collect();
+                                    @if users.is_empty() { span class="help" { "no callback" } } @else { (users.join(", ")) }
+                                }
+                                td data-label="Uploaded" { (when(p.created_at)) }
                                 td class="actions" { button type="button" class="danger" data-delete-plugin=(p.id) data-name={ (p.name) " v" (p.version) } { "Delete" span class="visually-hidden" { " " (p.name) " v" (p.version) } } }
                             }
                         }
@@ -393,6 +475,15 @@ pub(super) async fn plugins(User(who): User, State(state): State<AppState>) -> P
             }
         },
     ))
+}
+
+/// A size for people: bytes, KiB or MiB.
+fn size(bytes: usize) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+    }
 }
 
 fn plugin_state(state: PluginState) -> &'static str {
@@ -458,16 +549,16 @@ pub(super) async fn subscriptions(User(who): User, State(state): State<AppState>
             @if subscriptions.is_empty() {
                 p class="empty" { "No subscriptions. Your API creates them with " code { "POST /v1/subscriptions" } "." }
             } @else {
-                table {
+                table class="cards" {
                     caption class="visually-hidden" { "Subscriptions" }
                     thead { tr { th scope="col" { "Template" } th scope="col" { "URL" } th scope="col" { "State" } th scope="col" { "Since" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
                     tbody {
                         @for s in &subscriptions {
                             tr data-subscription-id=(s.id) {
                                 th scope="row" { (s.template_name) }
-                                td class="url" { (s.url.as_deref().unwrap_or("")) }
-                                td { @if s.enabled { "active" } @else { "stopped: " (s.disabled_reason.as_deref().unwrap_or("disabled")) } }
-                                td { a href={ "/console/callbacks/" (s.callback_id) "/history" } { (when(s.created_at)) } }
+                                td class="url" data-label="URL" { (s.url.as_deref().unwrap_or("")) }
+                                td data-label="State" { @if s.enabled { "active" } @else { "stopped: " (s.disabled_reason.as_deref().unwrap_or("disabled")) } }
+                                td data-label="Since" { a href={ "/console/callbacks/" (s.callback_id) "/history" } { (when(s.created_at)) } }
                                 td class="actions" { button type="button" class="danger" data-unsubscribe=(s.id) data-name=(s.url.as_deref().unwrap_or(&s.id)) { "Unsubscribe" } }
                             }
                         }
@@ -478,16 +569,16 @@ pub(super) async fn subscriptions(User(who): User, State(state): State<AppState>
             @if templates.is_empty() {
                 p class="empty" { "No templates. Import an OpenAPI document below." }
             } @else {
-                table {
+                table class="cards" {
                     caption class="visually-hidden" { "Templates" }
                     thead { tr { th scope="col" { "Name" } th scope="col" { "Object type" } th scope="col" { "Phase" } th scope="col" { "URL expression" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
                     tbody {
                         @for t in &templates {
                             tr {
                                 th scope="row" { (t.spec.name) }
-                                td { (t.spec.object_type) }
-                                td { (t.spec.phase.as_str()) }
-                                td class="url" { code { (t.spec.url.as_deref().unwrap_or("")) } }
+                                td data-label="Object type" { (t.spec.object_type) }
+                                td data-label="Phase" { (t.spec.phase.as_str()) }
+                                td class="url" data-label="URL expression" { code { (t.spec.url.as_deref().unwrap_or("")) } }
                                 td class="actions" { button type="button" class="danger" data-delete-template=(t.id) data-name=(t.spec.name) { "Delete" span class="visually-hidden" { " " (t.spec.name) } } }
                             }
                         }

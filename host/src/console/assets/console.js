@@ -16,6 +16,24 @@
     document.cookie = `${COOKIE}=${encodeURIComponent(value)}; Path=/console; SameSite=Strict${expiry}`;
   };
 
+  // Times: relative to now, with the exact time in the reader's zone on
+  // hover. The page says UTC until this runs.
+  const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+  const UNITS = [['year', 31536000], ['month', 2592000], ['day', 86400], ['hour', 3600], ['minute', 60]];
+  function ago(date) {
+    const seconds = Math.round((date.getTime() - Date.now()) / 1000);
+    for (const [unit, size] of UNITS) {
+      if (Math.abs(seconds) >= size) return relative.format(Math.trunc(seconds / size), unit);
+    }
+    return relative.format(seconds, 'second');
+  }
+  for (const time of document.querySelectorAll('time[datetime]')) {
+    const date = new Date(time.getAttribute('datetime'));
+    if (Number.isNaN(date.getTime())) continue;
+    time.title = date.toLocaleString();
+    time.textContent = ago(date);
+  }
+
   /** Calls the API; answers {ok, status, json}. */
   async function api(method, path, body, contentType) {
     const headers = { authorization: `Bearer ${key()}` };
@@ -344,10 +362,11 @@
       if (!answer.decisions.length) out.append(el('p', { class: 'empty' }, 'No before-callback matched, so the event is allowed.'));
       const rows = answer.decisions.map((d) => el('tr', {},
         el('th', { scope: 'row' }, el('a', { href: `/console/callbacks/${d.callback_id}/history` }, d.callback_name)),
-        el('td', {}, d.verdict), el('td', {}, d.reason || ''), el('td', {}, d.status == null ? '—' : String(d.status)),
-        el('td', {}, `${d.duration_ms.toFixed(1)} ms`)));
+        el('td', { 'data-label': 'Verdict' }, d.verdict), el('td', { 'data-label': 'Reason' }, d.reason || ''),
+        el('td', { 'data-label': 'Status' }, d.status == null ? '—' : String(d.status)),
+        el('td', { 'data-label': 'Duration' }, `${d.duration_ms.toFixed(1)} ms`)));
       if (rows.length) {
-        out.append(el('table', {}, el('thead', {}, el('tr', {}, ...['Callback', 'Verdict', 'Reason', 'Status', 'Duration']
+        out.append(el('table', { class: 'cards' }, el('thead', {}, el('tr', {}, ...['Callback', 'Verdict', 'Reason', 'Status', 'Duration']
           .map((h) => el('th', { scope: 'col' }, h)))), el('tbody', {}, ...rows)));
       }
       return;
