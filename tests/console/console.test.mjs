@@ -32,9 +32,8 @@ let dataDir;
 let receiver;
 const received = [];
 let answer = 500;
-/** How to answer the page's next confirmations, and what they said. */
-const confirmations = [];
-const confirmed = [];
+/** Browser pop-ups the console opened: it should open none. */
+const popups = [];
 
 /** Builds what the tests run: the server binary and one example plugin. */
 function build() {
@@ -72,6 +71,17 @@ function startReceiver() {
     });
   });
   return new Promise((resolve) => http.listen(0, '127.0.0.1', () => resolve(http)));
+}
+
+/** Answers the console's own confirmation dialog; returns what it asked. */
+async function confirm(accept) {
+  const box = page.locator('#confirm-dialog[open]');
+  await box.waitFor();
+  const asked = await box.locator('[data-confirm-message]').innerText();
+  if (accept) await box.locator('button[value=ok]').click();
+  else await box.getByRole('button', { name: 'Cancel' }).click();
+  await box.waitFor({ state: 'detached' });
+  return asked;
 }
 
 async function apiCall(method, path, body) {
@@ -125,9 +135,8 @@ before(async () => {
   page = await browser.newPage({ viewport: DESK });
   page.on('pageerror', (error) => { throw error; });
   page.on('dialog', async (dialog) => {
-    confirmed.push(dialog.message());
-    if (confirmations.shift() === 'accept') await dialog.accept();
-    else await dialog.dismiss();
+    popups.push(dialog.message());
+    await dialog.dismiss();
   });
 });
 
@@ -164,6 +173,12 @@ test('creating a callback through the dialog, with field errors from the API', a
   await dialog.waitFor({ state: 'hidden' });
 
   await page.getByRole('button', { name: 'Add a callback' }).click();
+  // Everything missing is said at once, each next to its field.
+  await page.getByRole('button', { name: 'Save' }).click();
+  await dialog.locator('[data-error-for="name"]').filter({ hasText: 'Give the callback a name.' }).waitFor();
+  await dialog.locator('[data-error-for="object_type"]').filter({ hasText: 'such as app' }).waitFor();
+  await dialog.locator('[data-error-for="url"]').filter({ hasText: 'needs the URL' }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.name), 'name', 'the first problem has the focus');
   await page.getByLabel('Name', { exact: true }).fill('audit-log');
   await page.getByLabel('Object type').fill('app');
   await page.getByLabel('URL').fill('ftp://files.example/drop');
@@ -231,7 +246,7 @@ test('emitting an event from the console and watching its delivery', async () =>
   await shot('04-try-an-event');
 });
 
-test('the activation history shows the attempt, expands, and retries', async () => {
+test('the activation history: expands, pretty JSON, retries in place, filters, replays', async () => {
   await page.getByRole('link', { name: 'Event callbacks' }).click();
   await page.getByRole('row', { name: /audit-log/ }).getByRole('link').click();
   await page.waitForURL(/\/history$/);
@@ -239,7 +254,8 @@ test('the activation history shows the attempt, expands, and retries', async () 
   const first = page.locator('.activation').first();
   assert.match(await first.locator('summary').innerText(), /failed[\s\S]*status 500/);
   await first.locator('summary').click();
-  await first.getByText('"name":"weather"').first().waitFor();
+  await first.getByText('"name": "weather"').first().waitFor();
+  assert.equal(await first.getByRole('button', { name: 'Copy the request body' }).count(), 1);
   await shot('05-history');
 
   assert.equal(await page.getByRole('button', { name: 'Retry delivery' }).count(), 1,
@@ -252,6 +268,27 @@ test('the activation history shows the attempt, expands, and retries', async () 
   await shot('06-history-after-retry');
   await page.reload();
   await page.locator('.activation.succeeded').first().waitFor();
+  assert.equal(await page.locator('.activation').count(), 2, 'the failure and the retry');
+
+  // Filters: by outcome, and by time.
+  await page.getByLabel('Outcome').selectOption('failed');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForURL(/outcome=failed/);
+  assert.equal(await page.locator('.activation').count(), 1);
+  assert.equal(await page.locator('.activation.failed').count(), 1);
+  await shot('06a-history-filtered');
+  await page.locator('#h-until').fill('2020-01-01T00:00');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.getByText('No activation matches.').waitFor();
+  assert.equal(await page.locator('#h-until').inputValue(), '2020-01-01T00:00', 'the filter shows what it filters');
+  await page.getByRole('link', { name: 'Clear' }).click();
+  await page.locator('.activation.succeeded').first().waitFor();
+
+  // Replay: the one failed delivery was retried, so nothing is failed now.
+  await page.locator('#r-since').fill('2020-01-01T00:00');
+  await page.locator('#r-until').fill('2099-01-01T00:00');
+  await page.getByRole('button', { name: 'Replay' }).click();
+  await page.getByText('No delivery failed in that window: nothing was sent.').waitFor();
 });
 
 test('health at a glance: a failing callback stands out, and a filter shows only those', async () => {
@@ -312,15 +349,14 @@ test('uploading plugins: a bad one shows the runtime error inline, a good one is
   const plugins = await apiCall('GET', '/v1/plugins');
   await apiCall('PATCH', `/v1/callbacks/${(await apiCall('GET', '/v1/callbacks')).items[0].id}`,
     { plugin: { id: plugins.items[0].id, config: {} } });
-  confirmations.push('dismiss');
   await row.getByRole('button', { name: /Delete/ }).click();
-  await page.waitForTimeout(300);
-  assert.equal(confirmed.length, 1, 'a confirmation was asked');
+  assert.match(await confirm(false), /Delete the plugin redact/, 'a confirmation is asked, in the page');
   assert.equal((await apiCall('GET', '/v1/plugins')).items.length, 1, 'dismissing it deletes nothing');
-  confirmations.push('accept', 'dismiss');
   await row.getByRole('button', { name: /Delete/ }).click();
-  await page.waitForTimeout(500);
-  assert.match(confirmed[2], /used by callbacks audit-log/, 'the in-use warning names the callback');
+  await page.locator('#confirm-dialog[open]').waitFor();
+  await shot('08b-confirm');
+  await confirm(true);
+  assert.match(await confirm(false), /used by callbacks audit-log/, 'the in-use warning names the callback');
   assert.equal((await apiCall('GET', '/v1/plugins')).items.length, 1, 'declining the warning keeps the plugin');
 });
 
@@ -352,8 +388,8 @@ test('subscriptions and templates: importing an OpenAPI document', async () => {
   const row = page.getByRole('row', { name: /127\.0\.0\.1.*\/sub/ });
   await row.waitFor();
   await shot('09-subscriptions');
-  confirmations.push('accept');
   await row.getByRole('button', { name: 'Unsubscribe' }).click();
+  await confirm(true);
   await page.getByText('No subscriptions.').waitFor();
   assert.equal((await apiCall('GET', '/v1/subscriptions')).items.length, 0);
 });
@@ -389,4 +425,6 @@ test('signing out, Back shows nothing; a read key sees callbacks and history onl
 
   await page.goto(`${base}/console/no-such-page`);
   await page.getByRole('heading', { name: 'No such page' }).waitFor();
+  await shot('12-not-found');
+  assert.deepEqual(popups, [], 'the console asks in the page, never in a browser pop-up');
 });

@@ -864,3 +864,75 @@ backend_test! {
         assert_eq!(status, 404, "another tenant's callback is not found");
     }
 }
+
+backend_test! {
+    async fn history_filters_by_outcome_and_time_and_pages_both_ways() {
+        let app = spawn_app().await;
+        let tenant = app.tenant("acme").await;
+        let sink = receiver(200).await;
+        let (cb, _) = callback(
+            &app,
+            &tenant,
+            json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
+                "retry": {"max_attempts": 1}}),
+        )
+        .await;
+        // Oldest first: three that succeed, three that fail, two that succeed.
+        for (count, status, outcome) in [(3, 200, "succeeded"), (3, 500, "failed"), (2, 200, "succeeded")] {
+            sink.answer(status);
+            for _ in 0..count {
+                let id = emit(&app, &tenant, after("app", json!({}))).await;
+                settled(&app, &tenant, &id, outcome, 10).await;
+            }
+        }
+        let list = |query: String| {
+            let app = &app;
+            let path = format!("/v1/callbacks/{cb}/activations?{query}");
+            let key = tenant.key.clone();
+            async move {
+                let (status, page) = app.get(&path, &key).await;
+                assert_eq!(status, 200, "{path}: {page}");
+                page
+            }
+        };
+        let ids = |page: &Value| -> Vec<String> {
+            page["items"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect()
+        };
+        let all = list(String::new()).await;
+        let outcomes: Vec<&str> = all["items"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes, ["succeeded", "succeeded", "failed", "failed", "failed", "succeeded", "succeeded", "succeeded"]);
+
+        let failed = list("outcome=failed".into()).await;
+        assert_eq!(ids(&failed), ids(&all)[2..5]);
+        let first_failure = all["items"][4]["at"].as_u64().unwrap();
+        let last_failure = all["items"][2]["at"].as_u64().unwrap();
+        let window = list(format!("since={first_failure}&until={}", last_failure + 1)).await;
+        assert_eq!(ids(&window), ids(&all)[2..5], "the window holds the failures");
+
+        // Three at a time, back and forth.
+        let newest = list("limit=3".into()).await;
+        assert_eq!(ids(&newest), ids(&all)[..3]);
+        assert!(newest.get("prev_cursor").is_none(), "nothing is newer than the newest");
+        let older = list(format!("limit=3&cursor={}", newest["next_cursor"].as_str().unwrap())).await;
+        assert_eq!(ids(&older), ids(&all)[3..6]);
+        let back = list(format!("limit=3&after={}", older["prev_cursor"].as_str().unwrap())).await;
+        assert_eq!(ids(&back), ids(&newest), "going back gives the newer page again");
+        assert!(back.get("prev_cursor").is_none(), "{back}");
+        assert_eq!(back["next_cursor"], newest["next_cursor"]);
+        let oldest = list(format!("limit=3&cursor={}", older["next_cursor"].as_str().unwrap())).await;
+        assert_eq!(ids(&oldest), ids(&all)[6..]);
+        assert_eq!(oldest["next_cursor"], Value::Null);
+        let middle = list(format!("limit=3&after={}", oldest["prev_cursor"].as_str().unwrap())).await;
+        assert_eq!(ids(&middle), ids(&older));
+        assert!(middle["prev_cursor"].is_string(), "newer pages remain");
+
+        let (status, error) = app
+            .get(&format!("/v1/callbacks/{cb}/activations?cursor=a&after=b"), &tenant.key)
+            .await;
+        assert_eq!(status, 422, "{error}");
+        let (status, error) = app
+            .get(&format!("/v1/callbacks/{cb}/activations?since=yesterday"), &tenant.key)
+            .await;
+        assert_eq!((status, &error["error"]["field"]), (422, &json!("since")), "{error}");
+    }
+}

@@ -12,12 +12,13 @@ use super::auth::{Caller, Manage, ManageOrRead};
 use super::error::ApiResult;
 use super::extract::{Json, Query};
 use super::state::AppState;
-use crate::domain::Error;
 use crate::domain::callbacks::{CallbackFilter, CallbackView};
 use crate::domain::stats::{CallbackStats, Window};
+use crate::domain::{Error, input};
 use crate::domain::{Page, page_size};
-use crate::model::Activation;
+use crate::model::{Activation, ActivationOutcome};
 use crate::model::{CallbackInput, Phase};
+use crate::store::{ActivationQuery, PageFrom};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -169,13 +170,54 @@ async fn remove(
 struct HistoryQuery {
     /// Continue with activations older than this one.
     cursor: Option<String>,
+    /// Go back to the activations newer than this one: a page's
+    /// `prev_cursor`.
+    after: Option<String>,
+    /// Only activations with this outcome.
+    outcome: Option<ActivationOutcome>,
+    /// Only activations at or after this time: RFC 3339, or milliseconds
+    /// since the epoch.
+    since: Option<String>,
+    /// Only activations before this time, likewise.
+    until: Option<String>,
     /// Page size, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 
+impl HistoryQuery {
+    /// The store's query, or what is wrong with this one.
+    fn selection(self) -> Result<ActivationQuery, Error> {
+        let from = match (self.cursor, self.after) {
+            (None, None) => PageFrom::Newest,
+            (Some(id), None) => PageFrom::Before(id),
+            (None, Some(id)) => PageFrom::After(id),
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "after",
+                    "give `cursor` to go to older activations or `after` to go back, not both",
+                ));
+            }
+        };
+        let since = input::instant("since", self.since.as_deref())?;
+        let until = input::instant("until", self.until.as_deref())?;
+        if let (Some(since), Some(until)) = (since, until)
+            && since > until
+        {
+            return Err(Error::invalid("since", "must not be after `until`"));
+        }
+        Ok(ActivationQuery {
+            outcome: self.outcome,
+            since,
+            until,
+            from,
+        })
+    }
+}
+
 /// The callback's activations, newest first: each run with its outcome,
 /// and the request and response (secrets redacted, bodies capped).
+/// Filters by outcome and time; pages both ways.
 #[utoipa::path(get, operation_id = "list_callback_activations", path = "/v1/callbacks/{id}/activations", tag = "callbacks",
     params(("id" = String, Path, description = ID), HistoryQuery),
     responses((status = 200, description = "A page of activations.", body = Page<Activation>)))]
@@ -185,14 +227,10 @@ async fn activations(
     Path(id): Path<String>,
     Query(query): Query<HistoryQuery>,
 ) -> ApiResult<axum::Json<Page<Activation>>> {
+    let limit = page_size(query.limit);
     let page = state
         .callbacks
-        .activations(
-            &who.tenant_id,
-            &id,
-            query.cursor.as_deref(),
-            page_size(query.limit),
-        )
+        .activations(&who.tenant_id, &id, query.selection()?, limit)
         .await?;
     Ok(axum::Json(page))
 }
@@ -273,8 +311,8 @@ async fn replay(
     Path(id): Path<String>,
     Query(query): Query<ReplayQuery>,
 ) -> ApiResult<axum::Json<Replayed>> {
-    let since = instant("since", query.since.as_deref())?.unwrap_or(0);
-    let until = instant("until", query.until.as_deref())?.unwrap_or(u64::MAX);
+    let since = input::instant("since", query.since.as_deref())?.unwrap_or(0);
+    let until = input::instant("until", query.until.as_deref())?.unwrap_or(u64::MAX);
     if since > until {
         return Err(Error::invalid("since", "must not be after `until`").into());
     }
@@ -286,22 +324,4 @@ async fn replay(
         replayed: replayed.len(),
         deliveries: replayed,
     }))
-}
-
-/// An RFC 3339 time or milliseconds since the epoch.
-fn instant(field: &str, value: Option<&str>) -> Result<Option<u64>, Error> {
-    let Some(value) = value else { return Ok(None) };
-    if let Ok(ms) = value.parse::<u64>() {
-        return Ok(Some(ms));
-    }
-    humantime::parse_rfc3339_weak(value)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| Some(d.as_millis() as u64))
-        .ok_or_else(|| {
-            Error::invalid(
-                field,
-                format!("`{value}` is neither RFC 3339 nor milliseconds since the epoch"),
-            )
-        })
 }

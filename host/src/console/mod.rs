@@ -12,6 +12,7 @@
 //! emits test events. Assets are compiled into the binary.
 
 mod health;
+mod history;
 mod pages;
 
 use axum::Router;
@@ -39,7 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/console", get(home))
         .route("/console/sign-in", get(pages::sign_in))
         .route("/console/callbacks", get(pages::callbacks))
-        .route("/console/callbacks/{id}/history", get(pages::history))
+        .route("/console/callbacks/{id}/history", get(history::page))
         .route("/console/plugins", get(pages::plugins))
         .route("/console/try", get(pages::try_event))
         .route("/console/subscriptions", get(pages::subscriptions))
@@ -236,6 +237,16 @@ fn layout(title: &str, nav: Option<Nav<'_>>, content: Markup) -> Markup {
                     }
                 }
                 main id="main" { (content) }
+                dialog id="confirm-dialog" aria-labelledby="confirm-title" {
+                    form method="dialog" {
+                        h2 id="confirm-title" { "Are you sure?" }
+                        p data-confirm-message {}
+                        div class="buttons" {
+                            button value="cancel" { "Cancel" }
+                            button value="ok" class="danger" { "Confirm" }
+                        }
+                    }
+                }
             }
         }
     }

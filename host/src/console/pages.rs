@@ -2,7 +2,7 @@
 //! and renders HTML; forms carry `data-` attributes that the script turns
 //! into API calls.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -14,8 +14,7 @@ use crate::domain::page_size;
 use crate::domain::stats::{CallbackStats, Window};
 use crate::model::event::rfc3339;
 use crate::model::{
-    Activation, ActivationOutcome, CallbackInput, HttpRecord, Phase, PluginRecord, PluginState,
-    Role, default_actions,
+    ActivationOutcome, CallbackInput, Phase, PluginRecord, PluginState, Role, default_actions,
 };
 
 type Page = Result<Markup, PageError>;
@@ -62,7 +61,7 @@ pub(super) struct SearchQuery {
 
 /// When something happened: UTC to the second in the page, which the
 /// script turns into a relative time with the reader's local time on hover.
-fn when(ms: u64) -> Markup {
+pub(super) fn when(ms: u64) -> Markup {
     let exact = rfc3339(ms);
     html! { time datetime=(exact) { (exact.get(..19).unwrap_or(&exact).replace('T', " ")) " UTC" } }
 }
@@ -71,7 +70,7 @@ fn when(ms: u64) -> Markup {
 const ALL_CALLBACKS: usize = 10_000;
 
 /// A link's query string from the parameters that are set.
-fn link_query(params: &[(&str, Option<&str>)]) -> String {
+pub(super) fn link_query(params: &[(&str, Option<&str>)]) -> String {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for (name, value) in params {
         if let Some(value) = value {
@@ -310,111 +309,6 @@ fn callback_dialog(plugins: &[PluginRecord]) -> Markup {
                 div class="buttons" {
                     button type="button" value="cancel" data-close-dialog { "Cancel" }
                     button type="submit" class="primary" { "Save" }
-                }
-            }
-        }
-    }
-}
-
-#[derive(Deserialize)]
-pub(super) struct HistoryQuery {
-    #[serde(default)]
-    cursor: Option<String>,
-}
-
-pub(super) async fn history(
-    User(who): User,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<HistoryQuery>,
-) -> Page {
-    who.may(&[Role::Manage, Role::Read], "read history")?;
-    let manage = who.role == Role::Manage;
-    let mut retried = std::collections::HashSet::new();
-    let callback = state.callbacks.get(&who.tenant_id, &id).await?.callback;
-    let page = state
-        .callbacks
-        .activations(
-            &who.tenant_id,
-            &id,
-            query.cursor.as_deref(),
-            page_size(None),
-        )
-        .await?;
-    Ok(layout(
-        "Activation history",
-        Some(Nav {
-            role: who.role,
-            current: "callbacks",
-        }),
-        html! {
-            p { a href="/console/callbacks" { "← Event callbacks" } }
-            h1 { "Activation history: " (callback.name) }
-            p class="help" { (callback.phase.as_str()) "-callback on " code { (callback.object_type) } " · " (callback.url.as_deref().unwrap_or("plugin only")) }
-            p class="error" role="alert" data-page-error {}
-            @if page.items.is_empty() {
-                p class="empty" { "This callback has not run yet." }
-            } @else {
-                ol class="activations" {
-                    @for a in &page.items {
-                        // One Retry per delivery, on its latest attempt here.
-                        @let retry = manage && a.delivery_id.as_ref().is_some_and(|d| retried.insert(d.clone()));
-                        (activation(a, retry))
-                    }
-                }
-            }
-            @if let Some(next) = &page.next_cursor {
-                p { a href={ "?cursor=" (next) } { "Older activations" } }
-            }
-        },
-    ))
-}
-
-/// One activation; `retry` offers a Retry of its delivery if it failed.
-fn activation(a: &Activation, retry: bool) -> Markup {
-    let failed = !matches!(
-        a.outcome,
-        ActivationOutcome::Succeeded | ActivationOutcome::Allow | ActivationOutcome::Skipped
-    );
-    html! {
-        li class={ "activation " (a.outcome.as_str()) } data-activation-id=(a.id) {
-            details {
-                summary {
-                    (when(a.at))
-                    span class="outcome" { (a.outcome.as_str()) }
-                    span { "status " (a.status.map_or("—".to_string(), |s| s.to_string())) }
-                    span { (format!("{:.1} ms", a.duration_ms)) }
-                    @if let Some(n) = a.attempt { span { "attempt " (n) } }
-                    @if let Some(error) = &a.error { span class="error-text" { (error) } }
-                }
-                div class="exchange" {
-                    p { "Event " code { (a.event_id) } @if let Some(d) = &a.delivery_id { " · delivery " code { (d) } } }
-                    @if let Some(next) = a.next_attempt_at { p { "Next attempt at " (when(next)) } }
-                    (http_record("Request", a.request.as_ref()))
-                    (http_record("Response", a.response.as_ref()))
-                }
-            }
-            @if let (Some(delivery), true) = (&a.delivery_id, failed && retry) {
-                button type="button" data-retry=(delivery) { "Retry delivery" }
-            }
-        }
-    }
-}
-
-fn http_record(label: &str, record: Option<&HttpRecord>) -> Markup {
-    html! {
-        section {
-            h3 { (label) }
-            @match record {
-                None => p class="help" { "None." },
-                Some(r) => {
-                    @if let Some(url) = &r.url { p { "POST " code { (url) } } }
-                    @if let Some(status) = r.status { p { "Status " (status) } }
-                    pre { @for (k, v) in &r.headers { (k) ": " (v) "\n" } }
-                    pre {
-                        @if r.body.is_empty() { "(empty body)" } @else { (r.body) }
-                        @if r.truncated { "\n… (truncated)" }
-                    }
                 }
             }
         }

@@ -16,7 +16,7 @@ use crate::model::{
     Activation, Callback, CallbackInput, LastRun, Phase, PluginInput, PluginRef, RetryPolicy,
     SubscriptionRef,
 };
-use crate::store::{Change, Store, StoreError};
+use crate::store::{ActivationQuery, Change, PageFrom, Store, StoreError};
 
 /// Default expected status of a before-callback's URL.
 const DEFAULT_EXPECTED_STATUS: u16 = 200;
@@ -279,6 +279,7 @@ impl Callbacks {
         Ok(Page {
             items,
             next_cursor: page.next_cursor,
+            prev_cursor: None,
         })
     }
 
@@ -318,21 +319,42 @@ impl Callbacks {
         Ok(CallbackStats::of(window, now, &counted))
     }
 
-    /// A callback's activations, newest first, continuing before `cursor`.
+    /// A page of a callback's activations that `query` selects, newest
+    /// first, with cursors for the older page and the newer one.
     pub async fn activations(
         &self,
         tenant: &str,
         id: &str,
-        cursor: Option<&str>,
+        query: ActivationQuery,
         limit: usize,
     ) -> Result<Page<Activation>> {
         self.find(tenant, id).await?;
-        let items = self
+        let mut items = self
             .store
             .deliveries()
-            .activations(tenant, id, cursor, limit + 1)
+            .activations(tenant, id, &query, limit + 1)
             .await?;
-        Ok(Page::of(items, limit, |a| a.id.clone()))
+        let cursor = |a: &Activation| a.id.clone();
+        Ok(match query.from {
+            PageFrom::Newest => Page::of(items, limit, cursor),
+            PageFrom::Before(_) => Page {
+                prev_cursor: items.first().map(cursor),
+                ..Page::of(items, limit, cursor)
+            },
+            // The nearest `limit + 1` newer ones: one too many says that
+            // still newer ones follow. The cursor's own is older.
+            PageFrom::After(_) => {
+                let newer = items.len() > limit;
+                if newer {
+                    items.remove(0);
+                }
+                Page {
+                    prev_cursor: newer.then(|| items.first().map(cursor)).flatten(),
+                    next_cursor: items.last().map(cursor),
+                    items,
+                }
+            }
+        })
     }
 
     /// Disables a callback, recording why; Hookgate does this when a
@@ -416,7 +438,7 @@ impl Callbacks {
         let newest = self
             .store
             .deliveries()
-            .activations(tenant, id, None, 1)
+            .activations(tenant, id, &ActivationQuery::default(), 1)
             .await?;
         Ok(LastRun::from_latest(newest.first()))
     }

@@ -114,6 +114,25 @@ fn check_nesting(bytes: &[u8], other_quotes: &[u8], what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Reads a time given as RFC 3339 or as milliseconds since the epoch;
+/// `None` when not given.
+pub fn instant(field: &str, value: Option<&str>) -> Result<Option<u64>> {
+    let Some(value) = value else { return Ok(None) };
+    if let Ok(ms) = value.parse::<u64>() {
+        return Ok(Some(ms));
+    }
+    humantime::parse_rfc3339_weak(value)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| Some(d.as_millis() as u64))
+        .ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!("`{value}` is neither RFC 3339 nor milliseconds since the epoch"),
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

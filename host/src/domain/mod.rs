@@ -29,6 +29,10 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` for the next page; absent on the last.
     pub next_cursor: Option<String>,
+    /// Pass as `after` for the page before this one, where a list pages
+    /// both ways; absent on the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prev_cursor: Option<String>,
 }
 
 impl<T> Page<T> {
@@ -41,7 +45,11 @@ impl<T> Page<T> {
         } else {
             None
         };
-        Page { items, next_cursor }
+        Page {
+            items,
+            next_cursor,
+            prev_cursor: None,
+        }
     }
 }
 

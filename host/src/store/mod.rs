@@ -22,8 +22,8 @@ pub use self::changes::{Change, Changes};
 pub use self::postgres::{ConnectError, PgStore};
 pub use self::sled::SledStore;
 use crate::model::{
-    Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, HourCount,
-    PluginRecord, Template, Tenant,
+    Activation, ActivationOutcome, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health,
+    HourCount, PluginRecord, Template, Tenant,
 };
 
 /// Why storage failed. Only `Conflict` is the caller's doing.
@@ -61,6 +61,31 @@ pub struct DeliveryFilter {
     pub callback_id: Option<String>,
     /// Only in this state.
     pub status: Option<DeliveryStatus>,
+}
+
+/// Which of a callback's activations to list.
+#[derive(Debug, Clone, Default)]
+pub struct ActivationQuery {
+    /// Only those with this outcome.
+    pub outcome: Option<ActivationOutcome>,
+    /// Only those at or after this time, in ms since the epoch.
+    pub since: Option<u64>,
+    /// Only those before this time, in ms since the epoch.
+    pub until: Option<u64>,
+    /// Where the page starts.
+    pub from: PageFrom,
+}
+
+/// Where a page of a newest-first list starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PageFrom {
+    /// At the newest.
+    #[default]
+    Newest,
+    /// Just older than this id.
+    Before(String),
+    /// Just newer than this id: the page before, going back.
+    After(String),
 }
 
 /// An event to store, with the deliveries and activations it caused.
@@ -234,12 +259,13 @@ pub trait DeliveryRepo: Send + Sync {
         before: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>>;
-    /// A callback's activations, newest first, older than `before` if given.
+    /// Up to `limit` of a callback's activations that `query` selects,
+    /// newest first; with [`PageFrom::After`], the `limit` nearest to it.
     async fn activations(
         &self,
         tenant: &str,
         callback_id: &str,
-        before: Option<&str>,
+        query: &ActivationQuery,
         limit: usize,
     ) -> StoreResult<Vec<Activation>>;
     /// One activation of a callback.

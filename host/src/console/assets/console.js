@@ -111,6 +111,14 @@
     }
   }
 
+  /** Several FieldErrors, found together. */
+  class FieldErrors extends Error {
+    constructor(problems) {
+      super(problems.map((p) => p.message).join(' '));
+      this.problems = problems;
+    }
+  }
+
   // Sign in and out.
   const signIn = document.getElementById('sign-in');
   if (signIn) {
@@ -149,6 +157,38 @@
       }
     });
   }
+
+  // Time fields: people pick local times; forms send milliseconds since
+  // the epoch, in the hidden field each picker names.
+  const localInput = (ms) => {
+    const date = new Date(Number(ms));
+    return new Date(date.getTime() - date.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  };
+  for (const form of document.querySelectorAll('[data-time-form]')) {
+    for (const picker of form.querySelectorAll('[data-ms-for]')) {
+      if (picker.dataset.ms) picker.value = localInput(picker.dataset.ms);
+    }
+    form.addEventListener('submit', () => {
+      for (const picker of form.querySelectorAll('[data-ms-for]')) {
+        const hidden = form.querySelector(`input[type=hidden][name="${picker.dataset.msFor}"]`);
+        hidden.value = picker.value ? String(new Date(picker.value).getTime()) : '';
+      }
+    });
+  }
+
+  // Replaying a window of failed deliveries.
+  const replay = document.getElementById('replay-form');
+  onSubmit(replay, async () => {
+    clearErrors(replay);
+    const f = replay.elements;
+    const out = replay.querySelector('[data-replay-result]');
+    const query = new URLSearchParams({ since: f.since.value, until: f.until.value });
+    const result = await api('POST', `/v1/callbacks/${encodeURIComponent(replay.dataset.replay)}/replay?${query}`);
+    if (!result.ok) return showApiError(replay, result);
+    out.textContent = result.json.replayed === 0
+      ? 'No delivery failed in that window: nothing was sent.'
+      : `Sent again: ${result.json.replayed} deliver${result.json.replayed === 1 ? 'y' : 'ies'}.`;
+  });
 
   // The callback dialog.
   const dialog = document.getElementById('callback-dialog');
@@ -191,6 +231,8 @@
   function callbackInput() {
     const f = form.elements;
     const phase = f.phase.value;
+    // Every problem found here at once, each at its field.
+    const problems = [];
     const body = {
       name: f.name.value.trim(),
       object_type: f.object_type.value.trim(),
@@ -205,7 +247,10 @@
     for (const line of f.headers.value.split('\n')) {
       if (!line.trim()) continue;
       const colon = line.indexOf(':');
-      if (colon < 1) throw new FieldError('headers', `"${line.trim()}" is not "name: value".`);
+      if (colon < 1) {
+        problems.push(new FieldError('headers', `"${line.trim()}" is not "name: value".`));
+        break;
+      }
       body.headers[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
     }
     if (f['plugin.id'].value) {
@@ -214,11 +259,11 @@
       if (text) {
         try {
           config = JSON.parse(text);
+          if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+            problems.push(new FieldError('plugin.config', 'must be a JSON object.'));
+          }
         } catch (e) {
-          throw new FieldError('plugin.config', `is not valid JSON: ${e.message}`);
-        }
-        if (typeof config !== 'object' || config === null || Array.isArray(config)) {
-          throw new FieldError('plugin.config', 'must be a JSON object.');
+          problems.push(new FieldError('plugin.config', `is not valid JSON: ${e.message}`));
         }
       }
       body.plugin = { id: f['plugin.id'].value, config };
@@ -228,10 +273,18 @@
     if (phase === 'after' && (attempts || schedule)) {
       const secs = schedule ? schedule.split(',').map((s) => Number(s.trim())) : [];
       if (secs.some((s) => !Number.isInteger(s))) {
-        throw new FieldError('retry.schedule_secs', 'must be whole seconds separated by commas.');
+        problems.push(new FieldError('retry.schedule_secs', 'must be whole seconds separated by commas.'));
       }
       body.retry = { max_attempts: attempts ? Number(attempts) : secs.length + 1, schedule_secs: secs };
     }
+    if (!body.name) problems.push(new FieldError('name', 'Give the callback a name.'));
+    if (!body.object_type) problems.push(new FieldError('object_type', 'Say which object type it listens to, such as app.'));
+    if (!body.actions.length) problems.push(new FieldError('actions', 'Pick at least one action.'));
+    if (phase === 'after' && !body.url) problems.push(new FieldError('url', 'An after-callback needs the URL its deliveries go to.'));
+    if (phase === 'before' && !body.url && !body.plugin) {
+      problems.push(new FieldError('url', 'A before-callback needs a URL to ask, or a plugin to decide.'));
+    }
+    if (problems.length) throw new FieldErrors(problems);
     return body;
   }
 
@@ -244,8 +297,9 @@
       try {
         body = callbackInput();
       } catch (e) {
-        if (e instanceof FieldError) return showError(form, e.field, e.message);
-        throw e;
+        if (!(e instanceof FieldErrors)) throw e;
+        for (const problem of [...e.problems].reverse()) showError(form, problem.field, problem.message);
+        return;
       }
       const id = form.elements.id.value;
       const result = id
@@ -257,8 +311,20 @@
     });
   }
 
-  async function confirmed(message, method, path, then = () => location.reload()) {
-    if (!window.confirm(message)) return;
+  /** Asks in the page, not in a browser pop-up; true if confirmed. */
+  function ask(message, confirmLabel) {
+    const box = document.getElementById('confirm-dialog');
+    box.querySelector('[data-confirm-message]').textContent = message;
+    box.querySelector('button[value=ok]').textContent = confirmLabel;
+    box.returnValue = '';
+    box.showModal();
+    return new Promise((resolve) => {
+      box.addEventListener('close', () => resolve(box.returnValue === 'ok'), { once: true });
+    });
+  }
+
+  async function confirmed(message, confirmLabel, method, path, then = () => location.reload()) {
+    if (!(await ask(message, confirmLabel))) return;
     const result = await api(method, path);
     if (result.ok) {
       then();
@@ -274,8 +340,19 @@
     if ('openCallback' in d) openDialog(null);
     if (d.editCallback) openDialog(JSON.parse(d.editCallback));
     if (d.deleteCallback) {
-      await confirmed(`Delete the callback "${d.name}"? Its history stays until retention removes it.`,
+      await confirmed(`Delete the callback "${d.name}"? Its history stays until retention removes it.`, 'Delete',
         'DELETE', `/v1/callbacks/${encodeURIComponent(d.deleteCallback)}`);
+    }
+    if ('copy' in d) {
+      const text = target.parentElement.querySelector('pre').textContent;
+      try {
+        await navigator.clipboard.writeText(text);
+        target.firstChild.textContent = 'Copied';
+      } catch {
+        getSelection().selectAllChildren(target.parentElement.querySelector('pre'));
+        target.firstChild.textContent = 'Selected: press Ctrl+C';
+      }
+      setTimeout(() => { target.firstChild.textContent = 'Copy'; }, 2000);
     }
     if (d.retry) {
       target.disabled = true;
@@ -296,22 +373,22 @@
       target.disabled = false;
     }
     if (d.deletePlugin) {
-      if (!window.confirm(`Delete the plugin ${d.name}?`)) return;
+      if (!(await ask(`Delete the plugin ${d.name}?`, 'Delete'))) return;
       const path = `/v1/plugins/${encodeURIComponent(d.deletePlugin)}`;
       let result = await api('DELETE', path);
       if (result.status === 409
-        && window.confirm(`${result.json.error.message}\n\nDelete it anyway and disable those callbacks?`)) {
+        && await ask(`${result.json.error.message}. Delete it anyway, and disable those callbacks?`, 'Delete and disable')) {
         result = await api('DELETE', `${path}?force=true`);
       }
       if (result.ok) location.reload();
       else pageError(result.json.error.message);
     }
     if (d.unsubscribe) {
-      await confirmed(`Unsubscribe ${d.name}? Its callback is deleted and nothing more is delivered.`,
+      await confirmed(`Unsubscribe ${d.name}? Its callback is deleted and nothing more is delivered.`, 'Unsubscribe',
         'DELETE', `/v1/subscriptions/${encodeURIComponent(d.unsubscribe)}`);
     }
     if (d.deleteTemplate) {
-      await confirmed(`Delete the template "${d.name}"? Its subscriptions stay.`,
+      await confirmed(`Delete the template "${d.name}"? Its subscriptions stay.`, 'Delete',
         'DELETE', `/v1/callback-templates/${encodeURIComponent(d.deleteTemplate)}`);
     }
   });

@@ -26,8 +26,9 @@ use sqlx::{Executor, Row};
 
 use self::writer::Writer;
 use super::{
-    Backend, CallbackRepo, Change, Changes, Claim, ClaimOne, Claimed, DeliveryFilter, DeliveryRepo,
-    DeliveryWrite, EventRepo, EventWrite, PluginRepo, StoreError, StoreResult, TenantRepo,
+    ActivationQuery, Backend, CallbackRepo, Change, Changes, Claim, ClaimOne, Claimed,
+    DeliveryFilter, DeliveryRepo, DeliveryWrite, EventRepo, EventWrite, PageFrom, PluginRepo,
+    StoreError, StoreResult, TenantRepo,
 };
 use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, HourCount,
@@ -815,22 +816,40 @@ impl DeliveryRepo for PgStore {
         &self,
         tenant: &str,
         callback_id: &str,
-        before: Option<&str>,
+        query: &ActivationQuery,
         limit: usize,
     ) -> StoreResult<Vec<Activation>> {
         self.writer.settle().await;
-        let rows = sqlx::query(
+        let (before, after) = match &query.from {
+            PageFrom::Newest => (None, None),
+            PageFrom::Before(id) => (Some(id.as_str()), None),
+            PageFrom::After(id) => (None, Some(id.as_str())),
+        };
+        // Newer pages are the nearest ones going up, turned newest first.
+        let order = if after.is_some() { "ASC" } else { "DESC" };
+        let rows = sqlx::query(&format!(
             "SELECT record FROM activations WHERE tenant_id = $1 AND callback_id = $2 \
-             AND ($3::text IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
-        )
+             AND ($3::text IS NULL OR id < $3) AND ($4::text IS NULL OR id > $4) \
+             AND ($5::int8 IS NULL OR at >= $5) AND ($6::int8 IS NULL OR at < $6) \
+             AND ($7::text IS NULL OR record::jsonb->>'outcome' = $7) \
+             ORDER BY id {order} LIMIT $8"
+        ))
         .bind(tenant)
         .bind(callback_id)
         .bind(before)
+        .bind(after)
+        .bind(query.since.map(|t| t.min(i64::MAX as u64) as i64))
+        .bind(query.until.map(|t| t.min(i64::MAX as u64) as i64))
+        .bind(query.outcome.map(|o| o.as_str()))
         .bind(limit.min(i64::MAX as usize) as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(records(&rows))
+        let mut found = records(&rows);
+        if after.is_some() {
+            found.reverse();
+        }
+        Ok(found)
     }
 
     async fn activation(

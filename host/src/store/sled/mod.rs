@@ -20,8 +20,9 @@ use self::queue::{One, Queue};
 use self::trees::Trees;
 use self::writer::Pool;
 use super::{
-    Backend, CallbackRepo, Change, Changes, Claim, ClaimOne, Claimed, DeliveryFilter, DeliveryRepo,
-    DeliveryWrite, EventRepo, EventWrite, PluginRepo, StoreResult, TenantRepo,
+    ActivationQuery, Backend, CallbackRepo, Change, Changes, Claim, ClaimOne, Claimed,
+    DeliveryFilter, DeliveryRepo, DeliveryWrite, EventRepo, EventWrite, PluginRepo, StoreResult,
+    TenantRepo,
 };
 use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, HourCount,
@@ -326,16 +327,13 @@ impl DeliveryRepo for SledStore {
         &self,
         tenant: &str,
         callback_id: &str,
-        before: Option<&str>,
+        query: &ActivationQuery,
         limit: usize,
     ) -> StoreResult<Vec<Activation>> {
-        let (tenant, callback, before) = (
-            tenant.to_string(),
-            callback_id.to_string(),
-            before.map(str::to_string),
-        );
+        let (tenant, callback, query) =
+            (tenant.to_string(), callback_id.to_string(), query.clone());
         self.pool
-            .run(move |t| t.activations(&tenant, &callback, before.as_deref(), limit))
+            .run(move |t| t.activations(&tenant, &callback, &query, limit))
             .await
     }
 

@@ -17,7 +17,9 @@ use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, HourCount,
     PluginRecord, Template, Tenant,
 };
-use crate::store::{DeliveryFilter, DeliveryWrite, EventWrite, StoreError, StoreResult};
+use crate::store::{
+    ActivationQuery, DeliveryFilter, DeliveryWrite, EventWrite, PageFrom, StoreError, StoreResult,
+};
 
 /// sled's trees, one per kind of record.
 pub(super) struct Trees {
@@ -478,16 +480,46 @@ impl Trees {
         &self,
         tenant: &str,
         callback_id: &str,
-        before: Option<&str>,
+        query: &ActivationQuery,
         limit: usize,
     ) -> StoreResult<Vec<Activation>> {
-        scan_back(
-            &self.activations,
-            &key(tenant, callback_id),
-            before,
-            limit,
-            |_| true,
-        )
+        let prefix = key(tenant, callback_id);
+        // '0' is the byte after '/', so it bounds the whole prefix.
+        let (start, end) = match &query.from {
+            PageFrom::Newest => (format!("{prefix}/"), format!("{prefix}0")),
+            PageFrom::Before(id) => (format!("{prefix}/"), format!("{prefix}/{id}")),
+            PageFrom::After(id) => (format!("{prefix}/{id}\u{0}"), format!("{prefix}0")),
+        };
+        let range = self.activations.range(start..end);
+        let items: Box<dyn Iterator<Item = _>> = match query.from {
+            PageFrom::After(_) => Box::new(range),
+            _ => Box::new(range.rev()),
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let (k, v) = item.map_err(backend)?;
+            let act: Activation = decode(&k, &v)?;
+            // Ids follow time: past the window's end going back (or its
+            // start going forward), nothing further can match.
+            let too_old = query.since.is_some_and(|since| act.at < since);
+            let too_new = query.until.is_some_and(|until| act.at >= until);
+            match query.from {
+                PageFrom::After(_) if too_new => break,
+                PageFrom::Newest | PageFrom::Before(_) if too_old => break,
+                _ => {}
+            }
+            if too_old || too_new || query.outcome.is_some_and(|o| o != act.outcome) {
+                continue;
+            }
+            out.push(act);
+            if out.len() == limit {
+                break;
+            }
+        }
+        if matches!(query.from, PageFrom::After(_)) {
+            out.reverse();
+        }
+        Ok(out)
     }
 
     pub(super) fn activation(
