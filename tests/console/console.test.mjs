@@ -382,16 +382,69 @@ test('subscriptions and templates: importing an OpenAPI document', async () => {
   await page.getByRole('row', { name: /myEvent/ }).waitFor();
 
   const { port } = receiver.address();
-  await apiCall('POST', '/v1/subscriptions',
-    { template: 'myEvent', request: { body: { callbackUrl: `http://127.0.0.1:${port}/sub` } } });
-  await page.reload();
+  await page.getByLabel('Subscribe request body (JSON)').fill('{"callbackUrl": "not json');
+  await page.getByRole('button', { name: 'Subscribe', exact: true }).click();
+  await page.locator('#subscribe-form [data-error-for="request"]').filter({ hasText: 'not valid JSON' }).waitFor();
+  await page.getByLabel('Subscribe request body (JSON)').fill(JSON.stringify({ callbackUrl: `http://127.0.0.1:${port}/sub` }));
+  await page.getByRole('button', { name: 'Subscribe', exact: true }).click();
   const row = page.getByRole('row', { name: /127\.0\.0\.1.*\/sub/ });
   await row.waitFor();
   await shot('09-subscriptions');
   await row.getByRole('button', { name: 'Unsubscribe' }).click();
   await confirm(true);
   await page.getByText('No subscriptions.').waitFor();
+
+  // A template made by hand, then deleted.
+  await page.getByRole('button', { name: 'Create template' }).click();
+  await page.locator('#template-form [data-error-for="name"]').filter({ hasText: 'Give the template a name.' }).waitFor();
+  await page.locator('#tpl-name').fill('byHand');
+  await page.locator('#tpl-object-type').fill('widget');
+  await page.getByLabel('URL expression').fill('{$request.body#/hook}');
+  await page.getByRole('button', { name: 'Create template' }).click();
+  const template = page.getByRole('row', { name: /byHand/ });
+  await template.waitFor();
+  await template.getByRole('button', { name: /Delete/ }).click();
+  await confirm(true);
+  await template.waitFor({ state: 'detached' });
   assert.equal((await apiCall('GET', '/v1/subscriptions')).items.length, 0);
+});
+
+test('API keys are made, shown once and revoked; a signing secret is revealed and rotated', async () => {
+  await page.getByRole('link', { name: 'API keys' }).click();
+  await page.getByRole('heading', { name: 'API keys' }).waitFor();
+  assert.match(await page.getByRole('row', { name: /default/ }).innerText(), /\(you\)/, 'the signed-in key is marked');
+  await page.getByLabel('Name', { exact: true }).fill('ci-pipeline');
+  await page.getByLabel('Role').selectOption('emit');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const shown = page.locator('[data-new-key]');
+  await shown.filter({ hasText: /^hg_/ }).waitFor();
+  const made = await shown.innerText();
+  const asMade = await fetch(`${base}/v1/keys`, { headers: { authorization: `Bearer ${made}` } });
+  assert.equal(asMade.status, 403, 'the new key works, as an emit key');
+  await shot('10a-keys');
+  await page.getByRole('row', { name: /ci-pipeline/ }).getByRole('button', { name: /Revoke/ }).click();
+  assert.match(await confirm(true), /refused from now on/);
+  await page.getByRole('row', { name: /ci-pipeline/ }).waitFor({ state: 'detached' });
+  const revoked = await fetch(`${base}/v1/keys`, { headers: { authorization: `Bearer ${made}` } });
+  assert.equal(revoked.status, 401, 'the revoked key is refused');
+
+  await page.getByRole('link', { name: 'Event callbacks' }).click();
+  await page.getByRole('row', { name: /audit-log/ }).getByRole('button', { name: /Secret/ }).click();
+  const box = page.locator('#secret-dialog');
+  assert.doesNotMatch(await box.locator('[data-secret]').innerText(), /whsec_/, 'hidden until asked for');
+  await box.getByRole('button', { name: 'Reveal' }).click();
+  await box.locator('[data-secret]').filter({ hasText: /^whsec_/ }).waitFor();
+  const old = await box.locator('[data-secret]').innerText();
+  const stored = (await apiCall('GET', '/v1/callbacks')).items.find((c) => c.name === 'audit-log');
+  assert.equal(old, stored.secret);
+  await shot('10b-secret');
+  await box.getByRole('button', { name: 'Rotate' }).click();
+  assert.match(await confirm(true), /both the old and the new secret/);
+  await box.locator('[data-secret-note]').filter({ hasText: 'keeps signing until' }).waitFor();
+  const rotated = await box.locator('[data-secret]').innerText();
+  assert.notEqual(rotated, old);
+  assert.equal((await apiCall('GET', `/v1/callbacks/${stored.id}`)).secret, rotated);
+  await box.getByRole('button', { name: 'Close' }).click();
 });
 
 test('signing out, Back shows nothing; a read key sees callbacks and history only', async () => {

@@ -13,6 +13,7 @@
 
 mod health;
 mod history;
+mod keys;
 mod pages;
 
 use axum::Router;
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/plugins", get(pages::plugins))
         .route("/console/try", get(pages::try_event))
         .route("/console/subscriptions", get(pages::subscriptions))
+        .route("/console/keys", get(keys::page))
         .route("/console/{*unknown}", get(unknown))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
@@ -178,7 +180,7 @@ pub(crate) struct Nav<'a> {
 }
 
 /// The console's pages, and the roles that may open each.
-const PAGES: [(&str, &str, &str, &[Role]); 4] = [
+const PAGES: [(&str, &str, &str, &[Role]); 5] = [
     (
         "callbacks",
         "/console/callbacks",
@@ -198,6 +200,7 @@ const PAGES: [(&str, &str, &str, &[Role]); 4] = [
         "Subscriptions",
         &[Role::Manage],
     ),
+    ("keys", "/console/keys", "API keys", &[Role::Manage]),
 ];
 
 /// Every page's frame: navigation for a signed-in key, the page's content,

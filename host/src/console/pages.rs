@@ -194,7 +194,10 @@ pub(super) async fn callbacks(
             @if let Some(next) = &next {
                 p { a href=(link_query(&[("cursor", Some(next)), ("q", q.as_deref())])) { "More callbacks" } }
             }
-            @if manage { (callback_dialog(&plugins)) }
+            @if manage {
+                (callback_dialog(&plugins))
+                (secret_dialog(state.config.delivery.secret_overlap_hours))
+            }
         },
     ))
 }
@@ -234,8 +237,33 @@ fn callback_row(view: &CallbackView, stats: Option<&CallbackStats>, manage: bool
             td class="actions" {
                 @if manage {
                     button type="button" data-edit-callback=(json) { "Edit" span class="visually-hidden" { " " (c.name) } }
+                    button type="button" data-secret=(c.id) data-name=(c.name) { "Secret" span class="visually-hidden" { " of " (c.name) } }
                     button type="button" class="danger" data-delete-callback=(c.id) data-name=(c.name) { "Delete" span class="visually-hidden" { " " (c.name) } }
                 }
+            }
+        }
+    }
+}
+
+/// Shows a callback's signing secret when asked, and rotates it. The
+/// page's HTML never holds a secret: the script fetches it.
+fn secret_dialog(overlap_hours: u64) -> Markup {
+    html! {
+        dialog id="secret-dialog" aria-labelledby="secret-title" data-overlap-hours=(overlap_hours) {
+            h2 id="secret-title" { "Signing secret" }
+            p class="help" {
+                "Receivers check each request's " code { "webhook-signature" }
+                " header with this secret, as Standard Webhooks describes."
+            }
+            div class="copyable" {
+                pre data-secret {}
+                button type="button" class="copy" data-copy hidden { "Copy" span class="visually-hidden" { " the secret" } }
+            }
+            p role="status" data-secret-note {}
+            div class="buttons" {
+                button type="button" data-reveal-secret { "Reveal" }
+                button type="button" class="danger" data-rotate-secret { "Rotate" }
+                button type="button" data-close-secret { "Close" }
             }
         }
     }
@@ -478,6 +506,44 @@ pub(super) async fn subscriptions(User(who): User, State(state): State<AppState>
                         }
                     }
                 }
+            }
+            @if !templates.is_empty() {
+                form id="subscribe-form" class="card" {
+                    h2 { "Subscribe" }
+                    p class="help" { "What your API does when a client subscribes: the template's expressions read this request." }
+                    div class="grid" {
+                        div {
+                            label for="sub-template" { "Template" }
+                            select id="sub-template" name="template" {
+                                @for t in &templates { option value=(t.spec.name) { (t.spec.name) } }
+                            }
+                            p class="error" role="alert" data-error-for="template" {}
+                        }
+                        div class="wide" {
+                            label for="sub-body" { "Subscribe request body (JSON)" }
+                            textarea id="sub-body" name="request.body" rows="3" { "{\"callbackUrl\": \"https://receiver.example/hook\"}" }
+                            p class="error" role="alert" data-error-for="request" {}
+                        }
+                    }
+                    p class="error" role="alert" data-error-for="" {}
+                    button type="submit" class="primary" { "Subscribe" }
+                }
+            }
+            form id="template-form" class="card" novalidate {
+                h2 { "New template" }
+                p class="help" { "A callback whose URL and header values may hold runtime expressions, such as " code { "{$request.body#/callbackUrl}" } "." }
+                div class="grid" {
+                    div { label for="tpl-name" { "Name" } input id="tpl-name" name="name" required; p class="error" role="alert" data-error-for="name" {} }
+                    div { label for="tpl-object-type" { "Object type" } input id="tpl-object-type" name="object_type" required placeholder="app"; p class="error" role="alert" data-error-for="object_type" {} }
+                    div { label for="tpl-phase" { "Phase" } select id="tpl-phase" name="phase" { option value="after" { "After" } option value="before" { "Before" } } }
+                    div class="wide" {
+                        label for="tpl-url" { "URL expression" }
+                        input id="tpl-url" name="url" required placeholder="{$request.body#/callbackUrl}";
+                        p class="error" role="alert" data-error-for="url" {}
+                    }
+                }
+                p class="error" role="alert" data-error-for="" {}
+                button type="submit" class="primary" { "Create template" }
             }
             form id="import-form" class="card" {
                 h2 { "Import an OpenAPI document" }

@@ -176,6 +176,39 @@
     });
   }
 
+  // API keys: a new key is shown once; the signed-in one is marked.
+  const keyForm = document.getElementById('key-form');
+  for (const row of document.querySelectorAll('[data-key-prefix]')) {
+    if (key().startsWith(row.dataset.keyPrefix)) row.querySelector('[data-yours]').hidden = false;
+  }
+  onSubmit(keyForm, async () => {
+    clearErrors(keyForm);
+    const name = keyForm.elements.name.value.trim();
+    if (!name) return showError(keyForm, 'name', 'Give the key a name.');
+    const result = await api('POST', '/v1/keys', { name, role: keyForm.elements.role.value });
+    if (!result.ok) return showApiError(keyForm, result);
+    const made = result.json;
+    const shown = document.getElementById('new-key');
+    shown.querySelector('[data-new-key]').textContent = made.api_key;
+    shown.hidden = false;
+    keyForm.elements.name.value = '';
+    document.querySelector('table tbody').prepend(el('tr', { 'data-key-prefix': made.prefix },
+      el('th', { scope: 'row' }, made.name), el('td', { 'data-label': 'Role' }, made.role),
+      el('td', { 'data-label': 'Key' }, el('code', {}, `${made.prefix}…`)), el('td', { 'data-label': 'Created' }, 'just now'),
+      el('td', { class: 'actions' }, el('button', { type: 'button', class: 'danger', 'data-revoke-key': made.id, 'data-name': made.name },
+        'Revoke', el('span', { class: 'visually-hidden' }, ` ${made.name}`)))));
+  });
+
+  // A callback's signing secret: hidden until asked for, and rotated with
+  // an overlap in which both secrets sign.
+  const secretDialog = document.getElementById('secret-dialog');
+  function showSecret(secret, note) {
+    secretDialog.querySelector('[data-secret]').textContent = secret;
+    secretDialog.querySelector('.copy').hidden = false;
+    secretDialog.querySelector('[data-secret-note]').textContent = note;
+  }
+  const until = (ms) => new Date(ms).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+
   // Replaying a window of failed deliveries.
   const replay = document.getElementById('replay-form');
   onSubmit(replay, async () => {
@@ -343,6 +376,48 @@
       await confirmed(`Delete the callback "${d.name}"? Its history stays until retention removes it.`, 'Delete',
         'DELETE', `/v1/callbacks/${encodeURIComponent(d.deleteCallback)}`);
     }
+    if (d.secret) {
+      secretDialog.dataset.callback = d.secret;
+      secretDialog.dataset.name = d.name;
+      document.getElementById('secret-title').textContent = `Signing secret: ${d.name}`;
+      secretDialog.querySelector('[data-secret]').textContent = 'Hidden until you reveal it.';
+      secretDialog.querySelector('.copy').hidden = true;
+      secretDialog.querySelector('[data-secret-note]').textContent = '';
+      secretDialog.showModal();
+    }
+    if ('revealSecret' in d) {
+      const r = await api('GET', `/v1/callbacks/${encodeURIComponent(secretDialog.dataset.callback)}`);
+      if (!r.ok) return pageError(r.json ? r.json.error.message : `HTTP ${r.status}`);
+      showSecret(r.json.secret, r.json.previous_secret_expires_at
+        ? `The previous secret also signs until ${until(r.json.previous_secret_expires_at)}.` : '');
+    }
+    if ('rotateSecret' in d) {
+      const hours = secretDialog.dataset.overlapHours;
+      const go = await ask(`Make a new signing secret for "${secretDialog.dataset.name}"? For the next ${hours} hours `
+        + 'each request carries signatures with both the old and the new secret, so receivers can switch over.', 'Rotate');
+      if (!go) return;
+      const r = await api('POST', `/v1/callbacks/${encodeURIComponent(secretDialog.dataset.callback)}/rotate-secret`);
+      if (!r.ok) return pageError(r.json ? r.json.error.message : `HTTP ${r.status}`);
+      showSecret(r.json.secret, `New secret made. The old one keeps signing until ${until(r.json.previous_secret_expires_at)}: `
+        + 'give receivers the new one before then.');
+    }
+    if ('closeSecret' in d) secretDialog.close();
+    if (d.revokeKey) {
+      const row = target.closest('tr');
+      const yours = key().startsWith(row.dataset.keyPrefix);
+      const message = yours
+        ? `Revoke "${d.name}"? It is the key you are signed in with: you will be signed out.`
+        : `Revoke "${d.name}"? Whatever uses it is refused from now on.`;
+      if (!(await ask(message, 'Revoke'))) return;
+      const r = await api('DELETE', `/v1/keys/${encodeURIComponent(d.revokeKey)}`);
+      if (!r.ok) return pageError(r.json ? r.json.error.message : `HTTP ${r.status}`);
+      if (yours) {
+        setKey('');
+        location.replace('/console/sign-in');
+      } else {
+        row.remove();
+      }
+    }
     if ('copy' in d) {
       const text = target.parentElement.querySelector('pre').textContent;
       try {
@@ -488,6 +563,35 @@
       wait = Math.min(wait * 2, 10000);
     }
   }
+
+  // Templates and subscriptions made by hand.
+  const templateForm = document.getElementById('template-form');
+  onSubmit(templateForm, async () => {
+    clearErrors(templateForm);
+    const f = templateForm.elements;
+    const body = { name: f.name.value.trim(), object_type: f.object_type.value.trim(), phase: f.phase.value, url: f.url.value.trim() };
+    const missing = [['url', 'Give the URL expression.'], ['object_type', 'Say which object type it listens to.'],
+      ['name', 'Give the template a name.']].filter(([field]) => !body[field]);
+    for (const [field, message] of missing) showError(templateForm, field, message);
+    if (missing.length) return;
+    const result = await api('POST', '/v1/callback-templates', body);
+    if (!result.ok) return showApiError(templateForm, result);
+    location.reload();
+  });
+  const subscribeForm = document.getElementById('subscribe-form');
+  onSubmit(subscribeForm, async () => {
+    clearErrors(subscribeForm);
+    const f = subscribeForm.elements;
+    let body;
+    try {
+      body = JSON.parse(f['request.body'].value);
+    } catch (e) {
+      return showError(subscribeForm, 'request', `is not valid JSON: ${e.message}`);
+    }
+    const result = await api('POST', '/v1/subscriptions', { template: f.template.value, request: { body } });
+    if (!result.ok) return showApiError(subscribeForm, result);
+    location.reload();
+  });
 
   // Import an OpenAPI document.
   const importForm = document.getElementById('import-form');
