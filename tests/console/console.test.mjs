@@ -157,7 +157,9 @@ test('signing in with a tenant key', async () => {
   await shot('01-sign-in');
   await page.getByLabel('Tenant API key').fill(key);
   await page.keyboard.press('Enter');
-  await page.waitForURL(/\/console\/callbacks$/);
+  await page.waitForURL(/\/console\/overview$/);
+  await page.getByText('Nothing is failing or disabled.').waitFor();
+  await page.getByRole('link', { name: 'Event callbacks' }).click();
   await page.getByText('No callbacks yet').waitFor();
 });
 
@@ -319,6 +321,20 @@ test('health at a glance: a failing callback stands out, and a filter shows only
   await shot('06c-callbacks-failing');
   await page.getByRole('link', { name: 'All callbacks' }).click();
   await audit.waitFor();
+
+  // The overview adds them up: 2 of 3 attempts failed.
+  await page.getByRole('link', { name: 'Overview' }).click();
+  const figures = await page.locator('.figures').innerText();
+  assert.match(figures, /3\s*delivery attempts/);
+  assert.match(figures, /33\.3%\s*succeeded/);
+  assert.match(figures, /2\s*failed/);
+  assert.match(figures, /1 failing, 0 disabled/);
+  assert.match(await page.locator('.chart svg').getAttribute('aria-label'), /^3 delivery attempts in the last 24 hours, 2 failed/);
+  await page.locator('.attention').getByRole('link', { name: 'orders-to-the-warehouse' }).waitFor();
+  await shot('06d-overview');
+  await page.getByRole('link', { name: 'Last 7 days' }).click();
+  await page.waitForURL(/window=7d/);
+  assert.match(await page.locator('.chart svg').getAttribute('aria-label'), /in the last 168 hours/);
 });
 
 test('uploading plugins: a bad one shows the runtime error inline, a good one is listed', async () => {
@@ -458,7 +474,8 @@ test('signing out, Back shows nothing; a read key sees callbacks and history onl
 
   await page.getByLabel('Tenant API key').fill(reader.api_key);
   await page.keyboard.press('Enter');
-  await page.waitForURL(/\/console\/callbacks$/);
+  await page.waitForURL(/\/console\/overview$/);
+  await page.getByRole('link', { name: 'Event callbacks' }).click();
   await page.getByRole('row', { name: /audit-log/ }).waitFor();
   assert.equal(await page.getByRole('button', { name: 'Add a callback' }).count(), 0);
   assert.equal(await page.getByRole('button', { name: /Edit/ }).count(), 0);

@@ -87,6 +87,7 @@ backend_test! {
         for (asset, kind) in [
             ("console.js", "text/javascript"),
             ("console.css", "text/css"),
+            ("favicon.svg", "image/svg+xml"),
         ] {
             let response = page(&format!("/console/assets/{asset}"), None)
                 .await
@@ -135,6 +136,8 @@ backend_test! {
 
         // Every page a manager opens: no secret in it, and not stored.
         for path in [
+            "/console/overview".to_string(),
+            "/console/keys".into(),
             "/console/callbacks".to_string(),
             format!("/console/callbacks/{id}/history"),
             "/console/plugins".into(),
@@ -163,8 +166,8 @@ backend_test! {
 
         // Each role starts where it may go, and sees only what it may open.
         for (who, home) in [
-            (&acme.key, "/console/callbacks"),
-            (&reader, "/console/callbacks"),
+            (&acme.key, "/console/overview"),
+            (&reader, "/console/overview"),
             (&emitter, "/console/try"),
         ] {
             let response = page("/console", who).await.unwrap();

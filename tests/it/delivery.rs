@@ -862,6 +862,21 @@ backend_test! {
             .get(&format!("/v1/callbacks/{healthy}/stats"), &other.key)
             .await;
         assert_eq!(status, 404, "another tenant's callback is not found");
+
+        // The tenant's figures add up every callback's; a read key may ask.
+        let (_, reader) = app
+            .post("/v1/keys", &tenant.key, json!({"name": "dash", "role": "read"}))
+            .await;
+        let (status, all) = app
+            .get("/v1/stats?window=2h", reader["api_key"].as_str().unwrap())
+            .await;
+        assert_eq!(status, 200, "{all}");
+        assert_eq!(
+            (&all["window_hours"], &all["succeeded"], &all["failed"], &all["success_rate"]),
+            (&json!(2), &json!(3), &json!(2), &json!(0.6))
+        );
+        let (_, theirs) = app.get("/v1/stats", &other.key).await;
+        assert_eq!((&theirs["succeeded"], &theirs["failed"]), (&json!(0), &json!(0)));
     }
 }
 

@@ -588,7 +588,7 @@ backend_test! {
 }
 
 /// Every operation of the management API, as the README lists them.
-const OPERATIONS: [(&str, &str); 36] = [
+const OPERATIONS: [(&str, &str); 37] = [
     ("get", "/healthz"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -609,6 +609,7 @@ const OPERATIONS: [(&str, &str); 36] = [
     ("delete", "/v1/callbacks/{id}"),
     ("get", "/v1/callbacks/{id}/activations"),
     ("get", "/v1/callbacks/{id}/stats"),
+    ("get", "/v1/stats"),
     ("post", "/v1/callbacks/{id}/rotate-secret"),
     ("post", "/v1/callbacks/{id}/replay"),
     ("post", "/v1/events"),

@@ -13,7 +13,6 @@ use super::error::ApiResult;
 use super::extract::{Json, Query};
 use super::state::AppState;
 use crate::domain::callbacks::{CallbackFilter, CallbackView};
-use crate::domain::stats::{CallbackStats, Window};
 use crate::domain::{Error, input};
 use crate::domain::{Page, page_size};
 use crate::model::{Activation, ActivationOutcome};
@@ -25,7 +24,6 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list, create))
         .routes(routes!(show, replace, patch, remove))
         .routes(routes!(activations))
-        .routes(routes!(stats))
         .routes(routes!(rotate_secret))
         .routes(routes!(replay))
 }
@@ -233,34 +231,6 @@ async fn activations(
         .activations(&who.tenant_id, &id, query.selection()?, limit)
         .await?;
     Ok(axum::Json(page))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct StatsQuery {
-    /// How far back: hours or days, like `24h` (the default) or `7d`, up
-    /// to `30d`. The window ends with the current hour.
-    #[param(value_type = Option<String>, pattern = "^[0-9]+[hd]$")]
-    window: Option<Window>,
-}
-
-/// The callback's delivery attempts over a window, hour by hour, with its
-/// success rate: the figures a dashboard shows. Counted as attempts are
-/// recorded, so asking is cheap.
-#[utoipa::path(get, operation_id = "get_callback_stats", path = "/v1/callbacks/{id}/stats", tag = "callbacks",
-    params(("id" = String, Path, description = ID), StatsQuery),
-    responses((status = 200, description = "The callback's figures.", body = CallbackStats)))]
-async fn stats(
-    who: Caller<ManageOrRead>,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<StatsQuery>,
-) -> ApiResult<axum::Json<CallbackStats>> {
-    let window = query.window.unwrap_or(Window::DAY);
-    Ok(axum::Json(
-        state.callbacks.stats(&who.tenant_id, &id, window).await?,
-    ))
 }
 
 /// Makes a new signing secret. Until the configured overlap ends, requests

@@ -34,6 +34,7 @@ use super::state::AppState;
         (name = "keys", description = "A tenant's API keys."),
         (name = "plugins", description = "WebAssembly components that transform, decide and judge."),
         (name = "callbacks", description = "What runs for which events, and its history."),
+        (name = "stats", description = "Delivery figures by hour, for a tenant or one callback."),
         (name = "events", description = "Emitting events and reading what they caused."),
         (name = "deliveries", description = "After-event deliveries and their attempts."),
         (name = "openapi", description = "OpenAPI 3 callbacks: templates, subscriptions, import, and the receivers' document."),

@@ -17,6 +17,7 @@ mod openapi;
 mod ops;
 mod plugins;
 pub mod state;
+mod stats;
 mod subscriptions;
 mod templates;
 mod tenants;
@@ -63,6 +64,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(keys::router())
         .merge(plugins::router())
         .merge(callbacks::router())
+        .merge(stats::router())
         .merge(events::router())
         .merge(deliveries::router())
         .merge(templates::router())

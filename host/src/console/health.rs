@@ -5,7 +5,7 @@
 use maud::{Markup, html};
 
 use crate::domain::callbacks::CallbackView;
-use crate::domain::stats::CallbackStats;
+use crate::domain::stats::DeliveryStats;
 use crate::model::{ActivationOutcome, Phase};
 
 /// A callback's state at a glance.
@@ -53,7 +53,7 @@ impl State {
 
 /// The health cell of a callback's row: its state (with the reason it was
 /// disabled), and for an after-callback its success rate and volume.
-pub(super) fn cell(view: &CallbackView, stats: Option<&CallbackStats>) -> Markup {
+pub(super) fn cell(view: &CallbackView, stats: Option<&DeliveryStats>) -> Markup {
     let state = State::of(view);
     html! {
         span class={ "state " (state.label()) } { (state.label()) }
@@ -85,7 +85,7 @@ fn percent(rate: f64) -> String {
 
 /// One bar per hour, its height the hour's attempts against the busiest
 /// hour's, the failed part on top in red.
-fn sparkline(stats: &CallbackStats) -> Markup {
+fn sparkline(stats: &DeliveryStats) -> Markup {
     const BAR: usize = 3;
     const HEIGHT: u64 = 20;
     let busiest = stats
@@ -127,6 +127,80 @@ fn sparkline(stats: &CallbackStats) -> Markup {
             }
         }
     }
+}
+
+/// A bar chart of attempts per hour, succeeded below and failed above,
+/// scaled to the page's width, with its busiest hour and its ends marked,
+/// and the same figures as a table for those who cannot see it.
+pub(super) fn chart(stats: &DeliveryStats) -> Markup {
+    const WIDTH: usize = 720;
+    const HEIGHT: u64 = 160;
+    let hours = stats.hours.len().max(1);
+    let slot = WIDTH as f64 / hours as f64;
+    let bar = (slot * 0.8).max(1.0);
+    let busiest = stats
+        .hours
+        .iter()
+        .map(|h| h.succeeded + h.failed)
+        .max()
+        .unwrap_or(0);
+    let scale = |n: u64| {
+        if n == 0 || busiest == 0 {
+            0.0
+        } else {
+            (n as f64 * HEIGHT as f64 / busiest as f64).max(1.0)
+        }
+    };
+    let attempts = stats.succeeded + stats.failed;
+    let label = format!(
+        "{attempts} delivery attempt{} in the last {} hours, {} failed; the busiest hour had {busiest}",
+        if attempts == 1 { "" } else { "s" },
+        stats.window_hours,
+        stats.failed
+    );
+    html! {
+        figure class="chart" {
+            svg viewBox={ "0 0 " (WIDTH) " " (HEIGHT + 2) } preserveAspectRatio="none" role="img" aria-label=(label) {
+                title { (label) }
+                rect class="base" x="0" y=(HEIGHT + 1) width=(WIDTH) height="1" {}
+                @for (i, hour) in stats.hours.iter().enumerate() {
+                    @let (ok, failed) = (scale(hour.succeeded), scale(hour.failed));
+                    @let x = i as f64 * slot;
+                    @if ok > 0.0 {
+                        rect class="ok" x=(format!("{x:.1}")) y=(format!("{:.1}", HEIGHT as f64 - ok)) width=(format!("{bar:.1}")) height=(format!("{ok:.1}")) {}
+                    }
+                    @if failed > 0.0 {
+                        rect class="failed" x=(format!("{x:.1}")) y=(format!("{:.1}", (HEIGHT as f64 - ok - failed).max(0.0))) width=(format!("{bar:.1}")) height=(format!("{failed:.1}")) {}
+                    }
+                }
+            }
+            figcaption {
+                span { (stats.window_hours) " hours ago" }
+                span { "busiest hour: " (busiest) }
+                span { "now" }
+            }
+            details {
+                summary { "The figures as a table" }
+                table {
+                    thead { tr { th scope="col" { "Hour starting" } th scope="col" { "Succeeded" } th scope="col" { "Failed" } } }
+                    tbody {
+                        @for hour in stats.hours.iter().rev().filter(|h| h.succeeded + h.failed > 0) {
+                            tr {
+                                td { (super::pages::when(hour.at)) }
+                                td { (hour.succeeded) }
+                                td { (hour.failed) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A success rate for people, or a dash without attempts.
+pub(super) fn rate(stats: &DeliveryStats) -> String {
+    stats.success_rate.map_or("—".into(), percent)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 mod health;
 mod history;
 mod keys;
+mod overview;
 mod pages;
 
 use axum::Router;
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
     let pages = Router::new()
         .route("/console", get(home))
         .route("/console/sign-in", get(pages::sign_in))
+        .route("/console/overview", get(overview::page))
         .route("/console/callbacks", get(pages::callbacks))
         .route("/console/callbacks/{id}/history", get(history::page))
         .route("/console/plugins", get(pages::plugins))
@@ -58,7 +60,7 @@ pub fn router() -> Router<AppState> {
 async fn home(User(who): User) -> Redirect {
     Redirect::to(match who.role {
         Role::Emit => "/console/try",
-        Role::Manage | Role::Read => "/console/callbacks",
+        Role::Manage | Role::Read => "/console/overview",
     })
 }
 
@@ -180,7 +182,13 @@ pub(crate) struct Nav<'a> {
 }
 
 /// The console's pages, and the roles that may open each.
-const PAGES: [(&str, &str, &str, &[Role]); 5] = [
+const PAGES: [(&str, &str, &str, &[Role]); 6] = [
+    (
+        "overview",
+        "/console/overview",
+        "Overview",
+        &[Role::Manage, Role::Read],
+    ),
     (
         "callbacks",
         "/console/callbacks",
@@ -213,6 +221,7 @@ fn layout(title: &str, nav: Option<Nav<'_>>, content: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Hookgate" }
+                link rel="icon" href="/console/assets/favicon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/console/assets/console.css";
                 script src="/console/assets/console.js" defer {}
             }
@@ -259,6 +268,7 @@ async fn asset(Path(file): Path<String>) -> Response {
     let (content_type, body) = match file.as_str() {
         "console.css" => ("text/css", include_str!("assets/console.css")),
         "console.js" => ("text/javascript", include_str!("assets/console.js")),
+        "favicon.svg" => ("image/svg+xml", include_str!("assets/favicon.svg")),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     (

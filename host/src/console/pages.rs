@@ -11,7 +11,7 @@ use super::{May, Nav, PageError, User, layout};
 use crate::api::state::AppState;
 use crate::domain::callbacks::{CallbackFilter, CallbackView};
 use crate::domain::page_size;
-use crate::domain::stats::{CallbackStats, Window};
+use crate::domain::stats::{DeliveryStats, Window};
 use crate::model::event::rfc3339;
 use crate::model::{
     ActivationOutcome, CallbackInput, Phase, PluginRecord, PluginState, Role, default_actions,
@@ -66,8 +66,9 @@ pub(super) fn when(ms: u64) -> Markup {
     html! { time datetime=(exact) { (exact.get(..19).unwrap_or(&exact).replace('T', " ")) " UTC" } }
 }
 
-/// The callbacks the "failing or disabled" view looks through, at most.
-const ALL_CALLBACKS: usize = 10_000;
+/// The callbacks the views of those needing attention look through, at
+/// most.
+pub(super) const ALL_CALLBACKS: usize = 10_000;
 
 /// A link's query string from the parameters that are set.
 pub(super) fn link_query(params: &[(&str, Option<&str>)]) -> String {
@@ -205,7 +206,7 @@ pub(super) async fn callbacks(
 /// One callback's row; `manage` adds the controls that change it. The
 /// edit button carries the callback's writable fields only: a page's HTML
 /// never holds a signing secret.
-fn callback_row(view: &CallbackView, stats: Option<&CallbackStats>, manage: bool) -> Markup {
+fn callback_row(view: &CallbackView, stats: Option<&DeliveryStats>, manage: bool) -> Markup {
     let c = &view.callback;
     let mut fields = serde_json::to_value(CallbackInput::of(c)).expect("inputs serialize");
     fields["id"] = c.id.clone().into();

@@ -8,13 +8,13 @@ use http::{HeaderName, HeaderValue};
 use serde::Serialize;
 
 use super::error::from_value;
-use super::stats::{CallbackStats, Window};
+use super::stats::{DeliveryStats, Window};
 use super::{Error, Page, Result, input};
 use crate::clock::SharedClock;
 use crate::model::ids::{new_id, new_signing_secret};
 use crate::model::{
-    Activation, Callback, CallbackInput, LastRun, Phase, PluginInput, PluginRef, RetryPolicy,
-    SubscriptionRef,
+    Activation, Callback, CallbackInput, HourCount, LastRun, Phase, PluginInput, PluginRef,
+    RetryPolicy, SubscriptionRef,
 };
 use crate::store::{ActivationQuery, Change, PageFrom, Store, StoreError};
 
@@ -308,7 +308,7 @@ impl Callbacks {
     }
 
     /// A callback's delivery figures over `window`, ending now.
-    pub async fn stats(&self, tenant: &str, id: &str, window: Window) -> Result<CallbackStats> {
+    pub async fn stats(&self, tenant: &str, id: &str, window: Window) -> Result<DeliveryStats> {
         self.find(tenant, id).await?;
         let now = self.clock.now_ms();
         let counted = self
@@ -316,7 +316,32 @@ impl Callbacks {
             .callbacks()
             .hour_counts(id, window.since(now))
             .await?;
-        Ok(CallbackStats::of(window, now, &counted))
+        Ok(DeliveryStats::of(window, now, &counted))
+    }
+
+    /// All a tenant's delivery figures over `window`, ending now: every
+    /// after-callback's hours added up.
+    pub async fn tenant_stats(&self, tenant: &str, window: Window) -> Result<DeliveryStats> {
+        let now = self.clock.now_ms();
+        let mut hours: BTreeMap<u64, HourCount> = BTreeMap::new();
+        for callback in self.all(tenant).await?.iter() {
+            if callback.phase != Phase::After {
+                continue;
+            }
+            let counted = self
+                .store
+                .callbacks()
+                .hour_counts(&callback.id, window.since(now))
+                .await?;
+            for hour in counted {
+                hours
+                    .entry(hour.at)
+                    .and_modify(|sum| sum.add(&hour))
+                    .or_insert(hour);
+            }
+        }
+        let counted: Vec<HourCount> = hours.into_values().collect();
+        Ok(DeliveryStats::of(window, now, &counted))
     }
 
     /// A page of a callback's activations that `query` selects, newest

@@ -1,5 +1,5 @@
-//! A callback's delivery figures over a window of hours: what its health
-//! looks like at a glance. The store counts attempts by hour as they are
+//! Delivery figures over a window of hours, for one callback or for all a
+//! tenant's: what health looks like at a glance. The store counts attempts by hour as they are
 //! recorded (see `HourCount`), so the figures cost a handful of rows
 //! whatever the history holds.
 
@@ -20,6 +20,8 @@ pub struct Window {
 impl Window {
     /// The last 24 hours, which a dashboard shows by default.
     pub const DAY: Window = Window { hours: 24 };
+    /// The last 7 days.
+    pub const WEEK: Window = Window { hours: 168 };
 
     /// Reads `24h` or `7d`.
     pub fn parse(text: &str) -> Result<Window> {
@@ -60,9 +62,9 @@ impl<'de> Deserialize<'de> for Window {
     }
 }
 
-/// A callback's delivery attempts over a window.
+/// Delivery attempts over a window: of one callback, or of all a tenant's.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct CallbackStats {
+pub struct DeliveryStats {
     /// The window's length in hours; it ends with the current hour.
     pub window_hours: u64,
     /// Attempts the receiver took.
@@ -75,7 +77,7 @@ pub struct CallbackStats {
     pub hours: Vec<HourCount>,
 }
 
-impl CallbackStats {
+impl DeliveryStats {
     /// The figures for `window` ending now, from the hours the store
     /// counted (oldest first, empty hours left out).
     pub fn of(window: Window, now: u64, counted: &[HourCount]) -> Self {
@@ -97,7 +99,7 @@ impl CallbackStats {
         let succeeded = hours.iter().map(|h| h.succeeded).sum();
         let failed = hours.iter().map(|h| h.failed).sum();
         let attempts: u64 = succeeded + failed;
-        CallbackStats {
+        DeliveryStats {
             window_hours: window.hours,
             succeeded,
             failed,
@@ -157,13 +159,13 @@ mod tests {
                 failed: 4,
             },
         ];
-        let stats = CallbackStats::of(Window::parse("3h").unwrap(), now, &counted);
+        let stats = DeliveryStats::of(Window::parse("3h").unwrap(), now, &counted);
         let at: Vec<u64> = stats.hours.iter().map(|h| h.at / H).collect();
         assert_eq!(at, [98, 99, 100]);
         assert_eq!((stats.succeeded, stats.failed), (3, 5));
         assert_eq!(stats.success_rate, Some(3.0 / 8.0));
         assert_eq!(stats.hours[1].succeeded + stats.hours[1].failed, 0);
-        let quiet = CallbackStats::of(Window::DAY, now, &[]);
+        let quiet = DeliveryStats::of(Window::DAY, now, &[]);
         assert_eq!((quiet.hours.len(), quiet.success_rate), (24, None));
     }
 }
