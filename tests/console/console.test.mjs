@@ -97,6 +97,8 @@ async function apiCall(method, path, body) {
  *  nothing scrolls sideways, and axe-core finds no WCAG 2 A or AA
  *  violation. Saves a screenshot at each size. */
 async function shot(name) {
+  const served = await (await page.request.get(page.url())).text();
+  assert.doesNotMatch(served, /whsec_/, `${name}: the page as served holds no signing secret`);
   for (const [size, viewport] of [['phone', PHONE], ['desk', DESK]]) {
     await page.setViewportSize(viewport);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -490,6 +492,17 @@ test('signing out, Back shows nothing; a read key sees callbacks and history onl
   await page.getByRole('alert').filter({ hasText: 'cannot manage plugins' }).waitFor();
   await page.getByRole('link', { name: 'Event callbacks' }).waitFor();
   await shot('11-read-key-forbidden');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(/\/console\/sign-in$/);
+
+  // An emit key lands on the page that emits test events, and sees no other.
+  const emitter = await apiCall('POST', '/v1/keys', { name: 'tester', role: 'emit' });
+  await page.getByLabel('Tenant API key').fill(emitter.api_key);
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/\/console\/try$/);
+  const links = await page.getByRole('navigation', { name: 'Console' }).getByRole('link').allInnerTexts();
+  assert.deepEqual(links, ['Try an event']);
+  await shot('11b-emit-key');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL(/\/console\/sign-in$/);
 

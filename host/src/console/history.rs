@@ -197,13 +197,19 @@ fn activation(a: &Activation, retry: bool) -> Markup {
         a.outcome,
         ActivationOutcome::Succeeded | ActivationOutcome::Allow | ActivationOutcome::Skipped
     );
+    // An attempt that failed with another to come is not a failed
+    // delivery yet: it is marked apart from one that gave up.
+    let state = match a.next_attempt_at {
+        Some(_) => "retrying",
+        None => a.outcome.as_str(),
+    };
     html! {
-        li class={ "activation " (a.outcome.as_str()) } data-activation-id=(a.id) {
+        li class={ "activation " (state) } data-activation-id=(a.id) {
             details {
                 summary {
                     (when(a.at))
                     span class="outcome" { (a.outcome.as_str()) }
-                    @if let Some(next) = a.next_attempt_at { span class="retrying" { "retrying " (when(next)) } }
+                    @if let Some(next) = a.next_attempt_at { span class="retrying" { "next attempt " (when(next)) } }
                     span { "status " (a.status.map_or("—".to_string(), |s| s.to_string())) }
                     span { (format!("{:.1} ms", a.duration_ms)) }
                     @if let Some(n) = a.attempt { span { "attempt " (n) } }
