@@ -852,6 +852,10 @@ backend_test! {
         );
 
         let (status, error) = app
+            .get(&format!("/v1/callbacks/{healthy}/stats?window=%C2%80"), &tenant.key)
+            .await;
+        assert_eq!(status, 422, "a character of two bytes is refused, not a panic: {error}");
+        let (status, error) = app
             .get(&format!("/v1/callbacks/{healthy}/stats?window=2x"), &tenant.key)
             .await;
         assert_eq!(status, 422, "{error}");

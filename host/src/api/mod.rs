@@ -27,8 +27,11 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -47,6 +50,15 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         .layer(axum::Extension(doc::Published::new(api)))
         .merge(pages)
         .fallback(|| async { ApiError::from(Error::NotFound("no such endpoint".into())) })
+        // A handler that panics answers 500, and the connection lives on.
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::from(Error::Internal("a request handler panicked".into())).into_response()
+        }))
+        // Answers carry secrets and tenants' data: no cache keeps them.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn(track))
         .layer(TraceLayer::new_for_http())

@@ -31,13 +31,19 @@ impl Window {
                 format!("`{text}` is not a window: give hours or days, like 24h or 7d, up to 30d"),
             )
         };
-        let (number, unit) = text.split_at(text.len().saturating_sub(1));
-        let number: u64 = number.parse().map_err(|_| invalid())?;
-        let hours = match unit {
-            "h" => number,
-            "d" => number.checked_mul(24).ok_or_else(invalid)?,
+        let (number, per) = match (text.strip_suffix('h'), text.strip_suffix('d')) {
+            (Some(number), _) => (number, 1),
+            (_, Some(number)) => (number, 24),
             _ => return Err(invalid()),
         };
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let hours = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(per))
+            .ok_or_else(invalid)?;
         if hours == 0 || hours > MAX_WINDOW_HOURS {
             return Err(invalid());
         }
