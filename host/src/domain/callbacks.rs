@@ -13,8 +13,8 @@ use super::{Error, Page, Result, input};
 use crate::clock::SharedClock;
 use crate::model::ids::{new_id, new_signing_secret};
 use crate::model::{
-    Activation, Callback, CallbackInput, HourCount, LastRun, Phase, PluginInput, PluginRef,
-    RetryPolicy, SubscriptionRef,
+    Activation, Callback, CallbackInput, LastRun, Phase, PluginInput, PluginRef, RetryPolicy,
+    SubscriptionRef,
 };
 use crate::store::{ActivationQuery, Change, PageFrom, Store, StoreError};
 
@@ -314,33 +314,27 @@ impl Callbacks {
         let counted = self
             .store
             .callbacks()
-            .hour_counts(id, window.since(now))
+            .hour_counts(&[id.to_string()], window.since(now))
             .await?;
         Ok(DeliveryStats::of(window, now, &counted))
     }
 
-    /// All a tenant's delivery figures over `window`, ending now: every
-    /// after-callback's hours added up.
+    /// All a tenant's delivery figures over `window`, ending now: the hours
+    /// of every after-callback it has now, added up in one read.
     pub async fn tenant_stats(&self, tenant: &str, window: Window) -> Result<DeliveryStats> {
         let now = self.clock.now_ms();
-        let mut hours: BTreeMap<u64, HourCount> = BTreeMap::new();
-        for callback in self.all(tenant).await?.iter() {
-            if callback.phase != Phase::After {
-                continue;
-            }
-            let counted = self
-                .store
-                .callbacks()
-                .hour_counts(&callback.id, window.since(now))
-                .await?;
-            for hour in counted {
-                hours
-                    .entry(hour.at)
-                    .and_modify(|sum| sum.add(&hour))
-                    .or_insert(hour);
-            }
-        }
-        let counted: Vec<HourCount> = hours.into_values().collect();
+        let after: Vec<String> = self
+            .all(tenant)
+            .await?
+            .iter()
+            .filter(|c| c.phase == Phase::After)
+            .map(|c| c.id.clone())
+            .collect();
+        let counted = self
+            .store
+            .callbacks()
+            .hour_counts(&after, window.since(now))
+            .await?;
         Ok(DeliveryStats::of(window, now, &counted))
     }
 

@@ -361,8 +361,18 @@ impl HourCount {
     /// Milliseconds in the hours these count.
     pub const HOUR_MS: u64 = 3_600_000;
 
-    /// The count one attempt adds, if it counts: skipped ones do not.
+    /// The count one attempt adds, if it counts. A skipped attempt does
+    /// not, nor one Hookgate never made because its callback was disabled
+    /// or deleted: neither says anything about the receiver.
     pub fn of(attempt: &Activation) -> Option<HourCount> {
+        let never_made = match attempt.error_class {
+            Some(ErrorClass::Disabled) => true,
+            Some(ErrorClass::Gone) => attempt.request.is_none(),
+            _ => false,
+        };
+        if never_made {
+            return None;
+        }
         let (succeeded, failed) = match attempt.outcome {
             ActivationOutcome::Succeeded => (1, 0),
             ActivationOutcome::Failed | ActivationOutcome::Blocked => (0, 1),
@@ -684,6 +694,61 @@ impl CallbackInput {
             }),
             timeout_ms: callback.timeout_ms,
             retry: callback.retry.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(outcome: ActivationOutcome, class: Option<ErrorClass>, sent: bool) -> Activation {
+        Activation {
+            id: "act_1".into(),
+            tenant_id: "ten_1".into(),
+            callback_id: "cb_1".into(),
+            event_id: "evt_1".into(),
+            delivery_id: Some("dlv_1".into()),
+            attempt: Some(1),
+            at: 3 * HourCount::HOUR_MS + 5,
+            outcome,
+            status: None,
+            duration_ms: 1.0,
+            error_class: class,
+            error: None,
+            request: sent.then(|| HttpRecord {
+                url: Some("http://127.0.0.1/".into()),
+                status: None,
+                headers: BTreeMap::new(),
+                body: String::new(),
+                truncated: false,
+            }),
+            response: None,
+            next_attempt_at: None,
+        }
+    }
+
+    #[test]
+    fn only_attempts_made_count_into_their_hour() {
+        let ok = HourCount::of(&attempt(ActivationOutcome::Succeeded, None, true)).unwrap();
+        assert_eq!(
+            (ok.at, ok.succeeded, ok.failed),
+            (3 * HourCount::HOUR_MS, 1, 0)
+        );
+        let status = attempt(ActivationOutcome::Failed, Some(ErrorClass::Status), true);
+        assert_eq!(HourCount::of(&status).map(|c| c.failed), Some(1));
+        let unsubscribed = attempt(ActivationOutcome::Failed, Some(ErrorClass::Gone), true);
+        assert_eq!(
+            HourCount::of(&unsubscribed).map(|c| c.failed),
+            Some(1),
+            "a 410 was an answer"
+        );
+        for never in [
+            attempt(ActivationOutcome::Failed, Some(ErrorClass::Disabled), false),
+            attempt(ActivationOutcome::Failed, Some(ErrorClass::Gone), false),
+            attempt(ActivationOutcome::Skipped, Some(ErrorClass::Skipped), false),
+        ] {
+            assert_eq!(HourCount::of(&never), None, "{:?}", never.error_class);
         }
     }
 }

@@ -220,10 +220,10 @@ pub trait CallbackRepo: Send + Sync {
     /// failure announces [`Change::Health`]; a success ends the run, as
     /// enabling the callback again does.
     async fn record_health(&self, callback_id: &str, failed: bool, at: u64) -> StoreResult<Health>;
-    /// A callback's delivery attempts by hour, from the hour starting at
-    /// `since` on, oldest first; hours without attempts are left out.
-    /// `DeliveryRepo::complete` counts them.
-    async fn hour_counts(&self, callback_id: &str, since: u64) -> StoreResult<Vec<HourCount>>;
+    /// Delivery attempts by hour, added up over `callbacks`, from the hour
+    /// starting at `since` on, oldest first; hours without attempts are
+    /// left out. `DeliveryRepo::complete` counts them.
+    async fn hour_counts(&self, callbacks: &[String], since: u64) -> StoreResult<Vec<HourCount>>;
 }
 
 /// Events, as received and answered.

@@ -663,13 +663,13 @@ impl CallbackRepo for PgStore {
         })
     }
 
-    async fn hour_counts(&self, callback_id: &str, since: u64) -> StoreResult<Vec<HourCount>> {
+    async fn hour_counts(&self, callbacks: &[String], since: u64) -> StoreResult<Vec<HourCount>> {
         self.writer.settle().await;
         let rows = sqlx::query(
-            "SELECT hour, succeeded, failed FROM hour_counts \
-             WHERE callback_id = $1 AND hour >= $2 ORDER BY hour",
+            "SELECT hour, sum(succeeded)::int8, sum(failed)::int8 FROM hour_counts \
+             WHERE callback_id = ANY($1) AND hour >= $2 GROUP BY hour ORDER BY hour",
         )
-        .bind(callback_id)
+        .bind(callbacks)
         .bind((since - since % HourCount::HOUR_MS) as i64)
         .fetch_all(&self.pool)
         .await

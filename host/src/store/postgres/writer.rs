@@ -370,13 +370,13 @@ async fn complete(
         return Ok(Vec::new());
     }
     let deliveries: Vec<_> = completions.iter().map(|(_, (d, _))| d).collect();
-    let applied: Vec<(String, String)> = sqlx::query(
+    let applied: Vec<(String, String, String)> = sqlx::query(
         "UPDATE deliveries d SET status = u.status, due_at = u.due_at, record = u.record, \
              lease_owner = NULL, lease_until = NULL \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[]) \
              AS u(tenant_id, id, status, due_at, record, owner) \
          WHERE d.tenant_id = u.tenant_id AND d.id = u.id AND d.lease_owner = u.owner \
-         RETURNING d.tenant_id, d.id",
+         RETURNING d.tenant_id, d.id, u.owner",
     )
     .bind(
         deliveries
@@ -408,7 +408,7 @@ async fn complete(
     .await
     .map_err(db)?
     .iter()
-    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
     .collect::<Result<_, sqlx::Error>>()
     .map_err(db)?;
     let activations: Vec<&Activation> = completions
@@ -416,9 +416,13 @@ async fn complete(
         .filter_map(|(_, (_, activation))| activation.as_ref())
         .collect();
     insert_activations(tx, &activations).await?;
-    let held: Vec<bool> = deliveries
+    // A row is updated once however many completions name it: only the
+    // owner whose completion applied held the lease.
+    let held: Vec<bool> = completions
         .iter()
-        .map(|d| applied.contains(&(d.tenant_id.clone(), d.id.clone())))
+        .map(|(owner, (d, _))| {
+            applied.contains(&(d.tenant_id.clone(), d.id.clone(), owner.to_string()))
+        })
         .collect();
     let counted = completions
         .iter()

@@ -261,10 +261,10 @@ impl CallbackRepo for SledStore {
         Ok(health)
     }
 
-    async fn hour_counts(&self, callback_id: &str, since: u64) -> StoreResult<Vec<HourCount>> {
-        let callback = callback_id.to_string();
+    async fn hour_counts(&self, callbacks: &[String], since: u64) -> StoreResult<Vec<HourCount>> {
+        let callbacks = callbacks.to_vec();
         self.pool
-            .run(move |t| t.hour_counts(&callback, since))
+            .run(move |t| t.hour_counts(&callbacks, since))
             .await
     }
 }

@@ -499,13 +499,17 @@ impl Trees {
         for item in items {
             let (k, v) = item.map_err(backend)?;
             let act: Activation = decode(&k, &v)?;
-            // Ids follow time: past the window's end going back (or its
-            // start going forward), nothing further can match.
+            // Ids follow the time an attempt ended, `at` the time it
+            // started: well past the window's edge, nothing further can
+            // match.
             let too_old = query.since.is_some_and(|since| act.at < since);
             let too_new = query.until.is_some_and(|until| act.at >= until);
+            let past = |edge: Option<u64>, beyond: bool| {
+                beyond && edge.is_some_and(|edge| act.at.abs_diff(edge) > ATTEMPT_SPAN_MS)
+            };
             match query.from {
-                PageFrom::After(_) if too_new => break,
-                PageFrom::Newest | PageFrom::Before(_) if too_old => break,
+                PageFrom::After(_) if past(query.until, too_new) => break,
+                PageFrom::Newest | PageFrom::Before(_) if past(query.since, too_old) => break,
                 _ => {}
             }
             if too_old || too_new || query.outcome.is_some_and(|o| o != act.outcome) {
@@ -618,17 +622,26 @@ impl Trees {
         Ok(removed)
     }
 
-    /// A callback's counted hours from `since` on, oldest first.
-    pub(super) fn hour_counts(&self, callback_id: &str, since: u64) -> StoreResult<Vec<HourCount>> {
-        let from = hour_key(callback_id, since - since % HourCount::HOUR_MS);
-        let end = format!("{callback_id}0"); // '0' follows '/'
-        self.hours
-            .range(from.as_str()..end.as_str())
-            .map(|item| {
+    /// Callbacks' counted hours from `since` on, added up, oldest first.
+    pub(super) fn hour_counts(
+        &self,
+        callbacks: &[String],
+        since: u64,
+    ) -> StoreResult<Vec<HourCount>> {
+        let mut hours: std::collections::BTreeMap<u64, HourCount> = Default::default();
+        for callback in callbacks {
+            let from = hour_key(callback, since - since % HourCount::HOUR_MS);
+            let end = format!("{callback}0"); // '0' follows '/'
+            for item in self.hours.range(from.as_str()..end.as_str()) {
                 let (k, v) = item.map_err(backend)?;
-                decode(&k, &v)
-            })
-            .collect()
+                let hour: HourCount = decode(&k, &v)?;
+                hours
+                    .entry(hour.at)
+                    .and_modify(|sum| sum.add(&hour))
+                    .or_insert(hour);
+            }
+        }
+        Ok(hours.into_values().collect())
     }
 
     /// Counts a finished delivery into a callback's run of failures in one
@@ -692,6 +705,11 @@ impl Trees {
         })
     }
 }
+
+/// Longest time from an attempt's start (its `at`) to its end, when its id
+/// is made, with room to spare: a request's longest timeout and a plugin's
+/// deadline are far shorter.
+const ATTEMPT_SPAN_MS: u64 = 10 * 60_000;
 
 /// Where a callback's hour is counted: keys sort by callback, then time.
 fn hour_key(callback_id: &str, hour: u64) -> String {
