@@ -502,6 +502,11 @@ test('signing out, Back shows nothing; a read key sees callbacks and history onl
   await page.waitForURL(/\/console\/try$/);
   const links = await page.getByRole('navigation', { name: 'Console' }).getByRole('link').allInnerTexts();
   assert.deepEqual(links, ['Try an event']);
+  await page.getByLabel('Object type').fill('app');
+  await page.getByLabel('Phase').selectOption('after');
+  await page.getByRole('button', { name: 'Emit' }).click();
+  await page.getByText('A manage or read key can follow these deliveries.').waitFor();
+  assert.equal(await page.locator('#try-result a').count(), 0, 'no links to pages an emit key cannot open');
   await shot('11b-emit-key');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL(/\/console\/sign-in$/);

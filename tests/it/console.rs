@@ -112,6 +112,15 @@ backend_test! {
             .await;
         let (_, shown) = app.get(&format!("/v1/callbacks/{id}"), &acme.key).await;
         let secret = shown["secret"].as_str().unwrap().to_string();
+        // The API's answers, which carry secrets, are not kept by caches either.
+        let answer = app
+            .client
+            .get(app.url(&format!("/v1/callbacks/{id}")))
+            .bearer_auth(&acme.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.headers()["cache-control"], "no-store");
         let client = reqwest::Client::builder()
             .redirect(Policy::none())
             .build()

@@ -55,19 +55,22 @@ pub(super) async fn page(
         .as_deref()
         .and_then(|o| outcomes.iter().copied().find(|x| x.as_str() == o));
     let blank = |v: Option<String>| v.filter(|v| !v.is_empty());
-    let (since, until) = (blank(query.since), blank(query.until));
+    let since = input::instant("since", blank(query.since).as_deref())?;
+    let until = input::instant("until", blank(query.until).as_deref())?;
     let selection = ActivationQuery {
         outcome,
-        since: input::instant("since", since.as_deref())?,
-        until: input::instant("until", until.as_deref())?,
+        since,
+        until,
         from: match (blank(query.cursor), blank(query.after)) {
             (Some(id), _) => PageFrom::Before(id),
             (None, Some(id)) => PageFrom::After(id),
             (None, None) => PageFrom::Newest,
         },
     };
-    let filtered =
-        selection.outcome.is_some() || selection.since.is_some() || selection.until.is_some();
+    let newest = selection.from == PageFrom::Newest;
+    let filtered = outcome.is_some() || since.is_some() || until.is_some();
+    // The times as the page's script reads them: milliseconds.
+    let (since, until) = (since.map(|t| t.to_string()), until.map(|t| t.to_string()));
     let page = state
         .callbacks
         .activations(&who.tenant_id, &id, selection, page_size(None))
@@ -115,8 +118,10 @@ pub(super) async fn page(
                 }
             }
             nav class="pager" aria-label="Pages" {
-                @if let Some(newer) = &page.prev_cursor {
+                @if !newest {
                     a href=(link(("cursor", None))) { "Newest" }
+                }
+                @if let Some(newer) = &page.prev_cursor {
                     a href=(link(("after", Some(newer)))) { "← Newer" }
                 }
                 @if let Some(older) = &page.next_cursor {
@@ -239,7 +244,8 @@ fn http_record(label: &str, record: Option<&HttpRecord>) -> Markup {
                     @if let Some(status) = r.status { p { "Status " (status) } }
                     pre { @for (k, v) in &r.headers { (k) ": " (v) "\n" } }
                     div class="copyable" {
-                        pre {
+                        // Copy takes the body exactly as it was sent.
+                        pre data-raw=(r.body) {
                             @if r.body.is_empty() { "(empty body)" } @else { (pretty(&r.body)) }
                             @if r.truncated { "\n… (truncated)" }
                         }
@@ -253,10 +259,76 @@ fn http_record(label: &str, record: Option<&HttpRecord>) -> Markup {
     }
 }
 
-/// A body as people read it: JSON indented, anything else as it came.
+/// A body as people read it: JSON indented, with its keys in their order
+/// and its numbers as written; anything else as it came.
 fn pretty(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|json| serde_json::to_string_pretty(&json).ok())
-        .unwrap_or_else(|| body.to_string())
+    if serde_json::from_str::<serde::de::IgnoredAny>(body).is_err() {
+        return body.to_string();
+    }
+    let mut out = String::with_capacity(body.len() * 2);
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                while chars.next_if(|c| c.is_whitespace()).is_some() {}
+                match chars.next_if(|c| matches!(c, '}' | ']')) {
+                    Some(close) => out.push(close),
+                    None => {
+                        depth += 1;
+                        newline(&mut out, depth);
+                    }
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pretty;
+
+    #[test]
+    fn json_is_indented_with_its_keys_and_numbers_as_sent() {
+        let body =
+            r#"{"b":1,"a":[1, 2],"big":12345678901234567890,"e":{},"s":"x,\"y\":{ [","f":1.50}"#;
+        assert_eq!(
+            pretty(body),
+            "{\n  \"b\": 1,\n  \"a\": [\n    1,\n    2\n  ],\n  \"big\": 12345678901234567890,\n  \
+             \"e\": {},\n  \"s\": \"x,\\\"y\\\":{ [\",\n  \"f\": 1.50\n}"
+        );
+        assert_eq!(pretty("not json, {"), "not json, {");
+    }
 }

@@ -225,7 +225,7 @@ fn layout(title: &str, nav: Option<Nav<'_>>, content: Markup) -> Markup {
                 link rel="stylesheet" href="/console/assets/console.css";
                 script src="/console/assets/console.js" defer {}
             }
-            body {
+            body data-role=[nav.map(|n| n.role.as_str())] {
                 a class="skip" href="#main" { "Skip to content" }
                 header {
                     span class="brand" { "Hookgate" }
@@ -249,10 +249,10 @@ fn layout(title: &str, nav: Option<Nav<'_>>, content: Markup) -> Markup {
                     }
                 }
                 main id="main" { (content) }
-                dialog id="confirm-dialog" aria-labelledby="confirm-title" {
+                dialog id="confirm-dialog" aria-labelledby="confirm-title" aria-describedby="confirm-message" {
                     form method="dialog" {
                         h2 id="confirm-title" { "Are you sure?" }
-                        p data-confirm-message {}
+                        p id="confirm-message" data-confirm-message {}
                         div class="buttons" {
                             button value="cancel" { "Cancel" }
                             button value="ok" class="danger" { "Confirm" }

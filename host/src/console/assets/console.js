@@ -5,6 +5,8 @@
 
 (() => {
   const COOKIE = 'hookgate_key';
+  /** The signed-in key's role, on pages that have one. */
+  const ROLE = document.body.dataset.role;
 
   const key = () => {
     const pair = document.cookie.split('; ').find((c) => c.startsWith(`${COOKIE}=`));
@@ -44,7 +46,7 @@
       headers['content-type'] = 'application/json';
       payload = JSON.stringify(body);
     }
-    const response = await fetch(path, { method, headers, body: payload });
+    const response = await fetch(path, { method, headers, body: payload, cache: 'no-store' });
     if (response.status === 401) {
       location.href = '/console/sign-in?expired=1';
       throw new Error('signed out');
@@ -151,6 +153,9 @@
       for (const b of buttons) b.disabled = true;
       try {
         await handler(event);
+      } catch (error) {
+        // A lost connection, say: the form says so rather than nothing.
+        showError(form, '', `The request failed: ${error.message}`);
       } finally {
         form.removeAttribute('aria-busy');
         for (const b of buttons) b.disabled = false;
@@ -162,6 +167,7 @@
   // the epoch, in the hidden field each picker names.
   const localInput = (ms) => {
     const date = new Date(Number(ms));
+    if (!Number.isFinite(date.getTime())) return '';
     return new Date(date.getTime() - date.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
   };
   for (const form of document.querySelectorAll('[data-time-form]')) {
@@ -208,6 +214,11 @@
     secretDialog.querySelector('[data-secret-note]').textContent = note;
   }
   const until = (ms) => new Date(ms).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+  /** A failed request, said inside the dialog, where the user looks. */
+  function secretError(result) {
+    const error = result.json && result.json.error;
+    secretDialog.querySelector('[data-secret-note]').textContent = error ? error.message : `The request failed (HTTP ${result.status}).`;
+  }
 
   // Replaying a window of failed deliveries.
   const replay = document.getElementById('replay-form');
@@ -386,8 +397,10 @@
       secretDialog.showModal();
     }
     if ('revealSecret' in d) {
-      const r = await api('GET', `/v1/callbacks/${encodeURIComponent(secretDialog.dataset.callback)}`);
-      if (!r.ok) return pageError(r.json ? r.json.error.message : `HTTP ${r.status}`);
+      const asked = secretDialog.dataset.callback;
+      const r = await api('GET', `/v1/callbacks/${encodeURIComponent(asked)}`);
+      if (asked !== secretDialog.dataset.callback) return;
+      if (!r.ok) return secretError(r);
       showSecret(r.json.secret, r.json.previous_secret_expires_at
         ? `The previous secret also signs until ${until(r.json.previous_secret_expires_at)}.` : '');
     }
@@ -396,8 +409,10 @@
       const go = await ask(`Make a new signing secret for "${secretDialog.dataset.name}"? For the next ${hours} hours `
         + 'each request carries signatures with both the old and the new secret, so receivers can switch over.', 'Rotate');
       if (!go) return;
-      const r = await api('POST', `/v1/callbacks/${encodeURIComponent(secretDialog.dataset.callback)}/rotate-secret`);
-      if (!r.ok) return pageError(r.json ? r.json.error.message : `HTTP ${r.status}`);
+      const asked = secretDialog.dataset.callback;
+      const r = await api('POST', `/v1/callbacks/${encodeURIComponent(asked)}/rotate-secret`);
+      if (asked !== secretDialog.dataset.callback) return;
+      if (!r.ok) return secretError(r);
       showSecret(r.json.secret, `New secret made. The old one keeps signing until ${until(r.json.previous_secret_expires_at)}: `
         + 'give receivers the new one before then.');
     }
@@ -419,12 +434,13 @@
       }
     }
     if ('copy' in d) {
-      const text = target.parentElement.querySelector('pre').textContent;
+      const pre = target.parentElement.querySelector('pre');
+      const text = pre.dataset.raw ?? pre.textContent;
       try {
         await navigator.clipboard.writeText(text);
         target.firstChild.textContent = 'Copied';
       } catch {
-        getSelection().selectAllChildren(target.parentElement.querySelector('pre'));
+        getSelection().selectAllChildren(pre);
         target.firstChild.textContent = 'Selected: press Ctrl+C';
       }
       setTimeout(() => { target.firstChild.textContent = 'Copy'; }, 2000);
@@ -471,10 +487,13 @@
   document.addEventListener('change', async (event) => {
     const box = event.target;
     if (!box.matches('[data-toggle]')) return;
-    const result = await api('PATCH', `/v1/callbacks/${encodeURIComponent(box.dataset.toggle)}`, { enabled: box.checked });
+    const wanted = box.checked;
+    box.disabled = true;
+    const result = await api('PATCH', `/v1/callbacks/${encodeURIComponent(box.dataset.toggle)}`, { enabled: wanted });
+    box.disabled = false;
     if (!result.ok) {
-      box.checked = !box.checked;
-      pageError(result.json ? result.json.error.message : `HTTP ${result.status}`);
+      box.checked = !wanted;
+      pageError(result.json && result.json.error ? result.json.error.message : `HTTP ${result.status}`);
     }
   });
 
@@ -513,7 +532,7 @@
       out.append(el('p', { class: `verdict ${answer.allowed ? 'allowed' : 'denied'}` }, answer.allowed ? 'Allowed' : 'Denied'));
       if (!answer.decisions.length) out.append(el('p', { class: 'empty' }, 'No before-callback matched, so the event is allowed.'));
       const rows = answer.decisions.map((d) => el('tr', {},
-        el('th', { scope: 'row' }, el('a', { href: `/console/callbacks/${d.callback_id}/history` }, d.callback_name)),
+        el('th', { scope: 'row' }, historyLink(d.callback_id, d.callback_name)),
         el('td', { 'data-label': 'Verdict' }, d.verdict), el('td', { 'data-label': 'Reason' }, d.reason || ''),
         el('td', { 'data-label': 'Status' }, d.status == null ? '—' : String(d.status)),
         el('td', { 'data-label': 'Duration' }, `${d.duration_ms.toFixed(1)} ms`)));
@@ -531,13 +550,21 @@
     out.append(el('p', {}, 'Stored. Deliveries:'), list);
     const items = answer.deliveries.map((d) => {
       const state = el('span', { class: 'outcome' }, 'pending');
-      const name = d.callback_name || d.callback_id;
-      list.append(el('li', { 'data-delivery-id': d.id },
-        el('a', { href: `/console/callbacks/${d.callback_id}/history` }, name), ' — ', state));
+      list.append(el('li', { 'data-delivery-id': d.id }, historyLink(d.callback_id, d.callback_name || d.callback_id), ' — ', state));
       return { id: d.id, state };
     });
+    // An emit key may send events but not read what became of them.
+    if (ROLE === 'emit') {
+      out.append(el('p', { class: 'help' }, 'A manage or read key can follow these deliveries.'));
+      return;
+    }
     follow(items);
   });
+
+  /** A callback's name, linking to its history for keys that may read it. */
+  function historyLink(id, name) {
+    return ROLE === 'emit' ? el('span', {}, name) : el('a', { href: `/console/callbacks/${id}/history` }, name);
+  }
 
   /** Shows each delivery's state until none is pending, polling less
    *  often as time passes: a retry may be minutes away. */
