@@ -88,7 +88,12 @@ impl Application {
             Some(config.data_dir.join("plugin-cache")),
         )
         .map_err(|e| StartError::Runtime(e.to_string()))?;
-        let plugins = Plugins::new(runtime, store.clone(), clock.clone());
+        let plugins = Plugins::new(
+            runtime,
+            store.clone(),
+            clock.clone(),
+            config.plugin.resident_mib << 20,
+        );
         // Plugins load when first used; only those a stopped node left
         // compiling are compiled now, in the background.
         let unfinished = plugins

@@ -96,6 +96,9 @@ pub struct SandboxConfig {
     pub max_component_bytes: usize,
     /// Concurrent calls.
     pub max_concurrent_calls: u32,
+    /// Compiled plugin code kept in memory, in MiB; past it, the least
+    /// recently used plugins are dropped and loaded again when next used.
+    pub resident_mib: usize,
 }
 
 impl SandboxConfig {
@@ -203,6 +206,7 @@ impl Config {
                 "plugin.max_concurrent_calls",
                 u64::from(self.plugin.max_concurrent_calls),
             ),
+            ("plugin.resident_mib", self.plugin.resident_mib as u64),
         ];
         for (key, value) in positive {
             if value == 0 {

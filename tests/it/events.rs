@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::backends::backend_test;
 use crate::fixtures;
-use crate::helpers::{Tenant, TestApp, dead_url, receiver, spawn_app};
+use crate::helpers::{Tenant, TestApp, dead_url, receiver, spawn_app, spawn_app_in};
 
 fn before(object_type: &str, data: Value) -> Value {
     json!({"object_type": object_type, "action": "updated", "phase": "before", "actor": "alice", "data": data})
@@ -585,5 +585,67 @@ backend_test! {
             assert_eq!(request.header("x-plugin"), Some("kept"));
             assert!(request.json().is_object(), "the body arrived whole");
         }
+    }
+}
+
+/// Past the memory budget, plugins used least recently are dropped, and
+/// come back from the node's compile cache when next used: every gate
+/// still decides, and nothing is compiled twice.
+#[tokio::test]
+async fn past_the_memory_budget_plugins_are_dropped_and_come_back_without_compiling() {
+    let app = spawn_app_in(std::sync::Arc::new(tempfile::tempdir().unwrap()), |c| {
+        c.plugin.resident_mib = 1;
+    })
+    .await;
+    let tenant = app.tenant("acme").await;
+    // Eight plugins of their own bytes: more compiled code than 1 MiB.
+    let mut shas = Vec::new();
+    for i in 0..8 {
+        let wasm = fixtures::distinct(fixtures::plugin("rate-policy"), &format!("budget-{i}"));
+        let (status, uploaded) = app.upload(&tenant.key, &format!("limits-{i}"), wasm).await;
+        assert_eq!(status, 201, "{uploaded}");
+        let id = uploaded["id"].as_str().unwrap();
+        assert_eq!(app.settled_plugin(&tenant.key, id).await["state"], "ready");
+        shas.push(uploaded["sha256"].as_str().unwrap()[..12].to_string());
+        app.callback(
+            &tenant.key,
+            json!({"name": format!("limits-{i}"), "object_type": "policy",
+            "phase": "before", "plugin": {"id": id, "config": {"max_rps": 100}}}),
+        )
+        .await;
+    }
+    // Each event runs all eight, in name order, more than the budget holds.
+    for round in 0..3 {
+        let (_, allowed) = app
+            .emit(
+                &tenant.key,
+                before("policy", json!({"rules": [{"name": "calm", "rps": 5}]})),
+            )
+            .await;
+        assert_eq!(allowed["allowed"], true, "round {round}: {allowed}");
+        let verdicts: Vec<&Value> = allowed["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| &d["verdict"])
+            .collect();
+        assert_eq!(verdicts, [&json!("allow"); 8], "round {round}: {allowed}");
+    }
+    let (_, denied) = app
+        .emit(
+            &tenant.key,
+            before("policy", json!({"rules": [{"name": "burst", "rps": 500}]})),
+        )
+        .await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    let metrics = app.metrics_text().await;
+    let evicted: f64 = crate::helpers::metric_sum(&metrics, "hookgate_plugin_evictions_total");
+    assert!(evicted > 0.0, "the budget dropped plugins:\n{metrics}");
+    for sha in &shas {
+        let line = format!("hookgate_plugin_compilations_total{{plugin=\"{sha}\"}} 1");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{sha} compiled once, however often dropped:\n{metrics}"
+        );
     }
 }

@@ -47,7 +47,7 @@ async fn node(dir: &std::path::Path, sink: &Receiver) -> Node {
         None,
     )
     .unwrap();
-    let plugins = Plugins::new(runtime, store.clone(), shared.clone());
+    let plugins = Plugins::new(runtime, store.clone(), shared.clone(), 64 << 20);
     let callbacks = Callbacks::new(store.clone(), shared.clone());
     let (tenant, _) = Tenants::new(store.clone(), shared.clone())
         .create_tenant(NewTenant {

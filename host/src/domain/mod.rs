@@ -13,6 +13,7 @@ pub mod expr;
 pub mod gate;
 pub mod input;
 pub mod plugins;
+mod resident;
 pub mod stats;
 pub mod subscriptions;
 pub mod templates;

@@ -5,7 +5,8 @@
 //! itself (from its own compile cache when it has identical bytes) when a
 //! plugin is first used, and versions with identical bytes share one
 //! compiled copy in memory, so a node holding many plugins starts at once
-//! and stays small. An upload is
+//! and stays small; past a memory budget, the least recently used are
+//! dropped, to be loaded again from the compile cache when next used. An upload is
 //! validated and stored at once, and compiled in the background: its record
 //! says `compiling`, then `ready` or `failed`. A plugin deleted on any node
 //! is forgotten here when the store announces it.
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+use super::resident::Resident;
 use super::{Error, Result, input};
 use crate::clock::SharedClock;
 use crate::model::ids::new_id;
@@ -34,11 +36,11 @@ pub struct Plugins {
     runtime: Runtime,
     store: Store,
     clock: SharedClock,
-    /// Plugin versions by id.
-    loaded: Arc<RwLock<HashMap<String, Plugin>>>,
-    /// The same plugins by sha256: versions with identical bytes share one
-    /// compiled copy.
-    by_sha: Arc<RwLock<HashMap<String, Plugin>>>,
+    /// The sha256 of each plugin version loaded, by id.
+    loaded: Arc<RwLock<HashMap<String, String>>>,
+    /// The compiled plugins by sha256, under a memory budget: versions with
+    /// identical bytes share one compiled copy.
+    resident: Arc<Resident>,
     /// Plugins being loaded, one turn each: calls that miss together wait
     /// for the first to load, rather than each compiling the same bytes.
     loading: Turns,
@@ -63,10 +65,12 @@ pub struct Unavailable {
 impl Plugins {
     /// The plugin service; [`Plugins::settle_unfinished`] finishes what a
     /// stopped node left compiling.
-    pub fn new(runtime: Runtime, store: Store, clock: SharedClock) -> Self {
-        let loaded: Arc<RwLock<HashMap<String, Plugin>>> = Arc::default();
-        let by_sha: Arc<RwLock<HashMap<String, Plugin>>> = Arc::default();
-        let (listening, listening_sha) = (loaded.clone(), by_sha.clone());
+    /// Compiled plugins past `resident_bytes` of code are dropped from
+    /// memory, least recently used first.
+    pub fn new(runtime: Runtime, store: Store, clock: SharedClock, resident_bytes: usize) -> Self {
+        let loaded: Arc<RwLock<HashMap<String, String>>> = Arc::default();
+        let resident = Arc::new(Resident::new(resident_bytes));
+        let (listening, listening_sha) = (loaded.clone(), resident.clone());
         store.changes().subscribe(move |change| {
             let loaded = || listening.write().unwrap_or_else(|p| p.into_inner());
             match change {
@@ -77,10 +81,7 @@ impl Plugins {
                 // loading them again costs a read, not a compilation.
                 Change::Resync => {
                     loaded().clear();
-                    listening_sha
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clear();
+                    listening_sha.clear();
                 }
                 _ => {}
             }
@@ -90,7 +91,7 @@ impl Plugins {
             store,
             clock,
             loaded,
-            by_sha,
+            resident,
             compiling: Arc::default(),
             loading: Arc::default(),
         }
@@ -104,8 +105,8 @@ impl Plugins {
     /// A tenant's plugin, compiled: from memory, or else compiled (or
     /// taken from this node's compile cache) from the stored component.
     pub async fn get(&self, tenant: &str, id: &str) -> std::result::Result<Plugin, Unavailable> {
-        if let Some(plugin) = self.read().get(id) {
-            return Ok(plugin.clone());
+        if let Some(plugin) = self.held(id) {
+            return Ok(plugin);
         }
         let turn = self.loading().entry(id.to_string()).or_default().clone();
         let Ok(_turn) = tokio::time::timeout(COMPILE_WAIT, turn.lock()).await else {
@@ -117,13 +118,19 @@ impl Plugins {
                 ),
             });
         };
-        let loaded = self.read().get(id).cloned();
+        let loaded = self.held(id);
         let result = match loaded {
             Some(plugin) => Ok(plugin),
             None => self.load_stored(tenant, id).await,
         };
         self.loading().remove(id);
         result
+    }
+
+    /// A loaded plugin version still held in memory.
+    fn held(&self, id: &str) -> Option<Plugin> {
+        let sha256 = self.read().get(id).cloned()?;
+        self.resident.get(&sha256)
     }
 
     async fn load_stored(
@@ -190,7 +197,8 @@ impl Plugins {
             self.settle(record.clone(), compiled.as_ref().err()).await;
         }
         let plugin = compiled.map_err(Error::Plugin)?;
-        self.write().insert(record.id.clone(), plugin.clone());
+        self.write()
+            .insert(record.id.clone(), record.sha256.clone());
         Ok(plugin)
     }
 
@@ -202,10 +210,7 @@ impl Plugins {
         sha256: &str,
         wasm: Vec<u8>,
     ) -> std::result::Result<Plugin, PluginError> {
-        let shared = || {
-            let by_sha = self.by_sha.read().unwrap_or_else(|p| p.into_inner());
-            by_sha.get(sha256).cloned()
-        };
+        let shared = || self.resident.get(sha256);
         if let Some(plugin) = shared() {
             return Ok(plugin);
         }
@@ -219,8 +224,7 @@ impl Plugins {
             None => self.compile_now(sha256, wasm).await,
         };
         if let Ok(plugin) = &compiled {
-            let mut by_sha = self.by_sha.write().unwrap_or_else(|p| p.into_inner());
-            by_sha.insert(sha256.to_string(), plugin.clone());
+            self.resident.insert(sha256, plugin.clone());
         }
         lock(&self.compiling).remove(sha256);
         compiled
@@ -295,8 +299,9 @@ impl Plugins {
         let stored = record.clone();
         tokio::spawn(async move {
             let compiled = this.compile(&stored.sha256, wasm).await;
-            if let Ok(plugin) = &compiled {
-                this.write().insert(stored.id.clone(), plugin.clone());
+            if compiled.is_ok() {
+                this.write()
+                    .insert(stored.id.clone(), stored.sha256.clone());
             }
             let id = stored.id.clone();
             this.settle(stored, compiled.as_ref().err()).await;
@@ -329,11 +334,11 @@ impl Plugins {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Plugin>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, String>> {
         self.loaded.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Plugin>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, String>> {
         self.loaded.write().unwrap_or_else(|p| p.into_inner())
     }
 

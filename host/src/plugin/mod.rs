@@ -123,6 +123,13 @@ impl Plugin {
     pub fn info(&self) -> &PluginInfo {
         &self.info
     }
+
+    /// Bytes of compiled code it holds in memory: what keeping it loaded
+    /// costs.
+    pub fn code_bytes(&self) -> usize {
+        let image = self.pre.instance_pre().component().image_range();
+        image.end as usize - image.start as usize
+    }
 }
 
 /// A plugin ready to call, and whether it had to be compiled for it.
