@@ -6,7 +6,7 @@ use maud::{Markup, html};
 
 use crate::domain::callbacks::CallbackView;
 use crate::domain::stats::DeliveryStats;
-use crate::model::{ActivationOutcome, Phase};
+use crate::model::{ActivationOutcome, HourCount, Phase};
 
 /// A callback's state at a glance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,21 +88,9 @@ fn percent(rate: f64) -> String {
 fn sparkline(stats: &DeliveryStats) -> Markup {
     const BAR: usize = 3;
     const HEIGHT: u64 = 20;
-    let busiest = stats
-        .hours
-        .iter()
-        .map(|h| h.succeeded + h.failed)
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let busiest = busiest(stats).max(1);
     let width = stats.hours.len() * (BAR + 1);
-    let attempts = stats.succeeded + stats.failed;
-    let label = format!(
-        "{attempts} attempt{} in the last {} hours, {} failed",
-        if attempts == 1 { "" } else { "s" },
-        stats.window_hours,
-        stats.failed
-    );
+    let label = summary(stats, "attempt");
     // Any hour with attempts shows, however quiet against the busiest.
     let scale = |n: u64| {
         if n == 0 {
@@ -138,12 +126,7 @@ pub(super) fn chart(stats: &DeliveryStats) -> Markup {
     let hours = stats.hours.len().max(1);
     let slot = WIDTH as f64 / hours as f64;
     let bar = (slot * 0.8).max(1.0);
-    let busiest = stats
-        .hours
-        .iter()
-        .map(|h| h.succeeded + h.failed)
-        .max()
-        .unwrap_or(0);
+    let busiest = busiest(stats);
     let scale = |n: u64| {
         if n == 0 || busiest == 0 {
             0.0
@@ -151,12 +134,9 @@ pub(super) fn chart(stats: &DeliveryStats) -> Markup {
             (n as f64 * HEIGHT as f64 / busiest as f64).max(1.0)
         }
     };
-    let attempts = stats.succeeded + stats.failed;
     let label = format!(
-        "{attempts} delivery attempt{} in the last {} hours, {} failed; the busiest hour had {busiest}",
-        if attempts == 1 { "" } else { "s" },
-        stats.window_hours,
-        stats.failed
+        "{}; the busiest hour had {busiest}",
+        summary(stats, "delivery attempt")
     );
     html! {
         figure class="chart" {
@@ -184,7 +164,7 @@ pub(super) fn chart(stats: &DeliveryStats) -> Markup {
                 table {
                     thead { tr { th scope="col" { "Hour starting" } th scope="col" { "Succeeded" } th scope="col" { "Failed" } } }
                     tbody {
-                        @for hour in stats.hours.iter().rev().filter(|h| h.succeeded + h.failed > 0) {
+                        @for hour in stats.hours.iter().rev().filter(|h| h.attempts() > 0) {
                             tr {
                                 td { (super::pages::when(hour.at)) }
                                 td { (hour.succeeded) }
@@ -196,6 +176,27 @@ pub(super) fn chart(stats: &DeliveryStats) -> Markup {
             }
         }
     }
+}
+
+/// Attempts in the window's busiest hour; 0 without any.
+fn busiest(stats: &DeliveryStats) -> u64 {
+    stats
+        .hours
+        .iter()
+        .map(HourCount::attempts)
+        .max()
+        .unwrap_or(0)
+}
+
+/// "3 attempts in the last 24 hours, 1 failed", counting them as `noun`s.
+fn summary(stats: &DeliveryStats, noun: &str) -> String {
+    let attempts = stats.succeeded + stats.failed;
+    format!(
+        "{attempts} {noun}{} in the last {} hours, {} failed",
+        if attempts == 1 { "" } else { "s" },
+        stats.window_hours,
+        stats.failed
+    )
 }
 
 /// A success rate for people, or a dash without attempts.

@@ -126,7 +126,7 @@ pub(super) async fn callbacks(
             Phase::After => Some(
                 state
                     .callbacks
-                    .stats(&who.tenant_id, &view.callback.id, Window::DAY)
+                    .stats_of(&view.callback, Window::DAY)
                     .await?,
             ),
             Phase::Before => None,

@@ -309,12 +309,24 @@ impl Callbacks {
 
     /// A callback's delivery figures over `window`, ending now.
     pub async fn stats(&self, tenant: &str, id: &str, window: Window) -> Result<DeliveryStats> {
-        self.find(tenant, id).await?;
+        let callback = self.find(tenant, id).await?;
+        self.stats_of(&callback, window).await
+    }
+
+    /// The figures of a callback the caller already holds, as a page
+    /// listing callbacks does: no second read of the callback.
+    pub async fn stats_of(&self, callback: &Callback, window: Window) -> Result<DeliveryStats> {
+        self.figures(std::slice::from_ref(&callback.id), window)
+            .await
+    }
+
+    /// The figures of these callbacks together, over `window` ending now.
+    async fn figures(&self, callbacks: &[String], window: Window) -> Result<DeliveryStats> {
         let now = self.clock.now_ms();
         let counted = self
             .store
             .callbacks()
-            .hour_counts(&[id.to_string()], window.since(now))
+            .hour_counts(callbacks, window.since(now))
             .await?;
         Ok(DeliveryStats::of(window, now, &counted))
     }
@@ -322,7 +334,6 @@ impl Callbacks {
     /// All a tenant's delivery figures over `window`, ending now: the hours
     /// of every after-callback it has now, added up in one read.
     pub async fn tenant_stats(&self, tenant: &str, window: Window) -> Result<DeliveryStats> {
-        let now = self.clock.now_ms();
         let after: Vec<String> = self
             .all(tenant)
             .await?
@@ -330,12 +341,7 @@ impl Callbacks {
             .filter(|c| c.phase == Phase::After)
             .map(|c| c.id.clone())
             .collect();
-        let counted = self
-            .store
-            .callbacks()
-            .hour_counts(&after, window.since(now))
-            .await?;
-        Ok(DeliveryStats::of(window, now, &counted))
+        self.figures(&after, window).await
     }
 
     /// A page of a callback's activations that `query` selects, newest

@@ -391,6 +391,25 @@ impl HourCount {
         self.succeeded += other.succeeded;
         self.failed += other.failed;
     }
+
+    /// Attempts of either outcome.
+    pub fn attempts(&self) -> u64 {
+        self.succeeded + self.failed
+    }
+
+    /// Adds up the counts that share a key: one sum per callback and hour,
+    /// say, however many attempts share it.
+    pub fn tally<K: Ord>(
+        counts: impl IntoIterator<Item = (K, HourCount)>,
+    ) -> BTreeMap<K, HourCount> {
+        let mut sums: BTreeMap<K, HourCount> = BTreeMap::new();
+        for (key, count) in counts {
+            sums.entry(key)
+                .and_modify(|sum| sum.add(&count))
+                .or_insert(count);
+        }
+        sums
+    }
 }
 
 /// How an after-callback has been faring, for auto-disable.

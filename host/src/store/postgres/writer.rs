@@ -11,7 +11,6 @@
 //! Batching is what makes intake fast: one commit, and one disk flush, for
 //! every event that arrived while the last one was being made.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -439,15 +438,10 @@ async fn count_hours(
     tx: &mut PgConnection,
     attempts: impl Iterator<Item = &Activation>,
 ) -> StoreResult<()> {
-    let mut counted: BTreeMap<(&str, u64), HourCount> = BTreeMap::new();
-    for attempt in attempts {
-        if let Some(add) = HourCount::of(attempt) {
-            counted
-                .entry((attempt.callback_id.as_str(), add.at))
-                .and_modify(|sum| sum.add(&add))
-                .or_insert(add);
-        }
-    }
+    let counted = HourCount::tally(attempts.filter_map(|attempt| {
+        let add = HourCount::of(attempt)?;
+        Some(((attempt.callback_id.as_str(), add.at), add))
+    }));
     if counted.is_empty() {
         return Ok(());
     }

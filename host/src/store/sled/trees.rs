@@ -564,15 +564,13 @@ impl Trees {
     pub(super) fn update_deliveries(&self, batch: &[DeliveryWrite]) -> StoreResult<()> {
         // The batch's attempts summed per callback and hour first: one
         // read-modify-write each, however many attempts share it.
-        let mut counted: std::collections::BTreeMap<String, HourCount> = Default::default();
-        for act in batch.iter().filter_map(|(_, attempt)| attempt.as_ref()) {
-            if let Some(add) = HourCount::of(act) {
-                counted
-                    .entry(hour_key(&act.callback_id, add.at))
-                    .and_modify(|sum| sum.add(&add))
-                    .or_insert(add);
-            }
-        }
+        let counted = HourCount::tally(
+            batch
+                .iter()
+                .filter_map(|(_, attempt)| attempt.as_ref())
+                .filter_map(|act| Some((act, HourCount::of(act)?)))
+                .map(|(act, add)| (hour_key(&act.callback_id, add.at), add)),
+        );
         let trees = (
             &self.deliveries,
             &self.pending,
@@ -628,20 +626,17 @@ impl Trees {
         callbacks: &[String],
         since: u64,
     ) -> StoreResult<Vec<HourCount>> {
-        let mut hours: std::collections::BTreeMap<u64, HourCount> = Default::default();
+        let mut counted = Vec::new();
         for callback in callbacks {
             let from = hour_key(callback, since - since % HourCount::HOUR_MS);
             let end = format!("{callback}0"); // '0' follows '/'
             for item in self.hours.range(from.as_str()..end.as_str()) {
                 let (k, v) = item.map_err(backend)?;
                 let hour: HourCount = decode(&k, &v)?;
-                hours
-                    .entry(hour.at)
-                    .and_modify(|sum| sum.add(&hour))
-                    .or_insert(hour);
+                counted.push((hour.at, hour));
             }
         }
-        Ok(hours.into_values().collect())
+        Ok(HourCount::tally(counted).into_values().collect())
     }
 
     /// Counts a finished delivery into a callback's run of failures in one
