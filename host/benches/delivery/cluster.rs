@@ -144,9 +144,15 @@ pub(super) async fn compare(server: &str, events: usize) -> anyhow::Result<()> {
             .collect::<Result<_, _>>()?;
         let started: Vec<Node> = dirs
             .iter()
-            .map(|d| start(d.path(), database.as_deref()))
+            .map(|d| start(d.path(), database.as_ref().map(|(_, url)| url.as_str())))
             .collect::<Result<_, _>>()?;
-        let row = measure(name, &started, &receiver_url, &seen, events).await?;
+        let row = measure(name, &started, &receiver_url, &seen, events).await;
+        // The nodes go first: a database with sessions cannot be dropped.
+        drop(started);
+        if let Some((name, _)) = &database {
+            drop_database(server, name).await?;
+        }
+        let row = row?;
         eprintln!(
             "{name}: {:.0} delivered/s, {:.0} gates/s",
             row.delivered_per_s, row.gates_per_s
@@ -196,7 +202,8 @@ pub(super) async fn compare(server: &str, events: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fresh_database(server: &str) -> anyhow::Result<String> {
+/// A new database for one configuration: its name and URL.
+async fn fresh_database(server: &str) -> anyhow::Result<(String, String)> {
     let name = format!("hg_bench_{}", ulid::Ulid::new().to_string().to_lowercase());
     let mut admin = sqlx::PgConnection::connect(server).await?;
     sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -204,7 +211,16 @@ async fn fresh_database(server: &str) -> anyhow::Result<String> {
         .await?;
     let mut url = url::Url::parse(server)?;
     url.set_path(&format!("/{name}"));
-    Ok(url.to_string())
+    Ok((name, url.to_string()))
+}
+
+/// Drops a configuration's database, so that runs leave nothing behind.
+async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
+    let mut admin = sqlx::PgConnection::connect(server).await?;
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
 }
 
 async fn measure(
