@@ -5,7 +5,11 @@
 // requests per second than the callback's `max_rps` (default 100).
 // `transform` removes every object key named in `fields` (comma separated,
 // default `password,@metadata`) from the delivered body, at any depth.
-import { config, log } from "hookgate:plugin/host@0.1.0";
+//
+// It implements two hooks, so it targets the world `policy` in `wit/`, which
+// includes `decide-plugin` and `transform-plugin`, and exports one object per
+// hook interface.
+import { config, log } from "hookgate:plugin/host@0.2.0";
 
 const DEFAULT_MAX_RPS = 100;
 
@@ -30,7 +34,7 @@ function guarded(hook) {
   };
 }
 
-export const decide = guarded((event) => {
+function decideHook(event) {
   if (event.objectType !== "policy") {
     return { tag: "allow" };
   }
@@ -53,9 +57,9 @@ export const decide = guarded((event) => {
     }
   }
   return { tag: "allow" };
-});
+}
 
-export const transform = guarded((event, request) => {
+function transformHook(event, request) {
   const fields = config("fields") ?? "password,@metadata";
   const names = new Set(fields.split(",").map((f) => f.trim()).filter((f) => f));
   const body = redact(JSON.parse(new TextDecoder().decode(request.body)), names);
@@ -64,11 +68,10 @@ export const transform = guarded((event, request) => {
     tag: "send",
     val: { headers: request.headers, body: new TextEncoder().encode(JSON.stringify(body)) },
   };
-});
-
-export function judge(event, response, expected) {
-  return expected;
 }
+
+export const decide = { decide: guarded(decideHook) };
+export const transform = { transform: guarded(transformHook) };
 
 function redact(value, names) {
   if (Array.isArray(value)) {

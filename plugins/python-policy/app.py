@@ -1,5 +1,9 @@
 """A Hookgate plugin in Python: the rate-policy gate and the redact transform.
 
+It implements two hooks, so it targets the world `policy` in `wit/`, which
+includes `decide-plugin` and `transform-plugin`, and each hook is a class
+named after its interface.
+
 `decide` denies a `policy` object when one of its rules allows more requests
 per second than the callback's `max_rps` (default 100). `transform` removes
 every object key named in `fields` (comma separated, default
@@ -8,7 +12,7 @@ every object key named in `fields` (comma separated, default
 
 import json
 
-import wit_world
+from wit_world import exports
 from wit_world.imports import host
 from wit_world.imports.types import (
     Failure,
@@ -27,7 +31,7 @@ def fail(code, message):
     raise Err(Failure(code=code, message=message))
 
 
-class WitWorld(wit_world.WitWorld):
+class Decide(exports.Decide):
     def decide(self, event):
         if event.object_type != "policy":
             return Verdict_Allow()
@@ -47,6 +51,8 @@ class WitWorld(wit_world.WitWorld):
                 )
         return Verdict_Allow()
 
+
+class Transform(exports.Transform):
     def transform(self, event, request):
         fields = host.config("fields") or "password,@metadata"
         names = {f.strip() for f in fields.split(",") if f.strip()}
@@ -55,9 +61,6 @@ class WitWorld(wit_world.WitWorld):
         return Transformed_Send(
             Outgoing(headers=request.headers, body=json.dumps(body).encode())
         )
-
-    def judge(self, event, response, expected):
-        return expected
 
 
 def redact(value, names):

@@ -4,7 +4,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use crate::Failure;
-use crate::wit::hookgate::plugin::host;
+use crate::wit::host;
 
 /// Reads `key` from the plugin configuration of the callback being run, or
 /// `None` if the key is not set.

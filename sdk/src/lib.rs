@@ -1,24 +1,27 @@
 //! Write Hookgate plugins in Rust.
 //!
-//! A Hookgate plugin is a WebAssembly component that targets the
-//! `hookgate:plugin` WIT world. Hookgate calls one of its three exports per
-//! invocation, each time in a fresh sandbox:
+//! A Hookgate plugin is a WebAssembly component that exports the hooks it
+//! implements, of the three in the `hookgate:plugin` WIT package. Hookgate
+//! calls one hook per invocation, each time in a fresh sandbox:
 //!
-//! - [`Plugin::transform`] shapes the request sent to a callback URL, or skips
-//!   the delivery;
-//! - [`Plugin::decide`] answers a before-event locally, with no URL involved;
-//! - [`Plugin::judge`] interprets a before-callback's HTTP answer.
+//! - [`Transform`] shapes the request sent to a callback URL, or skips the
+//!   delivery;
+//! - [`Decide`] answers a before-event locally, with no URL involved;
+//! - [`Judge`] interprets a before-callback's HTTP answer.
 //!
-//! Implement [`Plugin`] with only the functions you need (the others have
-//! harmless defaults) and hand the type to [`export!`]. Build the crate as a
-//! `cdylib` for `wasm32-wasip2` and the result is a component Hookgate accepts.
+//! Implement the traits of the hooks you need and hand the type to
+//! [`export!`] with their names. The component exports those hooks and no
+//! others, so Hookgate knows what the plugin does: it refuses to attach a
+//! plugin to a callback that needs a hook the plugin lacks. Build the crate
+//! as a `cdylib` for `wasm32-wasip2` and the result is a component Hookgate
+//! accepts.
 //!
 //! # A whole plugin
 //!
 //! This plugin refuses to delete anything that belongs to the `admin` group:
 //!
 //! ```
-//! use hookgate_sdk::{Event, Failure, Plugin, Verdict};
+//! use hookgate_sdk::{Decide, Event, Failure, Verdict};
 //! use serde::Deserialize;
 //!
 //! #[derive(Deserialize)]
@@ -28,7 +31,7 @@
 //!
 //! struct ProtectAdmins;
 //!
-//! impl Plugin for ProtectAdmins {
+//! impl Decide for ProtectAdmins {
 //!     fn decide(event: Event) -> Result<Verdict, Failure> {
 //!         if event.action != "deleted" {
 //!             return Ok(Verdict::allow());
@@ -41,7 +44,7 @@
 //!     }
 //! }
 //!
-//! hookgate_sdk::export!(ProtectAdmins);
+//! hookgate_sdk::export!(ProtectAdmins: Decide);
 //! # fn main() {}
 //! ```
 //!
@@ -78,24 +81,55 @@ mod plugin;
 pub use host::{Level, config, config_or, config_parse, log};
 pub use message::{Event, Incoming, Outgoing, Phase};
 pub use outcome::{Failure, Transformed, Verdict};
-pub use plugin::Plugin;
+pub use plugin::{Decide, Judge, Transform};
 
-/// Bindings generated from `wit/plugin.wit`. Plugins use the types above
-/// instead; [`export!`] is the only user of this module.
+/// Bindings generated from `wit/plugin.wit`, one module per hook's world so
+/// that [`export!`] exports only the hooks a plugin implements. Plugins use
+/// the types above instead; [`export!`] is the only user of this module.
 #[doc(hidden)]
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the generated export glue takes an event's fields as flat arguments"
-)]
 pub mod wit {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "plugin",
-        // `export!` expands in the plugin crate, so the generated macros it
-        // calls must be public and find these bindings by absolute path.
-        pub_export_macro: true,
-        default_bindings_module: "hookgate_sdk::wit",
-    });
+    // `export!` expands in the plugin crate, so the generated macros it
+    // calls must be public and find these bindings by absolute path.
+    pub mod transform {
+        wit_bindgen::generate!({
+            path: "../wit/plugin.wit",
+            world: "transform-plugin",
+            pub_export_macro: true,
+            default_bindings_module: "hookgate_sdk::wit::transform",
+        });
+    }
+
+    // The other hooks share the first one's types and host imports.
+    pub mod decide {
+        wit_bindgen::generate!({
+            path: "../wit/plugin.wit",
+            world: "decide-plugin",
+            pub_export_macro: true,
+            default_bindings_module: "hookgate_sdk::wit::decide",
+            with: {
+                "hookgate:plugin/types@0.2.0": crate::wit::transform::hookgate::plugin::types,
+                "hookgate:plugin/host@0.2.0": crate::wit::transform::hookgate::plugin::host,
+            },
+        });
+    }
+
+    pub mod judge {
+        wit_bindgen::generate!({
+            path: "../wit/plugin.wit",
+            world: "judge-plugin",
+            pub_export_macro: true,
+            default_bindings_module: "hookgate_sdk::wit::judge",
+            with: {
+                "hookgate:plugin/types@0.2.0": crate::wit::transform::hookgate::plugin::types,
+                "hookgate:plugin/host@0.2.0": crate::wit::transform::hookgate::plugin::host,
+            },
+        });
+    }
+
+    pub use transform::hookgate::plugin::host;
+    pub use transform::hookgate::plugin::types::{
+        Event, Failure, Incoming, Outgoing, Phase, Transformed, Verdict,
+    };
 }
 
 #[doc(hidden)]

@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::Outgoing;
 
-/// What [`Plugin::transform`](crate::Plugin::transform) decided to do with an
+/// What [`Transform::transform`](crate::Transform::transform) decided to do with an
 /// outgoing request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transformed {

@@ -1,63 +1,71 @@
-//! The [`Plugin`] trait and the glue that exports it as the `plugin` world.
+//! One trait per hook, and the glue that exports a plugin's hooks, each as
+//! the interface of its own world.
 
 use crate::wit;
 use crate::{Event, Failure, Incoming, Outgoing, Phase, Transformed, Verdict};
 
-/// A Hookgate plugin: one function per export of the `plugin` world.
-///
-/// Every function has a default that leaves things as they were, so a plugin
-/// implements only what it needs. Each call runs in a fresh sandbox, so there
-/// is no `self`: nothing survives from one call to the next.
-///
-/// Wire the implementing type up with [`export!`](crate::export).
-pub trait Plugin {
-    /// Shapes the request sent to a callback URL for an after-event: change
-    /// its body, add headers, or skip the delivery altogether.
-    ///
-    /// The default sends `request` unchanged.
-    fn transform(event: Event, request: Outgoing) -> Result<Transformed, Failure> {
-        let _ = event;
-        Ok(Transformed::Send(request))
-    }
+// Each call runs in a fresh sandbox, so the hooks take no `self`: nothing
+// survives from one call to the next.
 
-    /// Answers a before-event locally, with no URL involved.
-    ///
-    /// The default allows.
-    fn decide(event: Event) -> Result<Verdict, Failure> {
-        let _ = event;
-        Ok(Verdict::Allow)
-    }
-
-    /// Interprets a before-callback's HTTP answer. `expected` is the verdict
-    /// Hookgate reached from the status code alone; return it to agree, or
-    /// another verdict to override it.
-    ///
-    /// The default agrees with `expected`.
-    fn judge(event: Event, response: Incoming, expected: Verdict) -> Result<Verdict, Failure> {
-        let _ = (event, response);
-        Ok(expected)
-    }
+/// The `transform` hook: shapes the request sent to a callback URL, for
+/// after-events and for before-callbacks that have a URL.
+pub trait Transform {
+    /// Changes the request's body, adds headers, or skips the delivery
+    /// altogether.
+    fn transform(event: Event, request: Outgoing) -> Result<Transformed, Failure>;
 }
 
-/// Exports a type implementing [`Plugin`] as the plugin of this component.
+/// The `decide` hook: answers a before-event locally, with no URL involved.
+/// It runs first for a before-callback, and a deny ends the callback there.
+pub trait Decide {
+    /// Allows or denies the change the event describes.
+    fn decide(event: Event) -> Result<Verdict, Failure>;
+}
+
+/// The `judge` hook: interprets a before-callback's HTTP answer.
+pub trait Judge {
+    /// `expected` is the verdict Hookgate reached from the status code
+    /// alone; return it to agree, or another verdict to override it.
+    fn judge(event: Event, response: Incoming, expected: Verdict) -> Result<Verdict, Failure>;
+}
+
+/// Exports a type's hooks as this component's plugin: name the type, then
+/// the traits it implements, each of which becomes an export.
 ///
 /// Use it once, at the top level of a `cdylib` crate:
 ///
 /// ```
+/// use hookgate_sdk::{Event, Failure, Outgoing, Transform, Transformed};
+///
 /// struct Passthrough;
 ///
-/// impl hookgate_sdk::Plugin for Passthrough {}
+/// impl Transform for Passthrough {
+///     fn transform(_event: Event, request: Outgoing) -> Result<Transformed, Failure> {
+///         Ok(Transformed::Send(request))
+///     }
+/// }
 ///
-/// hookgate_sdk::export!(Passthrough);
+/// hookgate_sdk::export!(Passthrough: Transform);
 /// # fn main() {}
 /// ```
+///
+/// A type implementing several hooks lists them all, as in
+/// `export!(Policy: Decide, Transform)`.
 #[macro_export]
 macro_rules! export {
-    ($plugin:ty) => {
+    ($plugin:ty: $($hook:ident),+ $(,)?) => {
+        $($crate::__export_hook!($hook $plugin);)+
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_hook {
+    (Transform $plugin:ty) => {
         const _: () = {
             struct Exports;
 
-            impl $crate::wit::Guest for Exports {
+            impl $crate::wit::transform::exports::hookgate::plugin::transform::Guest for Exports {
                 fn transform(
                     event: $crate::wit::Event,
                     request: $crate::wit::Outgoing,
@@ -65,13 +73,31 @@ macro_rules! export {
                 {
                     $crate::__private::transform::<$plugin>(event, request)
                 }
+            }
 
+    $crate::wit::transform::export!(Exports with_types_in $crate::wit::transform);
+        };
+    };
+    (Decide $plugin:ty) => {
+        const _: () = {
+            struct Exports;
+
+            impl $crate::wit::decide::exports::hookgate::plugin::decide::Guest for Exports {
                 fn decide(
                     event: $crate::wit::Event,
                 ) -> ::core::result::Result<$crate::wit::Verdict, $crate::wit::Failure> {
                     $crate::__private::decide::<$plugin>(event)
                 }
+            }
 
+    $crate::wit::decide::export!(Exports with_types_in $crate::wit::decide);
+        };
+    };
+    (Judge $plugin:ty) => {
+        const _: () = {
+            struct Exports;
+
+            impl $crate::wit::judge::exports::hookgate::plugin::judge::Guest for Exports {
                 fn judge(
                     event: $crate::wit::Event,
                     response: $crate::wit::Incoming,
@@ -81,8 +107,15 @@ macro_rules! export {
                 }
             }
 
-    $crate::wit::export!(Exports with_types_in $crate::wit);
+    $crate::wit::judge::export!(Exports with_types_in $crate::wit::judge);
         };
+    };
+    ($other:ident $plugin:ty) => {
+        ::core::compile_error!(::core::concat!(
+            "`",
+            ::core::stringify!($other),
+            "` is not a hook: export Transform, Decide or Judge"
+        ));
     };
 }
 
@@ -90,7 +123,7 @@ macro_rules! export {
 // hidden generated types stay out of the public API.
 
 /// The `transform` export of [`export!`](crate::export).
-pub fn transform<P: Plugin>(
+pub fn transform<P: Transform>(
     event: wit::Event,
     request: wit::Outgoing,
 ) -> Result<wit::Transformed, wit::Failure> {
@@ -109,14 +142,14 @@ pub fn transform<P: Plugin>(
 }
 
 /// The `decide` export of [`export!`](crate::export).
-pub fn decide<P: Plugin>(event: wit::Event) -> Result<wit::Verdict, wit::Failure> {
+pub fn decide<P: Decide>(event: wit::Event) -> Result<wit::Verdict, wit::Failure> {
     P::decide(from_wit_event(event))
         .map(to_wit_verdict)
         .map_err(to_wit_failure)
 }
 
 /// The `judge` export of [`export!`](crate::export).
-pub fn judge<P: Plugin>(
+pub fn judge<P: Judge>(
     event: wit::Event,
     response: wit::Incoming,
     expected: wit::Verdict,
@@ -136,7 +169,7 @@ pub fn judge<P: Plugin>(
 }
 
 fn from_wit_event(event: wit::Event) -> Event {
-    use wit::hookgate::plugin::types::Phase as WitPhase;
+    use wit::Phase as WitPhase;
 
     Event {
         id: event.id,

@@ -153,7 +153,7 @@ backend_test! {
             .await;
         assert_eq!(status, 201, "{first}");
         assert_eq!(first["version"], 1);
-        assert_eq!(first["exports"], json!(["transform", "decide", "judge"]));
+        assert_eq!(first["exports"], json!(["decide"]));
         assert_eq!(first["sha256"].as_str().unwrap().len(), 64);
         assert!(first["size"].as_u64().unwrap() > 1000 && first["created_at"].as_u64().is_some());
         let (_, second) = app
@@ -649,7 +649,7 @@ backend_test! {
             .await;
         assert_eq!(status, 201, "{uploaded}");
         assert_eq!(uploaded["state"], "compiling", "{uploaded}");
-        assert_eq!(uploaded["exports"], json!(["transform", "decide", "judge"]));
+        assert_eq!(uploaded["exports"], json!(["decide"]));
         let id = uploaded["id"].as_str().unwrap();
         let ready = app.settled_plugin(&tenant.key, id).await;
         assert_eq!(ready["state"], "ready", "{ready}");

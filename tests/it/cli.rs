@@ -43,12 +43,12 @@ fn plugin(name: &str) -> String {
 #[test]
 fn plugin_check_prints_exports_imports_and_size() {
     let report = stdout_json(&hookgate(&["plugin", "check", &plugin("redact")]));
-    assert_eq!(report["exports"], json!(["transform", "decide", "judge"]));
+    assert_eq!(report["exports"], json!(["transform"]));
     assert!(report["size"].as_u64().unwrap() > 1000);
     assert_eq!(report["sha256"].as_str().unwrap().len(), 64);
     let imports = report["imports"].as_array().unwrap();
     assert!(
-        imports.iter().any(|i| i == "hookgate:plugin/host@0.1.0"),
+        imports.iter().any(|i| i == "hookgate:plugin/host@0.2.0"),
         "{imports:?}"
     );
 }
@@ -153,7 +153,7 @@ fn plugin_run_judge_reads_the_response_file() {
     let report = stdout_json(&hookgate(&[
         "plugin",
         "run",
-        &plugin("redact"),
+        &plugin("hostile"),
         "--event",
         &event,
         "--hook",
@@ -161,9 +161,26 @@ fn plugin_run_judge_reads_the_response_file() {
         "--response",
         &response,
     ]));
-    // redact keeps the SDK's default judge, which agrees with the host.
+    // Without a mode, hostile's judge agrees with the host.
     assert_eq!(report["result"]["verdict"], "deny");
     assert!(report["result"]["reason"].as_str().unwrap().contains("503"));
+}
+
+#[test]
+fn plugin_run_of_a_hook_the_plugin_lacks_names_what_it_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = write_json(
+        dir.path(),
+        "event.json",
+        json!({"object_type": "app", "action": "updated", "phase": "before", "data": {}}),
+    );
+    let out = hookgate(&["plugin", "run", &plugin("redact"), "--event", &event]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does not export the `decide` hook; it exports transform"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -235,10 +252,10 @@ fn plugin_check_reports_every_problem_at_once() {
         .lines()
         .filter(|l| l.starts_with("error: "))
         .collect();
-    assert_eq!(errors.len(), 5, "two imports and three exports: {stderr}");
+    assert_eq!(errors.len(), 3, "two imports and no hook: {stderr}");
     assert!(errors[0].contains("acme:db/query@1.0.0"), "{stderr}");
     assert!(errors[1].contains("wasi:keyvalue/store@0.2.0"), "{stderr}");
-    assert!(errors[4].contains("`judge`"), "{stderr}");
+    assert!(errors[2].contains("exports no hook"), "{stderr}");
 }
 
 #[test]

@@ -99,12 +99,12 @@ pub(crate) fn foreign_plugin(lang: Foreign) -> Option<Vec<u8>> {
             let setup = "python3 -m venv plugins/.venv && \
                  plugins/.venv/bin/pip install -r plugins/python-policy/requirements.txt";
             let source = plugins.join("python-policy");
-            let wit = root.join("wit");
+            let wit = source.join("wit");
             let args = [
                 "-d".as_ref(),
                 wit.as_os_str(),
                 "-w".as_ref(),
-                "plugin".as_ref(),
+                "policy".as_ref(),
                 "componentize".as_ref(),
                 "-p".as_ref(),
                 source.as_os_str(),
@@ -118,13 +118,13 @@ pub(crate) fn foreign_plugin(lang: Foreign) -> Option<Vec<u8>> {
             let source = plugins.join("js-policy");
             let tool = source.join("node_modules/.bin/componentize-js");
             let setup = "npm ci --prefix plugins/js-policy";
-            let wit = root.join("wit");
+            let wit = source.join("wit");
             let args = [
                 "policy.js".as_ref(),
                 "--wit".as_ref(),
                 wit.as_os_str(),
                 "--world-name".as_ref(),
-                "plugin".as_ref(),
+                "policy".as_ref(),
                 "--out".as_ref(),
                 out.as_os_str(),
             ];

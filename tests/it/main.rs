@@ -2,6 +2,7 @@
 //!
 //! - `plugins`: every example and hostile plugin through the real runtime;
 //! - `cli`: the `hookgate plugin` commands, run as a real process;
+//! - `contract`: which hooks a plugin exports, and contract 0.1.0 plugins;
 //! - `languages`: the Python and JavaScript examples on a real server;
 //! - `api`, `events`, `restart`, `delivery`, `openapi`: the real server on
 //!   port 0 with a temp data dir, and real receivers on 127.0.0.1;
@@ -16,6 +17,7 @@ mod backends;
 mod cli;
 mod cluster;
 mod console;
+mod contract;
 mod delivery;
 mod events;
 mod fixtures;

@@ -599,12 +599,30 @@ async fn component_without_the_hooks_is_rejected_naming_the_export() {
         .await
         .err()
         .expect("no exports is refused");
-    assert_eq!(
-        err,
-        PluginError::MissingExport {
-            export: "transform"
-        }
+    assert_eq!(err, PluginError::NoHooks);
+    assert!(
+        err.to_string().contains("hookgate:plugin/decide@0.2.0"),
+        "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_hook_interface_with_the_wrong_signature_fails_to_compile_naming_it() {
+    let rt = runtime();
+    // `decide` is there, but takes no event.
+    let wrong = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (instance $decide (export "decide" (func $f)))
+            (export "hookgate:plugin/decide@0.2.0" (instance $decide)))"#,
+    )
+    .unwrap();
+    assert_eq!(rt.validate(&wrong).unwrap().exports, ["decide"]);
+    let err = rt.compile(wrong).await.err().expect("a wrong signature");
+    assert_eq!(err.code(), "export_mismatch", "{err}");
+    assert!(err.to_string().contains("type-checking `decide`"), "{err}");
 }
 
 #[tokio::test]
@@ -637,10 +655,7 @@ async fn identical_bytes_are_compiled_once_into_the_nodes_own_cache() {
     let wasm = fixtures::plugin("rate-policy");
     let first = rt.compile(wasm.clone()).await.unwrap();
     assert!(first.compiled);
-    assert_eq!(
-        first.plugin.info().exports,
-        ["transform", "decide", "judge"]
-    );
+    assert_eq!(first.plugin.info().exports, ["decide"]);
     let files: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
     assert_eq!(
         files.len(),

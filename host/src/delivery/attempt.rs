@@ -180,6 +180,11 @@ async fn transform(
                 unavailable.to_string(),
             )
         })?;
+    // Attaching refuses a plugin without `transform` to an after-callback;
+    // a plugin that has none changes nothing.
+    if !plugin.exports("transform") {
+        return Ok(envelope);
+    }
     let config = Arc::new(reference.config_text());
     match inner
         .plugins

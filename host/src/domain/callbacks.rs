@@ -495,11 +495,18 @@ impl Callbacks {
         check_target(&input)?;
         check_retry(&input)?;
         let headers = checked_headers(&input.headers)?;
+        let before = input.phase == Phase::Before;
+        // What the callback will ask of its plugin: an after-callback only
+        // transforms, a before-callback with no URL only decides.
+        let needs = match (before, &input.url) {
+            (false, _) => Some("transform"),
+            (true, None) => Some("decide"),
+            (true, Some(_)) => None,
+        };
         let plugin = match input.plugin {
-            Some(p) => Some(self.plugin_ref(tenant, p).await?),
+            Some(p) => Some(self.plugin_ref(tenant, p, needs).await?),
             None => None,
         };
-        let before = input.phase == Phase::Before;
         let mut actions = input.actions;
         actions.dedup();
         Ok(Callback {
@@ -529,17 +536,37 @@ impl Callbacks {
         })
     }
 
-    async fn plugin_ref(&self, tenant: &str, input: PluginInput) -> Result<PluginRef> {
-        if self
-            .store
-            .plugins()
-            .plugin(tenant, &input.id)
-            .await?
-            .is_none()
-        {
+    /// Checks a callback's plugin: it exists, exports the hook the callback
+    /// `needs`, if any, and its configuration is flat.
+    async fn plugin_ref(
+        &self,
+        tenant: &str,
+        input: PluginInput,
+        needs: Option<&str>,
+    ) -> Result<PluginRef> {
+        let Some(record) = self.store.plugins().plugin(tenant, &input.id).await? else {
             return Err(Error::invalid(
                 "plugin.id",
                 format!("no plugin `{}` in this tenant", input.id),
+            ));
+        };
+        if let Some(hook) = needs
+            && !record.exports.iter().any(|e| e == hook)
+        {
+            let runs = match hook {
+                "transform" => "an after-callback runs only a plugin's `transform`",
+                _ => "a before-callback with no URL runs only a plugin's `decide`",
+            };
+            return Err(Error::invalid(
+                "plugin.id",
+                format!(
+                    "plugin `{}` ({} v{}) does not export `{hook}`: {runs}, and this one \
+                     exports only {}",
+                    input.id,
+                    record.name,
+                    record.version,
+                    record.exports.join(", ")
+                ),
             ));
         }
         for (key, value) in &input.config {

@@ -160,7 +160,8 @@ impl Gate {
     }
 
     /// Runs one callback: its plugin decides first; then, if it has a URL,
-    /// the request is built and sent, and the answer judged.
+    /// the request is built and sent, and the answer judged. Each plugin
+    /// step runs only if the plugin exports that hook.
     async fn run_one(
         &self,
         event: &Event,
@@ -176,7 +177,7 @@ impl Gate {
             },
             None => None,
         };
-        if let Some(bound) = &plugin {
+        if let Some(bound) = plugin.as_ref().filter(|(p, _)| p.exports("decide")) {
             match self.decide(bound, event).await {
                 Ok(Verdict::Allow) => {}
                 Ok(deny) => {
@@ -235,7 +236,7 @@ impl Gate {
         activation_id: &str,
     ) -> Result<Prepared, (ErrorClass, String)> {
         let mut transformed = Request::envelope(event);
-        if let Some((plugin, config)) = plugin {
+        if let Some((plugin, config)) = plugin.filter(|(p, _)| p.exports("transform")) {
             let runtime = self.plugins.runtime();
             match runtime
                 .transform(plugin, config.clone(), event, transformed)
@@ -298,7 +299,7 @@ impl Gate {
             verdict: expected.clone(),
             ..run
         };
-        if let Some(bound) = plugin {
+        if let Some(bound) = plugin.filter(|(p, _)| p.exports("judge")) {
             match self.judge(bound, event, answer, expected).await {
                 Ok(verdict) => {
                     run.error_class = match &verdict {

@@ -81,7 +81,8 @@ pub struct PluginRecord {
     pub sha256: String,
     /// Component size in bytes.
     pub size: usize,
-    /// The component's function exports.
+    /// The hooks it exports, of `transform`, `decide` and `judge`: only
+    /// these run, and a callback that needs another refuses the plugin.
     pub exports: Vec<String>,
     /// Milliseconds since the Unix epoch.
     pub created_at: u64,

@@ -47,7 +47,7 @@ pub enum PluginError {
     /// The component imports something outside the sandbox's allow-list.
     #[error(
         "component imports `{import}`, which plugins may not use; allowed imports are \
-         hookgate:plugin/host@0.1.0, hookgate:plugin/types@0.1.0 and, from WASI 0.2, \
+         hookgate:plugin/host and hookgate:plugin/types (0.2.0 or 0.1.0) and, from WASI 0.2, \
          wasi:io, wasi:cli, wasi:clocks, wasi:random, wasi:filesystem (which sees no \
          files), wasi:sockets (which reaches no address) and wasi:http/types and \
          wasi:http/outgoing-handler (which send nothing)"
@@ -62,20 +62,37 @@ pub enum PluginError {
         /// Wasmtime's explanation, naming the import.
         reason: String,
     },
-    /// One of `transform`, `decide` or `judge` is absent.
+    /// The component exports no hook at all.
     #[error(
-        "component does not export `{export}`; a plugin must target the \
-         hookgate:plugin/plugin@0.1.0 world, which exports transform, decide and judge"
+        "component exports no hook; a plugin exports at least one of the interfaces \
+         hookgate:plugin/transform@0.2.0, hookgate:plugin/decide@0.2.0 and \
+         hookgate:plugin/judge@0.2.0 (see `hookgate plugin wit`)"
+    )]
+    NoHooks,
+    /// A plugin built against contract 0.1.0 lacks one of its three
+    /// functions.
+    #[error(
+        "component does not export `{export}`; a plugin built against \
+         hookgate:plugin@0.1.0 exports transform, decide and judge (with 0.2.0 it \
+         exports only the hooks it implements)"
     )]
     MissingExport {
         /// The missing export.
         export: &'static str,
     },
     /// An export exists but has the wrong signature.
-    #[error("component exports do not match the hookgate:plugin/plugin@0.1.0 world: {reason}")]
+    #[error("component exports do not match the hookgate:plugin contract: {reason}")]
     ExportMismatch {
         /// Wasmtime's explanation, naming the export.
         reason: String,
+    },
+    /// A hook was called that the plugin does not export.
+    #[error("plugin does not export the `{hook}` hook; it exports {exports}")]
+    NoHook {
+        /// The hook's name.
+        hook: &'static str,
+        /// The hooks it does export, comma separated.
+        exports: String,
     },
     /// The event and request handed to the plugin are over the input cap.
     #[error("plugin input is {size} bytes, over the {limit}-byte input limit")]
@@ -156,7 +173,8 @@ impl PluginError {
             PluginError::MemoryTooSmall { .. } => "memory_too_small",
             PluginError::ForbiddenImport { .. } => "forbidden_import",
             PluginError::ImportMismatch { .. } => "import_mismatch",
-            PluginError::MissingExport { .. } => "missing_export",
+            PluginError::NoHooks | PluginError::MissingExport { .. } => "missing_export",
+            PluginError::NoHook { .. } => "missing_hook",
             PluginError::ExportMismatch { .. } => "export_mismatch",
             PluginError::InputTooLarge { .. } => "input_too_large",
             PluginError::OutputTooLarge { .. } => "output_too_large",

@@ -9,7 +9,8 @@
 //! between events.
 //!
 //! Layout:
-//! - `bindings`: the generated host side of the WIT world (the only `bindgen!`);
+//! - `bindings`: the generated host side of the WIT contract, 0.2.0 and 0.1.0
+//!   (the only `bindgen!`);
 //! - `sandbox`: per-call store state, WASI lock-down and the `host` imports;
 //! - `validate`: upload-time checks;
 //! - `cache`: this node's compiled copies, on local disk;
@@ -31,7 +32,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, HasSelf, InstancePre, Lift, Linker, Lower,
+};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
 };
@@ -105,7 +109,7 @@ pub struct PluginInfo {
     pub sha256: String,
     /// Size of the uploaded component in bytes.
     pub size: usize,
-    /// The component's function exports.
+    /// The hooks it exports, of `transform`, `decide` and `judge`.
     pub exports: Vec<String>,
     /// The component's imports, all within the allow-list.
     pub imports: Vec<String>,
@@ -114,7 +118,8 @@ pub struct PluginInfo {
 /// A validated, compiled plugin version, ready to instantiate. Cheap to clone.
 #[derive(Clone)]
 pub struct Plugin {
-    pre: bindings::PluginPre<Sandbox>,
+    pre: InstancePre<Sandbox>,
+    hooks: Hooks,
     info: Arc<PluginInfo>,
 }
 
@@ -124,11 +129,148 @@ impl Plugin {
         &self.info
     }
 
+    /// Whether it exports `hook`: `transform`, `decide` or `judge`.
+    pub fn exports(&self, hook: &str) -> bool {
+        self.info.exports.iter().any(|e| e == hook)
+    }
+
     /// Bytes of compiled code it holds in memory: what keeping it loaded
     /// costs.
     pub fn code_bytes(&self) -> usize {
-        let image = self.pre.instance_pre().component().image_range();
+        let image = self.pre.component().image_range();
         image.end as usize - image.start as usize
+    }
+}
+
+/// Whether an interface export was `found` and, if so, checks that its
+/// function `hook` takes `P` and returns `R`.
+fn typed<P, R>(
+    pre: &InstancePre<Sandbox>,
+    found: Option<(&str, ComponentExportIndex)>,
+    hook: &str,
+) -> wasmtime::Result<bool>
+where
+    P: ComponentNamedList + Lower,
+    R: ComponentNamedList + Lift,
+{
+    let Some((name, index)) = found else {
+        return Ok(false);
+    };
+    let Some((ComponentItem::ComponentFunc(func), _)) =
+        pre.component().get_export(Some(&index), hook)
+    else {
+        wasmtime::bail!("instance export `{name}` does not have function `{hook}`");
+    };
+    func.typecheck::<P, R>(&pre.instance_type())
+        .map_err(|e| e.context(format!("type-checking `{hook}` of `{name}`")))?;
+    Ok(true)
+}
+
+/// Where a plugin's hooks are, found once when it is prepared.
+#[derive(Clone)]
+enum Hooks {
+    /// Contract 0.1.0: all three, as functions of the component.
+    V0_1(bindings::v0_1::PluginIndices),
+    /// Contract 0.2.0: an interface per hook it implements.
+    V0_2 {
+        transform: Option<bindings::transform::GuestIndices>,
+        decide: Option<bindings::decide::GuestIndices>,
+        judge: Option<bindings::judge::GuestIndices>,
+    },
+}
+
+impl Hooks {
+    /// Finds the hooks in a linked component and checks their signatures
+    /// now, so that a plugin that does not match the contract fails when
+    /// it is compiled, not at its first call.
+    fn find(pre: &InstancePre<Sandbox>) -> wasmtime::Result<Hooks> {
+        let component = pre.component();
+        let interface = |name: &str| component.get_export_index(None, name);
+        let [transform, decide, judge] =
+            validate::HOOKS.map(|(_, name)| interface(name).map(|i| (name, i)));
+        if transform.is_none() && decide.is_none() && judge.is_none() {
+            return Ok(Hooks::V0_1(bindings::v0_1::PluginIndices::new(pre)?));
+        }
+        use bindings::{Event, Incoming, Outgoing, Transformed, Verdict};
+        type Answer<T> = (Result<T, bindings::Failure>,);
+        Ok(Hooks::V0_2 {
+            transform: typed::<(Event, Outgoing), Answer<Transformed>>(
+                pre,
+                transform,
+                "transform",
+            )?
+            .then(|| bindings::transform::GuestIndices::new(pre))
+            .transpose()?,
+            decide: typed::<(Event,), Answer<Verdict>>(pre, decide, "decide")?
+                .then(|| bindings::decide::GuestIndices::new(pre))
+                .transpose()?,
+            judge: typed::<(Event, Incoming, Verdict), Answer<Verdict>>(pre, judge, "judge")?
+                .then(|| bindings::judge::GuestIndices::new(pre))
+                .transpose()?,
+        })
+    }
+
+    /// Calls one hook of a fresh instance.
+    async fn call(
+        &self,
+        store: &mut Store<Sandbox>,
+        instance: &wasmtime::component::Instance,
+        hook: Hook,
+    ) -> wasmtime::Result<Result<HookOutput, bindings::Failure>> {
+        let name = hook.name();
+        Ok(match (self, hook) {
+            (Hooks::V0_1(indices), hook) => {
+                let plugin = indices.load(&mut *store, instance)?;
+                match hook {
+                    Hook::Transform(event, request) => plugin
+                        .call_transform(&mut *store, &event, &request)
+                        .await?
+                        .map(HookOutput::Transformed),
+                    Hook::Decide(event) => plugin
+                        .call_decide(&mut *store, &event)
+                        .await?
+                        .map(HookOutput::Verdict),
+                    Hook::Judge(event, response, expected) => plugin
+                        .call_judge(&mut *store, &event, &response, &expected)
+                        .await?
+                        .map(HookOutput::Verdict),
+                }
+            }
+            (
+                Hooks::V0_2 {
+                    transform: Some(indices),
+                    ..
+                },
+                Hook::Transform(event, request),
+            ) => indices
+                .load(&mut *store, instance)?
+                .call_transform(&mut *store, &event, &request)
+                .await?
+                .map(HookOutput::Transformed),
+            (
+                Hooks::V0_2 {
+                    decide: Some(indices),
+                    ..
+                },
+                Hook::Decide(event),
+            ) => indices
+                .load(&mut *store, instance)?
+                .call_decide(&mut *store, &event)
+                .await?
+                .map(HookOutput::Verdict),
+            (
+                Hooks::V0_2 {
+                    judge: Some(indices),
+                    ..
+                },
+                Hook::Judge(event, response, expected),
+            ) => indices
+                .load(&mut *store, instance)?
+                .call_judge(&mut *store, &event, &response, &expected)
+                .await?
+                .map(HookOutput::Verdict),
+            (Hooks::V0_2 { .. }, _) => wasmtime::bail!("plugin does not export `{name}`"),
+        })
     }
 }
 
@@ -270,6 +412,14 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(runtime_error)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |sandbox| sandbox)
+            .map_err(runtime_error)?;
+        bindings::v0_1::hookgate::plugin::host::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |sandbox| sandbox,
+        )
+        .map_err(runtime_error)?;
+        linker
+            .instance("hookgate:plugin/types@0.1.0")
             .map_err(runtime_error)?;
 
         let mut hasher = std::hash::DefaultHasher::new();
@@ -440,10 +590,12 @@ impl Runtime {
             .await
             .map_err(|e| runtime_error(chain(&e)))?;
         let event = wit_event(event);
-        let mut verdict = bindings::Verdict::Allow;
+        let mut verdict = HookOutput::Verdict(bindings::Verdict::Allow);
         for _ in 0..times {
-            verdict = instance
-                .call_decide(&mut store, &event)
+            let hook = Hook::Decide(event.clone());
+            verdict = plugin
+                .hooks
+                .call(&mut store, &instance, hook)
                 .await
                 .map_err(|e| runtime_error(chain(&e)))?
                 .map_err(|f| PluginError::Failed {
@@ -451,10 +603,10 @@ impl Runtime {
                     message: f.message,
                 })?;
         }
-        Ok(match verdict {
-            bindings::Verdict::Allow => Verdict::Allow,
-            bindings::Verdict::Deny(reason) => Verdict::Deny(reason),
-        })
+        let HookOutput::Verdict(verdict) = verdict else {
+            unreachable!("decide returns a verdict")
+        };
+        Ok(model_verdict(verdict))
     }
 
     /// Instantiates the plugin into a fresh store and runs one hook under
@@ -476,6 +628,12 @@ impl Runtime {
         }
         let started = Instant::now();
         let name = hook.name();
+        if !plugin.exports(name) {
+            return Err(PluginError::NoHook {
+                hook: name,
+                exports: plugin.info.exports.join(", "),
+            });
+        }
         let _slot = self.inner.slots.acquire().await.map_err(runtime_error)?;
 
         let mut store = Store::new(
@@ -625,10 +783,11 @@ impl Inner {
             .linker
             .instantiate_pre(component)
             .map_err(|e| PluginError::ImportMismatch { reason: chain(&e) })?;
-        let pre = bindings::PluginPre::new(pre)
-            .map_err(|e| PluginError::ExportMismatch { reason: chain(&e) })?;
+        let hooks =
+            Hooks::find(&pre).map_err(|e| PluginError::ExportMismatch { reason: chain(&e) })?;
         Ok(Plugin {
             pre,
+            hooks,
             info: Arc::new(info),
         })
     }
@@ -639,8 +798,8 @@ fn info(wasm: &[u8], shape: validate::Shape) -> PluginInfo {
     PluginInfo {
         sha256: hex::encode(Sha256::digest(wasm)),
         size: wasm.len(),
+        exports: shape.hooks().into_iter().map(String::from).collect(),
         imports: shape.imports,
-        exports: shape.functions,
     }
 }
 
@@ -651,20 +810,7 @@ async fn run(
     hook: Hook,
 ) -> wasmtime::Result<Result<HookOutput, bindings::Failure>> {
     let instance = plugin.pre.instantiate_async(&mut *store).await?;
-    Ok(match hook {
-        Hook::Transform(event, request) => instance
-            .call_transform(&mut *store, &event, &request)
-            .await?
-            .map(HookOutput::Transformed),
-        Hook::Decide(event) => instance
-            .call_decide(&mut *store, &event)
-            .await?
-            .map(HookOutput::Verdict),
-        Hook::Judge(event, response, expected) => instance
-            .call_judge(&mut *store, &event, &response, &expected)
-            .await?
-            .map(HookOutput::Verdict),
-    })
+    plugin.hooks.call(store, &instance, hook).await
 }
 
 fn wit_event(event: &Event) -> bindings::Event {
@@ -694,12 +840,16 @@ fn verdict_outcome(outcome: Outcome<HookOutput>) -> Outcome<Verdict> {
         unreachable!("decide and judge return verdicts")
     };
     Outcome {
-        value: match verdict {
-            bindings::Verdict::Allow => Verdict::Allow,
-            bindings::Verdict::Deny(reason) => Verdict::Deny(reason),
-        },
+        value: model_verdict(verdict),
         fuel_used: outcome.fuel_used,
         duration: outcome.duration,
+    }
+}
+
+fn model_verdict(verdict: bindings::Verdict) -> Verdict {
+    match verdict {
+        bindings::Verdict::Allow => Verdict::Allow,
+        bindings::Verdict::Deny(reason) => Verdict::Deny(reason),
     }
 }
 

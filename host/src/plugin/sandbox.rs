@@ -169,6 +169,25 @@ impl bindings::hookgate::plugin::host::Host for Sandbox {
     }
 }
 
+/// Contract 0.1.0's `host` is 0.2.0's, under its old name.
+impl bindings::v0_1::hookgate::plugin::host::Host for Sandbox {
+    fn log(&mut self, level: bindings::v0_1::Level, message: String) -> wasmtime::Result<()> {
+        use bindings::v0_1::Level as Old;
+        let level = match level {
+            Old::Trace => Level::Trace,
+            Old::Debug => Level::Debug,
+            Old::Info => Level::Info,
+            Old::Warn => Level::Warn,
+            Old::Error => Level::Error,
+        };
+        bindings::hookgate::plugin::host::Host::log(self, level, message)
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        bindings::hookgate::plugin::host::Host::config(self, key)
+    }
+}
+
 /// Cuts `text` to at most `max` bytes on a character boundary.
 pub(crate) fn clamp(text: &str, max: usize) -> &str {
     if text.len() <= max {

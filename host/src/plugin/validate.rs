@@ -7,8 +7,14 @@ use wasmparser::{ComponentExternalKind, ComponentTypeRef, Parser, Payload, TypeB
 
 use super::{Limits, PluginError};
 
-/// The hook exports every plugin must provide.
-pub(crate) const EXPORTS: [&str; 3] = ["transform", "decide", "judge"];
+/// The hooks, in the order Hookgate documents them, each with the interface
+/// that exports it under contract 0.2.0. Under 0.1.0 they are functions of
+/// the component, named as the hooks, and all three are required.
+pub(crate) const HOOKS: [(&str, &str); 3] = [
+    ("transform", "hookgate:plugin/transform@0.2.0"),
+    ("decide", "hookgate:plugin/decide@0.2.0"),
+    ("judge", "hookgate:plugin/judge@0.2.0"),
+];
 
 /// Imports a plugin may have. The hookgate interfaces are matched exactly so
 /// a plugin built against another contract version gets a clear error.
@@ -16,7 +22,12 @@ pub(crate) const EXPORTS: [&str; 3] = ["transform", "decide", "judge"];
 /// outside the sandbox: streams, stdio (captured), clocks, randomness, a
 /// filesystem with no preopened directories, sockets that refuse every
 /// address, and an HTTP client that denies every request.
-const ALLOWED_EXACT: [&str; 2] = ["hookgate:plugin/host@0.1.0", "hookgate:plugin/types@0.1.0"];
+const ALLOWED_EXACT: [&str; 4] = [
+    "hookgate:plugin/host@0.2.0",
+    "hookgate:plugin/types@0.2.0",
+    "hookgate:plugin/host@0.1.0",
+    "hookgate:plugin/types@0.1.0",
+];
 const ALLOWED_WASI: [&str; 8] = [
     "wasi:io/",
     "wasi:cli/",
@@ -49,8 +60,31 @@ pub(crate) struct Shape {
     pub(crate) imports: Vec<String>,
     /// Its top-level function exports' names.
     pub(crate) functions: Vec<String>,
+    /// Its top-level instance exports' names.
+    pub(crate) instances: Vec<String>,
     /// The largest initial linear memory of its core modules, in bytes.
     pub(crate) initial_memory: u64,
+}
+
+impl Shape {
+    /// The hooks the component exports: those whose 0.2.0 interface it
+    /// exports or, when it exports none, those of 0.1.0 it exports as
+    /// functions.
+    pub(crate) fn hooks(&self) -> Vec<&'static str> {
+        let interfaces: Vec<_> = HOOKS
+            .into_iter()
+            .filter(|(_, interface)| self.instances.iter().any(|e| e == interface))
+            .map(|(hook, _)| hook)
+            .collect();
+        if !interfaces.is_empty() {
+            return interfaces;
+        }
+        HOOKS
+            .into_iter()
+            .filter(|(hook, _)| self.functions.iter().any(|e| e == hook))
+            .map(|(hook, _)| hook)
+            .collect()
+    }
 }
 
 /// Every problem with the bytes, cheapest first: size, binary kind, then
@@ -81,11 +115,17 @@ pub(crate) fn problems(bytes: &[u8], limits: &Limits) -> (Vec<PluginError>, Opti
             import: import.clone(),
         });
     }
-    for export in EXPORTS
-        .into_iter()
-        .filter(|e| !shape.functions.iter().any(|f| f == e))
-    {
-        problems.push(PluginError::MissingExport { export });
+    let hooks = shape.hooks();
+    let v0_1 = !shape
+        .instances
+        .iter()
+        .any(|e| HOOKS.iter().any(|(_, i)| i == e));
+    if hooks.is_empty() {
+        problems.push(PluginError::NoHooks);
+    } else if v0_1 {
+        for (export, _) in HOOKS.into_iter().filter(|(hook, _)| !hooks.contains(hook)) {
+            problems.push(PluginError::MissingExport { export });
+        }
     }
     if shape.initial_memory > limits.memory_bytes as u64 {
         problems.push(PluginError::MemoryTooSmall {
@@ -143,8 +183,11 @@ fn shape(bytes: &[u8]) -> Result<Shape, PluginError> {
             Payload::ComponentExportSection(reader) if depth == 0 => {
                 for export in reader {
                     let export = export.map_err(invalid)?;
-                    if export.kind == ComponentExternalKind::Func {
-                        shape.functions.push(export.name.name.to_string());
+                    let name = export.name.name.to_string();
+                    match export.kind {
+                        ComponentExternalKind::Func => shape.functions.push(name),
+                        ComponentExternalKind::Instance => shape.instances.push(name),
+                        _ => {}
                     }
                 }
             }
@@ -223,13 +266,11 @@ mod tests {
                 "forbidden_import",
                 "forbidden_import",
                 "missing_export",
-                "missing_export",
-                "missing_export",
                 "memory_too_small"
             ]
         );
         assert_eq!(
-            problems[6].to_string(),
+            problems[4].to_string(),
             "plugin needs 67108864 bytes of memory to start, over its memory limit of \
              33554432 bytes (plugin.memory_mib)"
         );
@@ -243,7 +284,50 @@ mod tests {
         assert!(!allowed("wasi:io/streams@0.3.0"));
         assert!(!allowed("wasi:http/incoming-handler@0.2.0"));
         assert!(!allowed("wasi:keyvalue/store@0.2.0"));
-        assert!(!allowed("hookgate:plugin/host@0.2.0"));
+        assert!(allowed("hookgate:plugin/host@0.2.0"));
+        assert!(allowed("hookgate:plugin/types@0.1.0"));
+        assert!(!allowed("hookgate:plugin/host@0.3.0"));
+    }
+
+    #[test]
+    fn hooks_are_read_from_0_2_interfaces_or_else_0_1_functions() {
+        let shape = |functions: &[&str], instances: &[&str]| Shape {
+            functions: functions.iter().map(ToString::to_string).collect(),
+            instances: instances.iter().map(ToString::to_string).collect(),
+            ..Shape::default()
+        };
+        let v0_2 = shape(
+            &[],
+            &[
+                "hookgate:plugin/decide@0.2.0",
+                "hookgate:plugin/judge@0.2.0",
+            ],
+        );
+        assert_eq!(v0_2.hooks(), ["decide", "judge"]);
+        let v0_1 = shape(&["judge", "decide", "transform"], &[]);
+        assert_eq!(v0_1.hooks(), ["transform", "decide", "judge"]);
+        let other = shape(&["run"], &["hookgate:plugin/decide@0.1.0"]);
+        assert!(other.hooks().is_empty());
+    }
+
+    #[test]
+    fn a_0_1_plugin_missing_a_function_is_told_which() {
+        let component = wat::parse_str(
+            r#"(component
+                (core module $m (func (export "f")))
+                (core instance $i (instantiate $m))
+                (func $f (canon lift (core func $i "f")))
+                (export "decide" (func $f))
+                (export "judge" (func $f)))"#,
+        )
+        .unwrap();
+        let (problems, _) = problems(&component, &limits(1 << 20));
+        assert_eq!(
+            problems,
+            [PluginError::MissingExport {
+                export: "transform"
+            }]
+        );
     }
 
     #[test]

@@ -5,12 +5,12 @@
 //!
 //! Events about other object types are sent unchanged.
 
-use hookgate_sdk::{Event, Failure, Outgoing, Plugin, Transformed};
+use hookgate_sdk::{Event, Failure, Outgoing, Transform, Transformed};
 use serde_json::Value;
 
 struct AppDefaults;
 
-impl Plugin for AppDefaults {
+impl Transform for AppDefaults {
     fn transform(event: Event, mut request: Outgoing) -> Result<Transformed, Failure> {
         if event.object_type != "app" {
             return Ok(Transformed::Send(request));
@@ -24,7 +24,7 @@ impl Plugin for AppDefaults {
     }
 }
 
-hookgate_sdk::export!(AppDefaults);
+hookgate_sdk::export!(AppDefaults: Transform);
 
 /// Sets `field` of the payload in `body` to `value` unless it has the field.
 ///

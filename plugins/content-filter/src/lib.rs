@@ -6,12 +6,12 @@
 //! are required. Matching events are sent unchanged; the others are skipped,
 //! with a reason that says what was found instead.
 
-use hookgate_sdk::{Event, Failure, Outgoing, Plugin, Transformed};
+use hookgate_sdk::{Event, Failure, Outgoing, Transform, Transformed};
 use serde_json::Value;
 
 struct ContentFilter;
 
-impl Plugin for ContentFilter {
+impl Transform for ContentFilter {
     fn transform(event: Event, request: Outgoing) -> Result<Transformed, Failure> {
         let filter = Filter::new(required("pointer")?, &required("equals")?)?;
         Ok(match filter.mismatch(&event.json()?) {
@@ -21,7 +21,7 @@ impl Plugin for ContentFilter {
     }
 }
 
-hookgate_sdk::export!(ContentFilter);
+hookgate_sdk::export!(ContentFilter: Transform);
 
 fn required(key: &str) -> Result<String, Failure> {
     hookgate_sdk::config(key)

@@ -12,7 +12,9 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::{env, fs};
 
-use hookgate_sdk::{Event, Failure, Incoming, Level, Outgoing, Plugin, Transformed, Verdict};
+use hookgate_sdk::{
+    Decide, Event, Failure, Incoming, Judge, Level, Outgoing, Transform, Transformed, Verdict,
+};
 use serde_json::json;
 
 /// Size of the `huge-output` body when config `bytes` is not set: well above
@@ -21,7 +23,7 @@ const DEFAULT_HUGE_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 
 struct Hostile;
 
-impl Plugin for Hostile {
+impl Transform for Hostile {
     fn transform(_event: Event, request: Outgoing) -> Result<Transformed, Failure> {
         let mode = mode();
         let body = match mode.as_str() {
@@ -44,11 +46,15 @@ impl Plugin for Hostile {
         };
         Ok(Transformed::Send(Outgoing { body, ..request }))
     }
+}
 
+impl Decide for Hostile {
     fn decide(_event: Event) -> Result<Verdict, Failure> {
         Ok(misbehave(&mode())?.map_or(Verdict::Allow, Verdict::Deny))
     }
+}
 
+impl Judge for Hostile {
     fn judge(_event: Event, response: Incoming, expected: Verdict) -> Result<Verdict, Failure> {
         Ok(match mode().as_str() {
             "judge-allow" => Verdict::Allow,
@@ -58,7 +64,7 @@ impl Plugin for Hostile {
     }
 }
 
-hookgate_sdk::export!(Hostile);
+hookgate_sdk::export!(Hostile: Transform, Decide, Judge);
 
 fn mode() -> String {
     hookgate_sdk::config("mode").unwrap_or_default()

@@ -8,11 +8,11 @@
 
 use std::net::TcpStream;
 
-use hookgate_sdk::{Event, Failure, Plugin, Verdict};
+use hookgate_sdk::{Decide, Event, Failure, Verdict};
 
 struct NetProbe;
 
-impl Plugin for NetProbe {
+impl Decide for NetProbe {
     fn decide(_event: Event) -> Result<Verdict, Failure> {
         let addr = hookgate_sdk::config_or("addr", "127.0.0.1:9");
         match TcpStream::connect(&addr) {
@@ -27,4 +27,4 @@ impl Plugin for NetProbe {
     }
 }
 
-hookgate_sdk::export!(NetProbe);
+hookgate_sdk::export!(NetProbe: Decide);

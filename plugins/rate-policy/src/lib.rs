@@ -3,7 +3,7 @@
 //!
 //! Every other object type is allowed, and so is a policy without `rules`.
 
-use hookgate_sdk::{Event, Failure, Plugin, Verdict};
+use hookgate_sdk::{Decide, Event, Failure, Verdict};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -12,7 +12,7 @@ const DEFAULT_MAX_RPS: u64 = 100;
 
 struct RatePolicy;
 
-impl Plugin for RatePolicy {
+impl Decide for RatePolicy {
     fn decide(event: Event) -> Result<Verdict, Failure> {
         if event.object_type != "policy" {
             return Ok(Verdict::allow());
@@ -22,7 +22,7 @@ impl Plugin for RatePolicy {
     }
 }
 
-hookgate_sdk::export!(RatePolicy);
+hookgate_sdk::export!(RatePolicy: Decide);
 
 /// The part of a policy object this plugin reads.
 #[derive(Deserialize)]

@@ -2,12 +2,12 @@
 //! config `fields` (comma separated, default `password,@metadata`) goes,
 //! wherever it is in the body, including inside arrays.
 
-use hookgate_sdk::{Event, Failure, Outgoing, Plugin, Transformed};
+use hookgate_sdk::{Event, Failure, Outgoing, Transform, Transformed};
 use serde_json::Value;
 
 struct Redact;
 
-impl Plugin for Redact {
+impl Transform for Redact {
     fn transform(_event: Event, mut request: Outgoing) -> Result<Transformed, Failure> {
         let fields = hookgate_sdk::config_or("fields", "password,@metadata");
         let fields = parse_fields(&fields);
@@ -18,7 +18,7 @@ impl Plugin for Redact {
     }
 }
 
-hookgate_sdk::export!(Redact);
+hookgate_sdk::export!(Redact: Transform);
 
 /// Splits a comma-separated list, trimming whitespace and dropping empty
 /// names so that `"a, b,"` means `a` and `b`.

@@ -3,12 +3,12 @@
 //!
 //! The object is named by its `name`, else its `id`, else the event id.
 
-use hookgate_sdk::{Event, Failure, Outgoing, Plugin, Transformed};
+use hookgate_sdk::{Event, Failure, Outgoing, Transform, Transformed};
 use serde_json::{Value, json};
 
 struct SlackFormat;
 
-impl Plugin for SlackFormat {
+impl Transform for SlackFormat {
     fn transform(event: Event, mut request: Outgoing) -> Result<Transformed, Failure> {
         request.set_json(&json!({ "text": text(&event, &event.json()?) }))?;
         request.set_header("content-type", "application/json");
@@ -17,7 +17,7 @@ impl Plugin for SlackFormat {
     }
 }
 
-hookgate_sdk::export!(SlackFormat);
+hookgate_sdk::export!(SlackFormat: Transform);
 
 /// One sentence about `event`, whose parsed data is `payload`.
 fn text(event: &Event, payload: &Value) -> String {

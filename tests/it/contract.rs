@@ -1,0 +1,137 @@
+//! The plugin contract on a real server: a plugin exports only the hooks it
+//! implements, a callback refuses a plugin that lacks the hook it needs, the
+//! server runs only the hooks a plugin has, and plugins built against
+//! contract 0.1.0 keep working.
+
+use serde_json::{Value, json};
+
+use crate::backends::backend_test;
+use crate::fixtures;
+use crate::helpers::{TestApp, receiver, spawn_app};
+
+/// Uploads a fixture plugin, waits until it is ready and returns its id.
+async fn ready(app: &TestApp, key: &str, name: &str) -> String {
+    let (status, uploaded) = app.upload(key, name, fixtures::plugin(name)).await;
+    assert_eq!(status, 201, "{uploaded}");
+    let id = uploaded["id"].as_str().unwrap().to_string();
+    assert_eq!(app.settled_plugin(key, &id).await["state"], "ready");
+    id
+}
+
+fn gate(plugin: &str, url: Option<String>) -> Value {
+    let name = format!("gate-{}", if url.is_some() { "url" } else { "local" });
+    json!({"name": name, "object_type": "app", "actions": ["created", "deleted"],
+           "phase": "before", "url": url, "plugin": {"id": plugin}})
+}
+
+backend_test! {
+    async fn a_callback_refuses_a_plugin_without_the_hook_it_needs_saying_which() {
+        let app = spawn_app().await;
+        let tenant = app.tenant("acme").await;
+        let redact = ready(&app, &tenant.key, "redact").await;
+        let rate_policy = ready(&app, &tenant.key, "rate-policy").await;
+
+        // A before-callback with no URL only decides; redact only transforms.
+        let (status, body) = app.post("/v1/callbacks", &tenant.key, gate(&redact, None)).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"]["field"], "plugin.id", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("does not export `decide`")
+                && message.contains("redact v1")
+                && message.contains("exports only transform"),
+            "{message}"
+        );
+
+        // An after-callback only transforms; rate-policy only decides.
+        let sink = receiver(200).await;
+        let after = json!({"name": "hook", "object_type": "app", "actions": ["created"],
+            "phase": "after", "url": sink.url(), "plugin": {"id": rate_policy}});
+        let (status, body) = app.post("/v1/callbacks", &tenant.key, after).await;
+        assert_eq!(status, 422, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("does not export `transform`") && message.contains("only decide"),
+            "{message}"
+        );
+
+        // With a URL, a before-callback can use any hook.
+        app.callback(&tenant.key, gate(&redact, Some(sink.url()))).await;
+        app.callback(&tenant.key, gate(&rate_policy, None)).await;
+    }
+}
+
+backend_test! {
+    async fn a_before_callback_runs_only_the_hooks_its_plugin_exports() {
+        let app = spawn_app().await;
+        let tenant = app.tenant("acme").await;
+        // Bytes of its own, so that the process-wide metrics of this plugin
+        // are this test's.
+        let wasm = fixtures::distinct(fixtures::plugin("redact"), "only-its-hooks");
+        let (_, uploaded) = app.upload(&tenant.key, "redact", wasm).await;
+        let redact = uploaded["id"].as_str().unwrap().to_string();
+        let sha = uploaded["sha256"].as_str().unwrap()[..12].to_string();
+        let sink = receiver(200).await;
+        app.callback(&tenant.key, gate(&redact, Some(sink.url()))).await;
+
+        let (status, answer) = app
+            .emit(&tenant.key, json!({"object_type": "app", "action": "created",
+                "phase": "before", "data": {"name": "x", "password": "hunter2"}}))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["allowed"], true, "{answer}");
+        let got = sink.wait_for(1, 5).await;
+        assert_eq!(got[0].json()["data"], json!({"name": "x"}), "transformed");
+
+        // Nothing ran that redact lacks: its only calls are transforms.
+        let metrics = app.metrics_text().await;
+        let calls: Vec<_> = metrics
+            .lines()
+            .filter(|l| l.starts_with("hookgate_plugin_call_seconds_count"))
+            .filter(|l| l.contains(&format!(r#"plugin="{sha}""#)))
+            .collect();
+        assert!(!calls.is_empty(), "{metrics}");
+        assert!(calls.iter().all(|l| l.contains(r#"hook="transform""#)), "{calls:?}");
+    }
+}
+
+backend_test! {
+    async fn a_plugin_built_against_contract_0_1_0_still_runs_every_hook() {
+        let app = spawn_app().await;
+        let tenant = app.tenant("acme").await;
+        let (status, uploaded) = app
+            .upload(&tenant.key, "legacy", fixtures::plugin("legacy-0-1"))
+            .await;
+        assert_eq!(status, 201, "{uploaded}");
+        assert_eq!(uploaded["exports"], json!(["transform", "decide", "judge"]));
+        let legacy = uploaded["id"].as_str().unwrap().to_string();
+        assert_eq!(app.settled_plugin(&tenant.key, &legacy).await["state"], "ready");
+
+        app.callback(&tenant.key, gate(&legacy, None)).await;
+        let emit = |action: &str| json!({"object_type": "app", "action": action,
+            "phase": "before", "data": {}});
+        let (_, allowed) = app.emit(&tenant.key, emit("created")).await;
+        assert_eq!(allowed["allowed"], true, "{allowed}");
+        let (_, denied) = app.emit(&tenant.key, emit("deleted")).await;
+        assert_eq!(denied["allowed"], false, "{denied}");
+        assert_eq!(
+            denied["decisions"][0]["reason"],
+            "a 0.1.0 plugin refuses to delete objects of type app"
+        );
+
+        // Its transform, and the 0.1.0 `config` import it calls.
+        let sink = receiver(200).await;
+        app.callback(&tenant.key, json!({"name": "hook", "object_type": "app",
+            "actions": ["created"], "phase": "after", "url": sink.url(),
+            "plugin": {"id": legacy, "config": {"tag": "blue"}}}))
+            .await;
+        let (status, _) = app
+            .emit(&tenant.key, json!({"object_type": "app", "action": "created",
+                "phase": "after", "data": {}}))
+            .await;
+        assert_eq!(status, 202);
+        let got = sink.wait_for(1, 10).await;
+        assert_eq!(got[0].header("x-contract"), Some("0.1.0"));
+        assert_eq!(got[0].header("x-tag"), Some("blue"));
+    }
+}
