@@ -745,33 +745,34 @@ WITH RECURSIVE with_pending AS (
                    AND l.lease_until > $2) AS slots
     FROM with_pending p WHERE p.callback_id IS NOT NULL
 ), candidates AS (
-    SELECT c.tenant_id, c.id, c.due_at,
+    SELECT c.tid, c.due_at,
            row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.due_at) AS tenant_rank
     FROM free f CROSS JOIN LATERAL (
-        SELECT d.tenant_id, d.id, d.due_at FROM deliveries d
+        SELECT d.ctid AS tid, d.tenant_id, d.due_at FROM deliveries d
         WHERE d.callback_id = f.callback_id AND d.status = 'pending'
           AND d.due_at <= $2 AND (d.lease_until IS NULL OR d.lease_until <= $2)
           AND d.tenant_id <> ALL($6)
         ORDER BY d.due_at LIMIT greatest(f.slots, 0)
     ) c
 ), picked AS (
-    -- The lease conditions again, here: a row leased since this
-    -- statement's snapshot (by a manual retry, say) is checked anew when
-    -- locked, and left out.
-    -- Each row is found by its key: a scan of an index of the queue
-    -- would read every entry a busy queue left behind.
-    SELECT l.tenant_id, l.id
-    FROM (SELECT tenant_id, id FROM candidates ORDER BY tenant_rank, due_at LIMIT $4) c
+    -- Each row is found where the scan saw it, by `ctid`: a lookup that
+    -- no plan can turn into a scan of the queue, whatever the plan cache
+    -- learnt while the queue was nearly empty. A row changed since this
+    -- statement's snapshot (completed, or leased by a manual retry) has
+    -- moved, so it is not found and is left for the next claim; the lease
+    -- conditions are checked again all the same.
+    SELECT l.tid
+    FROM (SELECT tid FROM candidates ORDER BY tenant_rank, due_at LIMIT $4) c
     CROSS JOIN LATERAL (
-        SELECT d.tenant_id, d.id FROM deliveries d
-        WHERE d.tenant_id = c.tenant_id AND d.id = c.id
+        SELECT d.ctid AS tid FROM deliveries d
+        WHERE d.ctid = c.tid
           AND d.status = 'pending' AND d.due_at <= $2
           AND (d.lease_until IS NULL OR d.lease_until <= $2)
         FOR UPDATE SKIP LOCKED
     ) l
 )
 UPDATE deliveries d SET lease_owner = $1, lease_until = $2 + $3
-FROM picked WHERE d.tenant_id = picked.tenant_id AND d.id = picked.id
+FROM picked WHERE d.ctid = picked.tid
 RETURNING d.record, d.lease_until";
 
 #[async_trait]
