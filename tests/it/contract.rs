@@ -3,6 +3,7 @@
 //! server runs only the hooks a plugin has, and plugins built against
 //! contract 0.1.0 keep working.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backends::backend_test;
@@ -56,8 +57,22 @@ backend_test! {
         );
 
         // With a URL, a before-callback can use any hook.
-        app.callback(&tenant.key, gate(&redact, Some(sink.url()))).await;
+        let id = app.callback(&tenant.key, gate(&redact, Some(sink.url()))).await;
         app.callback(&tenant.key, gate(&rate_policy, None)).await;
+
+        // Changes are checked as creations are: without its URL, or as an
+        // after-callback, a callback needs another hook.
+        let path = format!("/v1/callbacks/{id}");
+        let (status, body) = app
+            .send(Method::PATCH, &path, &tenant.key, Some(json!({"url": null})))
+            .await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("`decide`"), "{body}");
+        let to_after = json!({"phase": "after", "expected_status": null,
+            "plugin": {"id": rate_policy}});
+        let (status, body) = app.send(Method::PATCH, &path, &tenant.key, Some(to_after)).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("`transform`"), "{body}");
     }
 }
 
@@ -118,6 +133,17 @@ backend_test! {
             denied["decisions"][0]["reason"],
             "a 0.1.0 plugin refuses to delete objects of type app"
         );
+
+        // All three in one callback: it decides, transforms the request,
+        // and its judge overrules the 503 that would deny.
+        let gatekeeper = receiver(200).await;
+        gatekeeper.script([(503, vec![("x-allow", "yes".to_string())]), (503, vec![])]);
+        app.callback(&tenant.key, gate(&legacy, Some(gatekeeper.url()))).await;
+        let (_, judged) = app.emit(&tenant.key, emit("created")).await;
+        assert_eq!(judged["allowed"], true, "the judge allows: {judged}");
+        assert_eq!(gatekeeper.received()[0].header("x-contract"), Some("0.1.0"));
+        let (_, agreed) = app.emit(&tenant.key, emit("created")).await;
+        assert_eq!(agreed["allowed"], false, "the judge agrees with the 503: {agreed}");
 
         // Its transform, and the 0.1.0 `config` import it calls.
         let sink = receiver(200).await;

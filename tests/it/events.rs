@@ -254,7 +254,7 @@ backend_test! {
             .await;
         assert_eq!(
             answer["allowed"], false,
-            "the default judge agrees with the 503 deny"
+            "redact has no judge, so the 503 denies"
         );
         assert_eq!(
             down.received()[0].json()["data"],

@@ -32,7 +32,7 @@ use super::state::AppState;
         (name = "operations", description = "Health, metrics and this document."),
         (name = "tenants", description = "Tenants, managed with the admin token."),
         (name = "keys", description = "A tenant's API keys."),
-        (name = "plugins", description = "WebAssembly components that transform, decide and judge."),
+        (name = "plugins", description = "WebAssembly components that export one or more hooks: transform, decide and judge."),
         (name = "callbacks", description = "What runs for which events, and its history."),
         (name = "stats", description = "Delivery figures by hour, for a tenant or one callback."),
         (name = "events", description = "Emitting events and reading what they caused."),

@@ -180,10 +180,15 @@ async fn transform(
                 unavailable.to_string(),
             )
         })?;
-    // Attaching refuses a plugin without `transform` to an after-callback;
-    // a plugin that has none changes nothing.
+    // Attaching refuses this; a callback stored by a node that predates the
+    // check must still not send what its plugin was meant to shape.
     if !plugin.exports("transform") {
-        return Ok(envelope);
+        return Err(Result_::final_error(
+            DeliveryStatus::Failed,
+            ErrorClass::Plugin,
+            "its plugin does not export `transform`, the only hook an after-callback runs"
+                .to_string(),
+        ));
     }
     let config = Arc::new(reference.config_text());
     match inner

@@ -177,16 +177,27 @@ impl Gate {
             },
             None => None,
         };
-        if let Some(bound) = plugin.as_ref().filter(|(p, _)| p.exports("decide")) {
-            match self.decide(bound, event).await {
-                Ok(Verdict::Allow) => {}
-                Ok(deny) => {
-                    return Run {
-                        verdict: deny,
-                        ..run
-                    };
+        if let Some(bound) = &plugin {
+            if bound.0.exports("decide") {
+                match self.decide(bound, event).await {
+                    Ok(Verdict::Allow) => {}
+                    Ok(deny) => {
+                        return Run {
+                            verdict: deny,
+                            ..run
+                        };
+                    }
+                    Err(reason) => return run.deny(ErrorClass::Plugin, reason),
                 }
-                Err(reason) => return run.deny(ErrorClass::Plugin, reason),
+            } else if callback.url.is_none() {
+                // Attaching refuses this; a callback stored by a node that
+                // predates the check must still not allow by default.
+                return run.deny(
+                    ErrorClass::Config,
+                    "its plugin does not export `decide`, the only hook a before-callback \
+                     with no URL runs"
+                        .to_string(),
+                );
             }
         }
         let Some(url) = &callback.url else {

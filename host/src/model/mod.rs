@@ -660,7 +660,9 @@ pub struct CallbackInput {
     /// Whether it runs.
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
-    /// The plugin it runs and its configuration.
+    /// The plugin it runs and its configuration. It must export the hook
+    /// the callback calls: `transform` for an after-callback, `decide` for
+    /// a before-callback with no URL.
     #[serde(default)]
     pub plugin: Option<PluginInput>,
     /// Request timeout in milliseconds.

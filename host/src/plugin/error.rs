@@ -66,7 +66,8 @@ pub enum PluginError {
     #[error(
         "component exports no hook; a plugin exports at least one of the interfaces \
          hookgate:plugin/transform@0.2.0, hookgate:plugin/decide@0.2.0 and \
-         hookgate:plugin/judge@0.2.0 (see `hookgate plugin wit`)"
+         hookgate:plugin/judge@0.2.0 (see `hookgate plugin wit`), or, built against \
+         hookgate:plugin@0.1.0, the functions transform, decide and judge"
     )]
     NoHooks,
     /// A plugin built against contract 0.1.0 lacks one of its three

@@ -66,14 +66,30 @@ pub(crate) struct Shape {
     pub(crate) initial_memory: u64,
 }
 
+/// Whether an instance export `name` is the 0.2 `interface` of a hook:
+/// any 0.2.x, as the linker's semver rules find it.
+fn is_hook_interface(name: &str, interface: &str) -> bool {
+    let Some((name, version)) = name.split_once('@') else {
+        return false;
+    };
+    interface
+        .split_once('@')
+        .is_some_and(|(wanted, _)| wanted == name)
+        && version.starts_with("0.2.")
+}
+
 impl Shape {
-    /// The hooks the component exports: those whose 0.2.0 interface it
+    /// The hooks the component exports: those whose 0.2 interface it
     /// exports or, when it exports none, those of 0.1.0 it exports as
     /// functions.
     pub(crate) fn hooks(&self) -> Vec<&'static str> {
         let interfaces: Vec<_> = HOOKS
             .into_iter()
-            .filter(|(_, interface)| self.instances.iter().any(|e| e == interface))
+            .filter(|(_, interface)| {
+                self.instances
+                    .iter()
+                    .any(|e| is_hook_interface(e, interface))
+            })
             .map(|(hook, _)| hook)
             .collect();
         if !interfaces.is_empty() {
@@ -119,7 +135,7 @@ pub(crate) fn problems(bytes: &[u8], limits: &Limits) -> (Vec<PluginError>, Opti
     let v0_1 = !shape
         .instances
         .iter()
-        .any(|e| HOOKS.iter().any(|(_, i)| i == e));
+        .any(|e| HOOKS.iter().any(|(_, i)| is_hook_interface(e, i)));
     if hooks.is_empty() {
         problems.push(PluginError::NoHooks);
     } else if v0_1 {
@@ -157,7 +173,8 @@ fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
     }
 }
 
-/// Reads the imports, function exports and memories of a component.
+/// Reads the imports, function and instance exports, and memories of a
+/// component.
 fn shape(bytes: &[u8]) -> Result<Shape, PluginError> {
     let invalid = |e: wasmparser::BinaryReaderError| PluginError::Invalid {
         reason: e.to_string(),
@@ -300,7 +317,7 @@ mod tests {
             &[],
             &[
                 "hookgate:plugin/decide@0.2.0",
-                "hookgate:plugin/judge@0.2.0",
+                "hookgate:plugin/judge@0.2.3",
             ],
         );
         assert_eq!(v0_2.hooks(), ["decide", "judge"]);

@@ -7,7 +7,8 @@
 //!   the rest.
 //! - `transform` adds the header `x-contract: 0.1.0`, plus `x-tag` from the
 //!   config key `tag` when set, and logs one line.
-//! - `judge` agrees with the host.
+//! - `judge` allows when the answer has the header `x-allow: yes`, and
+//!   otherwise agrees with the host.
 #![expect(
     clippy::too_many_arguments,
     reason = "the generated export glue takes an event's fields as flat arguments"
@@ -45,8 +46,12 @@ impl Guest for Legacy {
         })
     }
 
-    fn judge(_event: Event, _response: Incoming, expected: Verdict) -> Result<Verdict, Failure> {
-        Ok(expected)
+    fn judge(_event: Event, response: Incoming, expected: Verdict) -> Result<Verdict, Failure> {
+        let allow = response
+            .headers
+            .iter()
+            .any(|(name, value)| name == "x-allow" && value == "yes");
+        Ok(if allow { Verdict::Allow } else { expected })
     }
 }
 

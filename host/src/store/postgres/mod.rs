@@ -758,9 +758,9 @@ WITH RECURSIVE with_pending AS (
     -- Each row is found where the scan saw it, by `ctid`: a lookup that
     -- no plan can turn into a scan of the queue, whatever the plan cache
     -- learnt while the queue was nearly empty. A row changed since this
-    -- statement's snapshot (completed, or leased by a manual retry) has
-    -- moved, so it is not found and is left for the next claim; the lease
-    -- conditions are checked again all the same.
+    -- statement's snapshot (completed, or leased by a manual retry) has a
+    -- new ctid: it is not found, or fails the lease conditions checked
+    -- again here, and is left for the next claim.
     SELECT l.tid
     FROM (SELECT tid FROM candidates ORDER BY tenant_rank, due_at LIMIT $4) c
     CROSS JOIN LATERAL (
