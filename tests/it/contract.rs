@@ -10,13 +10,20 @@ use crate::backends::backend_test;
 use crate::fixtures;
 use crate::helpers::{TestApp, receiver, spawn_app};
 
-/// Uploads a fixture plugin, waits until it is ready and returns its id.
-async fn ready(app: &TestApp, key: &str, name: &str) -> String {
+/// Uploads a fixture plugin, waits until it is ready and returns its
+/// record.
+async fn ready(app: &TestApp, key: &str, name: &str) -> Value {
     let (status, uploaded) = app.upload(key, name, fixtures::plugin(name)).await;
     assert_eq!(status, 201, "{uploaded}");
-    let id = uploaded["id"].as_str().unwrap().to_string();
-    assert_eq!(app.settled_plugin(key, &id).await["state"], "ready");
-    id
+    let settled = app
+        .settled_plugin(key, uploaded["id"].as_str().unwrap())
+        .await;
+    assert_eq!(settled["state"], "ready", "{settled}");
+    settled
+}
+
+fn id(record: &Value) -> String {
+    record["id"].as_str().unwrap().to_string()
 }
 
 fn gate(plugin: &str, url: Option<String>) -> Value {
@@ -29,8 +36,8 @@ backend_test! {
     async fn a_callback_refuses_a_plugin_without_the_hook_it_needs_saying_which() {
         let app = spawn_app().await;
         let tenant = app.tenant("acme").await;
-        let redact = ready(&app, &tenant.key, "redact").await;
-        let rate_policy = ready(&app, &tenant.key, "rate-policy").await;
+        let redact = id(&ready(&app, &tenant.key, "redact").await);
+        let rate_policy = id(&ready(&app, &tenant.key, "rate-policy").await);
 
         // A before-callback with no URL only decides; redact only transforms.
         let (status, body) = app.post("/v1/callbacks", &tenant.key, gate(&redact, None)).await;
@@ -84,7 +91,7 @@ backend_test! {
         // are this test's.
         let wasm = fixtures::distinct(fixtures::plugin("redact"), "only-its-hooks");
         let (_, uploaded) = app.upload(&tenant.key, "redact", wasm).await;
-        let redact = uploaded["id"].as_str().unwrap().to_string();
+        let redact = id(&uploaded);
         let sha = uploaded["sha256"].as_str().unwrap()[..12].to_string();
         let sink = receiver(200).await;
         app.callback(&tenant.key, gate(&redact, Some(sink.url()))).await;
@@ -114,13 +121,9 @@ backend_test! {
     async fn a_plugin_built_against_contract_0_1_0_still_runs_every_hook() {
         let app = spawn_app().await;
         let tenant = app.tenant("acme").await;
-        let (status, uploaded) = app
-            .upload(&tenant.key, "legacy", fixtures::plugin("legacy-0-1"))
-            .await;
-        assert_eq!(status, 201, "{uploaded}");
+        let uploaded = ready(&app, &tenant.key, "legacy-0-1").await;
         assert_eq!(uploaded["exports"], json!(["transform", "decide", "judge"]));
-        let legacy = uploaded["id"].as_str().unwrap().to_string();
-        assert_eq!(app.settled_plugin(&tenant.key, &legacy).await["state"], "ready");
+        let legacy = id(&uploaded);
 
         app.callback(&tenant.key, gate(&legacy, None)).await;
         let emit = |action: &str| json!({"object_type": "app", "action": action,

@@ -184,6 +184,9 @@ impl Hooks {
     /// now, so that a plugin that does not match the contract fails when
     /// it is compiled, not at its first call.
     fn find(pre: &InstancePre<Sandbox>) -> wasmtime::Result<Hooks> {
+        use bindings::{Event, Incoming, Outgoing, Transformed, Verdict};
+        type Answer<T> = (Result<T, bindings::Failure>,);
+
         let component = pre.component();
         let interface = |name: &str| component.get_export_index(None, name);
         let [transform, decide, judge] =
@@ -191,8 +194,6 @@ impl Hooks {
         if transform.is_none() && decide.is_none() && judge.is_none() {
             return Ok(Hooks::V0_1(bindings::v0_1::PluginIndices::new(pre)?));
         }
-        use bindings::{Event, Incoming, Outgoing, Transformed, Verdict};
-        type Answer<T> = (Result<T, bindings::Failure>,);
         Ok(Hooks::V0_2 {
             transform: typed::<(Event, Outgoing), Answer<Transformed>>(
                 pre,
