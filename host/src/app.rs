@@ -83,9 +83,10 @@ impl Application {
                 (Store::new(Arc::new(backend), changes), admin)
             }
         };
-        let runtime = Runtime::new(
+        let runtime = Runtime::with_compiler(
             config.plugin.limits(),
             Some(config.data_dir.join("plugin-cache")),
+            config.compiler.clone(),
         )
         .map_err(|e| StartError::Runtime(e.to_string()))?;
         let plugins = Plugins::new(

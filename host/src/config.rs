@@ -10,7 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
-use crate::plugin::Limits;
+use crate::plugin::{Compiler, Limits};
 
 /// The documented defaults, also the reference for every key.
 pub const DEFAULTS: &str = include_str!("../config.default.toml");
@@ -42,6 +42,10 @@ pub struct Config {
     pub gate: GateConfig,
     /// The plugin sandbox.
     pub plugin: SandboxConfig,
+    /// Where plugins compile. Not a setting: `serve` compiles in worker
+    /// processes of its own executable, which only it knows.
+    #[serde(skip)]
+    pub compiler: Compiler,
 }
 
 /// Settings of after-event delivery.
@@ -99,6 +103,10 @@ pub struct SandboxConfig {
     /// Compiled plugin code kept in memory, in MiB; past it, the least
     /// recently used plugins are dropped and loaded again when next used.
     pub resident_mib: usize,
+    /// Memory one compilation may use, in MiB.
+    pub compile_memory_mib: usize,
+    /// Time one compilation may take, in seconds.
+    pub compile_timeout_secs: u64,
 }
 
 impl SandboxConfig {
@@ -111,6 +119,8 @@ impl SandboxConfig {
             max_io_bytes: self.max_io_bytes,
             max_component_bytes: self.max_component_bytes,
             max_concurrent_calls: self.max_concurrent_calls,
+            compile_memory_bytes: self.compile_memory_mib << 20,
+            compile_timeout: Duration::from_secs(self.compile_timeout_secs),
         }
     }
 }
@@ -207,6 +217,14 @@ impl Config {
                 u64::from(self.plugin.max_concurrent_calls),
             ),
             ("plugin.resident_mib", self.plugin.resident_mib as u64),
+            (
+                "plugin.compile_memory_mib",
+                self.plugin.compile_memory_mib as u64,
+            ),
+            (
+                "plugin.compile_timeout_secs",
+                self.plugin.compile_timeout_secs,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hookgate::app::Application;
 use hookgate::cli::{self, CliError, HookName, RunOptions};
 use hookgate::config::Config;
-use hookgate::plugin::{Limits, PluginConfig};
+use hookgate::plugin::{Compiler, Limits, PluginConfig};
 use tracing_subscriber::EnvFilter;
 
 /// Hookgate: a self-hosted callback runtime.
@@ -53,6 +53,15 @@ enum Command {
     /// Work with plugins locally, without a server.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Compile the component read from stdin and write it, serialized, to
+    /// stdout: what `serve` runs in a worker process to compile a plugin
+    /// within its memory and time limits.
+    #[command(hide = true)]
+    CompileWorker {
+        /// The server's plugin limits, as JSON: they build the engine.
+        #[arg(long)]
+        limits: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -179,6 +188,7 @@ async fn main() -> ExitCode {
             return serve(flags, config).await;
         }
         Command::Migrate { database } => return migrate(&database).await,
+        Command::CompileWorker { limits } => return compile_worker(&limits),
         Command::Plugin(PluginCommand::Wit) => {
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = std::io::stdout().write_all(hookgate::plugin::WIT.as_bytes());
@@ -276,6 +286,13 @@ async fn serve(flags: ServeFlags, file: Option<PathBuf>) -> ExitCode {
         eprintln!("error: {err}");
         return ExitCode::from(2);
     }
+    match std::env::current_exe() {
+        Ok(exe) => config.compiler = Compiler::Worker(exe),
+        Err(err) => {
+            eprintln!("error: cannot find this executable to compile plugins with: {err}");
+            return ExitCode::from(1);
+        }
+    }
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(err) => {
@@ -288,6 +305,25 @@ async fn serve(flags: ServeFlags, file: Option<PathBuf>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Compiles stdin to stdout. Exit status 1 means the component does not
+/// compile, and stderr says why; anything else is the worker's own failure.
+fn compile_worker(limits: &str) -> ExitCode {
+    let limits: Limits = match serde_json::from_str(limits) {
+        Ok(limits) => limits,
+        Err(err) => {
+            eprintln!("error: invalid --limits: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match hookgate::plugin::compile_worker(&limits, &mut std::io::stdin(), &mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{err}");
             ExitCode::from(1)
         }
     }

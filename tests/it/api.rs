@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::backends::backend_test;
 use crate::fixtures;
-use crate::helpers::{ADMIN_TOKEN, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, spawn_app, spawn_app_in};
 
 fn error_code(body: &Value) -> &str {
     body["error"]["code"]
@@ -695,4 +695,48 @@ backend_test! {
         let reason = answer["decisions"][0]["reason"].as_str().unwrap();
         assert!(reason.contains("failed to compile") && reason.contains("do not match"), "{reason}");
     }
+}
+
+#[tokio::test]
+async fn a_plugin_whose_compilation_needs_more_memory_than_allowed_ends_failed_saying_so() {
+    let app = spawn_app_in(
+        std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        |config| {
+            // A Rust example peaks at about 100 MiB compiling.
+            config.plugin.compile_memory_mib = 48;
+        },
+    )
+    .await;
+    let tenant = app.tenant("acme").await;
+    let (status, uploaded) = app
+        .upload(&tenant.key, "rate-policy", fixtures::plugin("rate-policy"))
+        .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let id = uploaded["id"].as_str().unwrap();
+    let failed = app.settled_plugin(&tenant.key, id).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("more than 48 MiB") && error.contains("plugin.compile_memory_mib"),
+        "{error}"
+    );
+    let refused = app.metric("hookgate_plugin_compile_refusals_total").await;
+    assert_eq!(refused, 1.0);
+
+    app.callback(
+        &tenant.key,
+        json!({"name": "gate", "object_type": "app",
+        "phase": "before", "plugin": {"id": id}}),
+    )
+    .await;
+    let (_, answer) = app
+        .emit(
+            &tenant.key,
+            json!({"object_type": "app", "action": "created",
+            "phase": "before", "data": {}}),
+        )
+        .await;
+    assert_eq!(answer["allowed"], false, "{answer}");
+    let reason = answer["decisions"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("plugin.compile_memory_mib"), "{reason}");
 }

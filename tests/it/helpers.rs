@@ -13,12 +13,14 @@ use axum::http::{HeaderMap, StatusCode};
 use hookgate::app::Application;
 use hookgate::clock::{ManualClock, SharedClock, SystemClock};
 use hookgate::config::Config;
+use hookgate::plugin::Compiler;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::backends::{self, Backend};
+use crate::fixtures;
 
 pub(crate) const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
@@ -79,6 +81,8 @@ async fn start(
     config.admin_token = Some(ADMIN_TOKEN.into());
     // Receivers live on 127.0.0.1; the egress-guard tests turn this off.
     config.allow_private_targets = true;
+    // As `serve` does: plugins compile in worker processes.
+    config.compiler = Compiler::Worker(fixtures::hookgate_bin());
     adjust(&mut config);
     let app = Application::build_with_clock(config, clock)
         .await

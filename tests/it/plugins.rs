@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hookgate::model::{Event, Phase, Verdict};
 use hookgate::plugin::{
-    Incoming, Limits, Outgoing, Plugin, PluginConfig, PluginError, Runtime, Transformed,
+    Compiler, Incoming, Limits, Outgoing, Plugin, PluginConfig, PluginError, Runtime, Transformed,
 };
 use serde_json::{Value, json};
 
@@ -645,6 +645,89 @@ async fn oversized_component_is_rejected() {
         matches!(err, PluginError::TooLarge { limit: 1024, .. }),
         "{err}"
     );
+}
+
+/// A component that passes upload validation (as a 0.1.0 plugin) and takes
+/// long and much memory to compile: `functions` functions, each adding up
+/// 3,000 copies of its parameter. With 200, compiling takes about 0.5 s and
+/// peaks at about 130 MiB (a Rust example: 0.15 s, 100 MiB).
+fn heavy_component(functions: usize) -> Vec<u8> {
+    let body = format!("{}{}", " local.get 0".repeat(3000), " i32.add".repeat(2999));
+    let funcs: String = (0..functions)
+        .map(|_| format!("(func (param i32) (result i32) {body})"))
+        .collect();
+    wat::parse_str(format!(
+        r#"(component
+            (core module $m (func (export "f")) {funcs})
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (export "transform" (func $f))
+            (export "decide" (func $f))
+            (export "judge" (func $f)))"#
+    ))
+    .expect("the heavy component assembles")
+}
+
+/// A runtime that compiles in worker processes, as `serve` does.
+fn worker_runtime(limits: Limits) -> Runtime {
+    let limits = Limits {
+        max_concurrent_calls: 1,
+        ..limits
+    };
+    Runtime::with_compiler(limits, None, Compiler::Worker(fixtures::hookgate_bin()))
+        .expect("runtime starts")
+}
+
+#[tokio::test]
+async fn what_a_compile_worker_compiles_runs_here() {
+    let rt = worker_runtime(Limits::default());
+    let prepared = rt.compile(fixtures::plugin("rate-policy")).await.unwrap();
+    assert!(prepared.compiled);
+    let policy = event("policy", json!({"rules": [{"name": "burst", "rps": 500}]}));
+    let verdict = rt.decide(&prepared.plugin, config(&[]), &policy).await;
+    assert!(
+        matches!(verdict.unwrap().value, Verdict::Deny(_)),
+        "the worker's code runs in this process"
+    );
+}
+
+#[tokio::test]
+async fn a_compilation_past_its_memory_limit_is_stopped_naming_the_limit() {
+    let rt = worker_runtime(Limits {
+        compile_memory_bytes: 64 << 20,
+        ..Limits::default()
+    });
+    let err = rt
+        .compile(heavy_component(200))
+        .await
+        .err()
+        .expect("compiling it needs about 130 MiB");
+    assert!(
+        matches!(err, PluginError::CompileMemory { limit_mib: 64 }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("plugin.compile_memory_mib"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_compilation_past_its_time_limit_is_stopped_naming_the_limit() {
+    let rt = worker_runtime(Limits {
+        compile_timeout: Duration::from_millis(100),
+        ..Limits::default()
+    });
+    let err = rt
+        .compile(heavy_component(200))
+        .await
+        .err()
+        .expect("compiling it takes about 0.5 s");
+    assert!(
+        matches!(err, PluginError::CompileTimeout { limit } if limit == Duration::from_millis(100)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("longer than 100ms"), "{err}");
 }
 
 #[tokio::test]

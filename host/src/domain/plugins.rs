@@ -23,9 +23,6 @@ use crate::model::{PluginRecord, PluginState};
 use crate::plugin::{Plugin, PluginError, Runtime};
 use crate::store::{Change, Store};
 
-/// Longest a compilation may take. A Python or JavaScript component takes
-/// seconds on a small machine; one that takes minutes is refused.
-const COMPILE_DEADLINE: Duration = Duration::from_secs(120);
 /// How long a call waits for a plugin that is being compiled before it
 /// fails, saying so: a before-event is denied, a delivery retried.
 const COMPILE_WAIT: Duration = Duration::from_secs(10);
@@ -235,14 +232,7 @@ impl Plugins {
         sha256: &str,
         wasm: Vec<u8>,
     ) -> std::result::Result<Plugin, PluginError> {
-        let prepared = tokio::time::timeout(COMPILE_DEADLINE, self.runtime.compile(wasm))
-            .await
-            .map_err(|_| PluginError::Invalid {
-                reason: format!(
-                    "compiling took longer than {} s",
-                    COMPILE_DEADLINE.as_secs()
-                ),
-            })??;
+        let prepared = self.runtime.compile(wasm).await?;
         if prepared.compiled {
             let plugin = sha256.get(..12).unwrap_or_default().to_string();
             metrics::counter!("hookgate_plugin_compilations_total", "plugin" => plugin)

@@ -13,6 +13,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::PluginError;
+use super::compiler::Compiled;
 
 /// Where compiled components are kept, if anywhere.
 pub(super) struct CompileCache {
@@ -65,16 +66,19 @@ impl CompileCache {
         }
     }
 
-    /// Keeps a compiled component. A failure only costs a compilation
-    /// later, so it is logged, not returned.
-    pub(super) fn store(&self, sha256: &str, component: &Component) {
+    /// Keeps a compiled component, serialized once more unless compiling
+    /// already did it. A failure only costs a compilation later, so it is
+    /// logged, not returned.
+    pub(super) fn store(&self, sha256: &str, compiled: Compiled) {
         let Some(path) = self.path(sha256) else {
             return;
         };
-        let written = component
-            .serialize()
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| write_atomically(&path, &bytes).map_err(|e| e.to_string()));
+        let serialized = match compiled.serialized {
+            Some(bytes) => Ok(bytes),
+            None => compiled.component.serialize().map_err(|e| e.to_string()),
+        };
+        let written =
+            serialized.and_then(|bytes| write_atomically(&path, &bytes).map_err(|e| e.to_string()));
         if let Err(err) = written {
             tracing::warn!(path = %path.display(), "cannot keep a compiled plugin: {err}");
         }

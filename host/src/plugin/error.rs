@@ -32,6 +32,25 @@ pub enum PluginError {
         /// Wasmtime's explanation.
         reason: String,
     },
+    /// Compiling needed more memory than this node gives a compilation.
+    #[error(
+        "compiling the component needed more than {limit_mib} MiB of memory, this node's \
+         limit (plugin.compile_memory_mib)"
+    )]
+    CompileMemory {
+        /// The limit, in MiB.
+        limit_mib: usize,
+    },
+    /// Compiling took longer than this node gives a compilation.
+    #[error(
+        "compiling the component took longer than {}, this node's limit \
+         (plugin.compile_timeout_secs)",
+        humantime::format_duration(*.limit)
+    )]
+    CompileTimeout {
+        /// The limit.
+        limit: std::time::Duration,
+    },
     /// A core module's initial memory is over the per-call memory limit, so
     /// the plugin could not even start.
     #[error(
@@ -171,6 +190,8 @@ impl PluginError {
             PluginError::NotWasm { .. } => "not_wasm",
             PluginError::NotAComponent => "not_a_component",
             PluginError::Invalid { .. } => "invalid",
+            PluginError::CompileMemory { .. } => "compile_memory",
+            PluginError::CompileTimeout { .. } => "compile_timeout",
             PluginError::MemoryTooSmall { .. } => "memory_too_small",
             PluginError::ForbiddenImport { .. } => "forbidden_import",
             PluginError::ImportMismatch { .. } => "import_mismatch",

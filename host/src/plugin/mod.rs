@@ -13,11 +13,14 @@
 //!   (the only `bindgen!`);
 //! - `sandbox`: per-call store state, WASI lock-down and the `host` imports;
 //! - `validate`: upload-time checks;
+//! - `compiler`: compiling, in a worker process within memory and time
+//!   limits, or in this process;
 //! - `cache`: this node's compiled copies, on local disk;
 //! - `error`: [`PluginError`].
 
 mod bindings;
 mod cache;
+mod compiler;
 mod error;
 mod sandbox;
 mod validate;
@@ -40,6 +43,7 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
 };
 
+pub use self::compiler::{Compiler, work as compile_worker};
 pub use self::error::PluginError;
 use self::error::chain;
 use self::sandbox::{Sandbox, clamp};
@@ -68,8 +72,8 @@ pub const WIT: &str = include_str!("../../../wit/plugin.wit");
 /// A plugin's key-value configuration, set per callback.
 pub type PluginConfig = BTreeMap<String, String>;
 
-/// Resource limits applied to every plugin call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Resource limits applied to every plugin call, and to compiling one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Maximum linear memory per call, in bytes.
     pub memory_bytes: usize,
@@ -85,6 +89,11 @@ pub struct Limits {
     /// Calls that may run at once; more wait for a slot. Sizes the
     /// pooling allocator, which reserves virtual memory per slot up front.
     pub max_concurrent_calls: u32,
+    /// Memory one compilation may use, in bytes, when compiling in a
+    /// worker process (see [`Compiler`]).
+    pub compile_memory_bytes: usize,
+    /// How long one compilation may take.
+    pub compile_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -98,6 +107,12 @@ impl Default for Limits {
             max_io_bytes: 1 << 20,
             max_component_bytes: 64 << 20,
             max_concurrent_calls: 128,
+            // Measured peaks: 0.1 GiB for a Rust plugin, 0.6 GiB for the
+            // Python and JavaScript examples, in a worker process.
+            compile_memory_bytes: 2 << 30,
+            // A Python or JavaScript component takes seconds on a small
+            // machine; one that takes minutes is refused.
+            compile_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -336,6 +351,10 @@ struct Inner {
     linker: Linker<Sandbox>,
     limits: Limits,
     slots: Semaphore,
+    compiler: Compiler,
+    /// One compilation at a time: wasmtime already compiles a component's
+    /// functions on every core, and each compilation's memory adds up.
+    compiling: Semaphore,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -371,42 +390,20 @@ enum HookOutput {
 impl Runtime {
     /// Builds the engine (pooling allocator, fuel, epoch interruption), the
     /// linker with locked-down WASI, and starts the epoch ticker thread.
-    /// Compiled plugins are kept in `cache_dir` when one is given.
+    /// Compiled plugins are kept in `cache_dir` when one is given. Plugins
+    /// compile in this process.
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
+        Self::with_compiler(limits, cache_dir, Compiler::InProcess)
+    }
+
+    /// Like [`Runtime::new`], compiling plugins as `compiler` says.
+    pub fn with_compiler(
+        limits: Limits,
+        cache_dir: Option<PathBuf>,
+        compiler: Compiler,
+    ) -> Result<Self, PluginError> {
         let slots = limits.max_concurrent_calls.max(1);
-        let mut pool = PoolingAllocationConfig::new();
-        // Every slot fits the largest guest we know of, so a burst of calls
-        // to one plugin never runs the pool dry: measured, a Rust component
-        // holds 3 core instances, StarlingMonkey (JavaScript) 4 and
-        // componentize-py 14, each with 1 memory and 2 tables. A component
-        // over the per-component limits fails to compile, naming the limit.
-        pool.total_component_instances(slots)
-            .total_core_instances(slots * CORE_INSTANCES_PER_CALL)
-            .total_memories(slots * MEMORIES_PER_CALL)
-            .total_tables(slots * TABLES_PER_CALL)
-            .total_stacks(slots)
-            .max_core_instances_per_component(CORE_INSTANCES_PER_CALL)
-            .max_memories_per_component(MEMORIES_PER_CALL)
-            .max_tables_per_component(TABLES_PER_CALL)
-            .max_memory_size(limits.memory_bytes)
-            // Resetting a slot with memset instead of madvise avoids a
-            // TLB shootdown on every core per call, which otherwise halves
-            // throughput as soon as two threads run plugins. 2 MiB covers a
-            // typical Rust plugin's memory (1 MiB of it is its stack).
-            .linear_memory_keep_resident(KEEP_RESIDENT.min(limits.memory_bytes))
-            .table_keep_resident(64 << 10)
-            .async_stack_keep_resident(64 << 10)
-            // Where the kernel can say which pages a call dirtied (Linux
-            // 6.7+), reset only those: a call touches a few pages of its
-            // 1 MiB stack, and clearing all of it was the largest single
-            // cost of a gate decision.
-            .pagemap_scan(Enabled::Auto);
-        let mut config = Config::new();
-        config
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .consume_fuel(true)
-            .epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(runtime_error)?;
+        let engine = engine(&limits)?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(runtime_error)?;
@@ -449,6 +446,8 @@ impl Runtime {
                 engine_hash,
                 linker,
                 slots: Semaphore::new(slots as usize),
+                compiler,
+                compiling: Semaphore::new(1),
                 limits,
                 stop_ticker,
             }),
@@ -466,17 +465,15 @@ impl Runtime {
         &self.inner.engine_hash
     }
 
-    /// Validates a component and makes it ready to call, on a blocking
-    /// thread, off the async workers: from this node's cache when it holds
-    /// the same bytes compiled by this engine, else by compiling them (and
-    /// caching the result).
+    /// Validates a component and makes it ready to call: from this node's
+    /// cache when it holds the same bytes compiled by this engine, else by
+    /// compiling them (and caching the result), one compilation at a time.
+    /// The limits on a compilation's time and memory count from its turn.
     pub async fn compile(&self, wasm: Vec<u8>) -> Result<Prepared, PluginError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.compile(&wasm))
-            .await
-            .map_err(|e| PluginError::Runtime {
-                reason: format!("compilation task failed: {e}"),
-            })?
+        let (info, wasm) =
+            blocking(move || inner.validate(&wasm).map(|info| (info, wasm))).await??;
+        self.build(wasm, info).await
     }
 
     /// The checks of [`Runtime::compile`] that need no compiling: size,
@@ -487,16 +484,69 @@ impl Runtime {
     }
 
     /// Like [`Runtime::compile`], but reports every problem with the
-    /// component at once, cheapest first, as `plugin check` shows them.
+    /// component at once, cheapest first, as `plugin check` shows them:
+    /// compiling also tells whether the component fits a pool slot, unless
+    /// its memory already said that it cannot.
     pub async fn check(&self, wasm: Vec<u8>) -> Result<Prepared, Vec<PluginError>> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.check(&wasm))
+        let (mut problems, shape, wasm) = blocking(move || {
+            let (problems, shape) = validate::problems(&wasm, &inner.limits);
+            (problems, shape, wasm)
+        })
+        .await
+        .map_err(|e| vec![e])?;
+        let Some(shape) = shape else {
+            return Err(problems);
+        };
+        if problems.is_empty() {
+            let info = info(&wasm, shape);
+            return self.build(wasm, info).await.map_err(|e| vec![e]);
+        }
+        let memory_said = problems
+            .iter()
+            .any(|p| matches!(p, PluginError::MemoryTooSmall { .. }));
+        if !memory_said && let Err(e) = self.compile_component(wasm).await {
+            problems.push(e);
+        }
+        Err(problems)
+    }
+
+    /// Loads a component that passed validation from this node's cache, or
+    /// compiles it, and links it.
+    async fn build(&self, wasm: Vec<u8>, info: PluginInfo) -> Result<Prepared, PluginError> {
+        let inner = self.inner.clone();
+        let sha256 = info.sha256.clone();
+        let cached = blocking(move || inner.cache.load(&inner.engine, &sha256)).await?;
+        let (component, compiled) = match cached {
+            Some(component) => (component, None),
+            None => {
+                let compiled = self.compile_component(wasm).await?;
+                (compiled.component.clone(), Some(compiled))
+            }
+        };
+        let inner = self.inner.clone();
+        blocking(move || {
+            let plugin = inner.prepare(&component, info)?;
+            let fresh = compiled.is_some();
+            if let Some(compiled) = compiled {
+                inner.cache.store(&plugin.info.sha256, compiled);
+            }
+            Ok(Prepared {
+                plugin,
+                compiled: fresh,
+            })
+        })
+        .await?
+    }
+
+    /// Compiles a component, once its turn comes.
+    async fn compile_component(&self, wasm: Vec<u8>) -> Result<compiler::Compiled, PluginError> {
+        let inner = &self.inner;
+        let _turn = inner.compiling.acquire().await.map_err(runtime_error)?;
+        inner
+            .compiler
+            .compile(&inner.engine, &inner.limits, wasm)
             .await
-            .map_err(|e| {
-                vec![PluginError::Runtime {
-                    reason: format!("compilation task failed: {e}"),
-                }]
-            })?
     }
 
     /// Runs `transform`: shape, or skip, the request for a callback URL.
@@ -726,56 +776,12 @@ impl Runtime {
 }
 
 impl Inner {
-    /// Validates and compiles a component, failing on its first problem.
-    fn compile(&self, wasm: &[u8]) -> Result<Prepared, PluginError> {
-        let info = self.validate(wasm)?;
-        self.build(wasm, info)
-    }
-
     /// The checks that need no compiling, failing on the first problem.
     fn validate(&self, wasm: &[u8]) -> Result<PluginInfo, PluginError> {
         match validate::problems(wasm, &self.limits) {
             (problems, Some(shape)) if problems.is_empty() => Ok(info(wasm, shape)),
             (mut problems, _) => Err(problems.remove(0)),
         }
-    }
-
-    /// Like `compile`, but reports every problem: compiling also tells
-    /// whether the component fits a pool slot, unless its memory already
-    /// said that it cannot.
-    fn check(&self, wasm: &[u8]) -> Result<Prepared, Vec<PluginError>> {
-        let (mut problems, shape) = validate::problems(wasm, &self.limits);
-        let Some(shape) = shape else {
-            return Err(problems);
-        };
-        if problems.is_empty() {
-            return self.build(wasm, info(wasm, shape)).map_err(|e| vec![e]);
-        }
-        let memory_said = problems
-            .iter()
-            .any(|p| matches!(p, PluginError::MemoryTooSmall { .. }));
-        if !memory_said && let Err(e) = Component::new(&self.engine, wasm) {
-            problems.push(PluginError::Invalid { reason: chain(&e) });
-        }
-        Err(problems)
-    }
-
-    /// Compiles a component that passed validation, or loads it from this
-    /// node's cache, and links it.
-    fn build(&self, wasm: &[u8], info: PluginInfo) -> Result<Prepared, PluginError> {
-        let (component, compiled) = match self.cache.load(&self.engine, &info.sha256) {
-            Some(component) => (component, false),
-            None => {
-                let component = Component::new(&self.engine, wasm)
-                    .map_err(|e| PluginError::Invalid { reason: chain(&e) })?;
-                (component, true)
-            }
-        };
-        let plugin = self.prepare(&component, info)?;
-        if compiled {
-            self.cache.store(&plugin.info.sha256, &component);
-        }
-        Ok(Prepared { plugin, compiled })
     }
 
     /// Links the component against the sandbox and type-checks its exports.
@@ -917,6 +923,57 @@ fn guest_message(stderr: &str) -> Option<String> {
             .collect::<Vec<_>>()
             .join(" "),
     )
+}
+
+/// The engine every plugin of this process compiles and runs on: a pooling
+/// allocator sized by `limits`, fuel and epoch interruption. A compile
+/// worker builds the same one, so that what it compiles loads here.
+fn engine(limits: &Limits) -> Result<Engine, PluginError> {
+    let slots = limits.max_concurrent_calls.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    // Every slot fits the largest guest we know of, so a burst of calls
+    // to one plugin never runs the pool dry: measured, a Rust component
+    // holds 3 core instances, StarlingMonkey (JavaScript) 4 and
+    // componentize-py 14, each with 1 memory and 2 tables. A component
+    // over the per-component limits fails to compile, naming the limit.
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * CORE_INSTANCES_PER_CALL)
+        .total_memories(slots * MEMORIES_PER_CALL)
+        .total_tables(slots * TABLES_PER_CALL)
+        .total_stacks(slots)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_CALL)
+        .max_memories_per_component(MEMORIES_PER_CALL)
+        .max_tables_per_component(TABLES_PER_CALL)
+        .max_memory_size(limits.memory_bytes)
+        // Resetting a slot with memset instead of madvise avoids a
+        // TLB shootdown on every core per call, which otherwise halves
+        // throughput as soon as two threads run plugins. 2 MiB covers a
+        // typical Rust plugin's memory (1 MiB of it is its stack).
+        .linear_memory_keep_resident(KEEP_RESIDENT.min(limits.memory_bytes))
+        .table_keep_resident(64 << 10)
+        .async_stack_keep_resident(64 << 10)
+        // Where the kernel can say which pages a call dirtied (Linux
+        // 6.7+), reset only those: a call touches a few pages of its
+        // 1 MiB stack, and clearing all of it was the largest single
+        // cost of a gate decision.
+        .pagemap_scan(Enabled::Auto);
+    let mut config = Config::new();
+    config
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .consume_fuel(true)
+        .epoch_interruption(true);
+    Engine::new(&config).map_err(runtime_error)
+}
+
+/// Runs `work` on a blocking thread, off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PluginError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| PluginError::Runtime {
+            reason: format!("compilation task failed: {e}"),
+        })
 }
 
 fn runtime_error(err: impl std::fmt::Display) -> PluginError {
