@@ -3,12 +3,18 @@
 //! server runs only the hooks a plugin has, and plugins built against
 //! contract 0.1.0 keep working.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookgate::model::Callback;
+use hookgate::store::{Changes, PgStore, SledStore, Store};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::backends::backend_test;
+use crate::backends::{self, Backend, backend_test};
 use crate::fixtures;
-use crate::helpers::{TestApp, receiver, spawn_app};
+use crate::helpers::{TestApp, receiver, spawn_app, spawn_app_in};
 
 /// Uploads a fixture plugin, waits until it is ready and returns its
 /// record.
@@ -24,6 +30,37 @@ async fn ready(app: &TestApp, key: &str, name: &str) -> Value {
 
 fn id(record: &Value) -> String {
     record["id"].as_str().unwrap().to_string()
+}
+
+/// Edits a stored callback behind the API's back, as a node from before
+/// the API checked it might have stored it, with the server stopped.
+async fn rewrite_callback(
+    data_dir: &Path,
+    tenant: &str,
+    callback: &str,
+    edit: impl FnOnce(&mut Callback),
+) {
+    let changes = Changes::default();
+    let store = match backends::current() {
+        Backend::Sled => Store::new(
+            Arc::new(SledStore::open(&data_dir.join("db"), changes.clone()).unwrap()),
+            changes,
+        ),
+        Backend::Postgres => {
+            let url = backends::database_for(data_dir).await;
+            let backend = PgStore::connect(&url, changes.clone(), "node_test".into());
+            Store::new(Arc::new(backend.await.unwrap()), changes)
+        }
+    };
+    let mut stored = store
+        .callbacks()
+        .callback(tenant, callback)
+        .await
+        .unwrap()
+        .expect("the callback is stored");
+    edit(&mut stored);
+    store.callbacks().put_callback(&stored).await.unwrap();
+    store.close().await.unwrap();
 }
 
 fn gate(plugin: &str, url: Option<String>) -> Value {
@@ -162,5 +199,57 @@ backend_test! {
         let got = sink.wait_for(1, 10).await;
         assert_eq!(got[0].header("x-contract"), Some("0.1.0"));
         assert_eq!(got[0].header("x-tag"), Some("blue"));
+    }
+}
+
+backend_test! {
+    async fn a_stored_callback_whose_plugin_lacks_its_hook_fails_closed() {
+        let app = spawn_app().await;
+        let tenant = app.tenant("acme").await;
+        let redact = id(&ready(&app, &tenant.key, "redact").await);
+        let rate_policy = id(&ready(&app, &tenant.key, "rate-policy").await);
+        let sink = receiver(200).await;
+        // Both valid as created: a before-callback with a URL may use any
+        // hook, and redact transforms.
+        let gated = app.callback(&tenant.key, gate(&redact, Some(sink.url()))).await;
+        let hooked = app
+            .callback(&tenant.key, json!({"name": "hook", "object_type": "app",
+                "actions": ["created"], "phase": "after", "url": sink.url(),
+                "plugin": {"id": redact}}))
+            .await;
+        let data_dir = app.stop().await;
+        rewrite_callback(data_dir.path(), &tenant.id, &gated, |callback| {
+            callback.url = None;
+        })
+        .await;
+        rewrite_callback(data_dir.path(), &tenant.id, &hooked, |callback| {
+            callback.plugin.as_mut().unwrap().id = rate_policy.clone();
+        })
+        .await;
+        let app = spawn_app_in(data_dir, |_| {}).await;
+
+        let (_, answer) = app
+            .emit(&tenant.key, json!({"object_type": "app", "action": "created",
+                "phase": "before", "data": {}}))
+            .await;
+        assert_eq!(answer["allowed"], false, "a gate with nothing to decide denies: {answer}");
+        let reason = answer["decisions"][0]["reason"].as_str().unwrap();
+        assert!(reason.contains("does not export `decide`"), "{reason}");
+
+        let (status, _) = app
+            .emit(&tenant.key, json!({"object_type": "app", "action": "created",
+                "phase": "after", "data": {"secret": "s3cr3t"}}))
+            .await;
+        assert_eq!(status, 202);
+        let delivery = loop {
+            let (_, failed) = app.get("/v1/deliveries?status=failed", &tenant.key).await;
+            if let Some(delivery) = failed["items"].as_array().and_then(|items| items.first()) {
+                break delivery.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        let error = delivery["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains("does not export `transform`"), "{delivery}");
+        assert!(sink.received().is_empty(), "nothing is sent untransformed");
     }
 }
