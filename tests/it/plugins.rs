@@ -731,6 +731,51 @@ async fn a_compilation_past_its_time_limit_is_stopped_naming_the_limit() {
 }
 
 #[tokio::test]
+async fn a_runtime_compiles_one_component_at_a_time() {
+    // A fuel setting no other test uses marks this runtime's workers.
+    let limits = Limits {
+        fuel: 123_454_321,
+        ..Limits::default()
+    };
+    let rt = worker_runtime(limits);
+    let (a, b) = (heavy_component(200), heavy_component(201));
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watching = most.clone();
+    let watcher = tokio::spawn(async move {
+        loop {
+            let running = workers_with("123454321");
+            watching.fetch_max(running, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let (first, second) = tokio::join!(rt.compile(a), rt.compile(b));
+    watcher.abort();
+    // Both compile; then linking tells that their hooks take no arguments.
+    for result in [first, second] {
+        let err = result.err().expect("the heavy component does not link");
+        assert_eq!(err.code(), "export_mismatch", "{err}");
+    }
+    assert_eq!(
+        most.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one worker at a time"
+    );
+}
+
+/// Compile workers running with `marker` in their command line.
+fn workers_with(marker: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).into_owned())
+        .filter(|cmdline| cmdline.contains("compile-worker") && cmdline.contains(marker))
+        .count()
+}
+
+#[tokio::test]
 async fn identical_bytes_are_compiled_once_into_the_nodes_own_cache() {
     let cache = tempfile::tempdir().unwrap();
     let limits = Limits::default();

@@ -161,9 +161,16 @@ async fn in_worker(
             return Err(over);
         }
     };
+    let began = Instant::now();
     let ((), output, message, watched) = tokio::join!(feed, output, message, watch);
     let (status, peak) = watched?;
     metrics::histogram!("hookgate_plugin_compile_peak_bytes").record(peak as f64);
+    tracing::debug!(
+        secs = began.elapsed().as_secs_f64(),
+        peak_mib = peak >> 20,
+        %status,
+        "compile worker finished"
+    );
     let message = tail(&message);
     if !status.success() {
         return Err(match status.code() {
