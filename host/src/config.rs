@@ -243,6 +243,15 @@ impl Config {
                 ),
             });
         }
+        if self.plugin.compile_memory_mib < 32 {
+            return Err(ConfigError::Value {
+                key: "plugin.compile_memory_mib",
+                problem: format!(
+                    "is {}, below the 32 MiB a compile worker needs before it compiles anything",
+                    self.plugin.compile_memory_mib
+                ),
+            });
+        }
         if self.delivery.max_attempts > 1 && self.delivery.schedule_secs.is_empty() {
             return Err(ConfigError::Value {
                 key: "delivery.schedule_secs",

@@ -286,7 +286,14 @@ async fn serve(flags: ServeFlags, file: Option<PathBuf>) -> ExitCode {
         eprintln!("error: {err}");
         return ExitCode::from(2);
     }
-    match std::env::current_exe() {
+    // On Linux, the running image itself, even if an upgrade has replaced
+    // the file since: a worker must build the engine this process runs.
+    let exe = if cfg!(target_os = "linux") {
+        Ok(PathBuf::from("/proc/self/exe"))
+    } else {
+        std::env::current_exe()
+    };
+    match exe {
         Ok(exe) => config.compiler = Compiler::Worker(exe),
         Err(err) => {
             eprintln!("error: cannot find this executable to compile plugins with: {err}");
@@ -310,8 +317,8 @@ async fn serve(flags: ServeFlags, file: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// Compiles stdin to stdout. Exit status 1 means the component does not
-/// compile, and stderr says why; anything else is the worker's own failure.
+/// Compiles stdin to stdout. On failure stderr says why, and the exit
+/// status whose fault it was (see `WorkError`).
 fn compile_worker(limits: &str) -> ExitCode {
     let limits: Limits = match serde_json::from_str(limits) {
         Ok(limits) => limits,
@@ -324,7 +331,7 @@ fn compile_worker(limits: &str) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("{err}");
-            ExitCode::from(1)
+            ExitCode::from(err.exit_code())
         }
     }
 }

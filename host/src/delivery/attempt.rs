@@ -173,8 +173,11 @@ async fn transform(
         .plugins
         .get(&callback.tenant_id, &reference.id)
         .await
-        .map_err(|unavailable| {
-            Result_::final_error(
+        .map_err(|unavailable| Result_ {
+            // A plugin still compiling, or a node that could not load it,
+            // may do next time; a deleted or broken one will not.
+            disposition: unavailable.retryable.then_some(Disposition::Retry),
+            ..Result_::final_error(
                 DeliveryStatus::Failed,
                 ErrorClass::Plugin,
                 unavailable.to_string(),

@@ -57,6 +57,10 @@ pub struct Unavailable {
     pub id: String,
     /// Why.
     pub reason: String,
+    /// Whether trying later may succeed: the plugin is still compiling, or
+    /// the node could not read or compile it; not when it was deleted or
+    /// does not compile.
+    pub retryable: bool,
 }
 
 impl Plugins {
@@ -113,6 +117,7 @@ impl Plugins {
                     "it is still compiling after {} s; try again shortly",
                     COMPILE_WAIT.as_secs()
                 ),
+                retryable: true,
             });
         };
         let loaded = self.held(id);
@@ -135,25 +140,27 @@ impl Plugins {
         tenant: &str,
         id: &str,
     ) -> std::result::Result<Plugin, Unavailable> {
-        let unavailable = |reason: String| Unavailable {
+        let unavailable = |reason: String, retryable: bool| Unavailable {
             id: id.to_string(),
             reason,
+            retryable,
         };
         let stored = self.store.plugins();
         let record = stored
             .plugin(tenant, id)
             .await
-            .map_err(|e| unavailable(e.to_string()))?
-            .ok_or_else(|| unavailable("it was deleted".into()))?;
+            .map_err(|e| unavailable(e.to_string(), true))?
+            .ok_or_else(|| unavailable("it was deleted".into(), false))?;
         if record.state == PluginState::Failed {
             let error = record.error.unwrap_or_default();
-            return Err(unavailable(format!("it failed to compile: {error}")));
+            return Err(unavailable(format!("it failed to compile: {error}"), false));
         }
-        let plugin = self
-            .load(&record)
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        Ok(plugin)
+        self.load(&record).await.map_err(|e| {
+            // The component's own faults stay; the node's may pass.
+            let retryable =
+                !matches!(&e, Error::Plugin(p) if !matches!(p, PluginError::Runtime { .. }));
+            unavailable(e.to_string(), retryable)
+        })
     }
 
     /// Compiles, in the background, the plugins whose uploader stopped
@@ -241,8 +248,14 @@ impl Plugins {
         Ok(prepared.plugin)
     }
 
-    /// Records how a plugin's compilation ended.
+    /// Records how a plugin's compilation ended. A failure of this node,
+    /// not of the component (say, a compile worker that could not start),
+    /// leaves it `compiling`, to be tried again when next used.
     async fn settle(&self, record: PluginRecord, failure: Option<&PluginError>) {
+        if let Some(err @ PluginError::Runtime { .. }) = failure {
+            tracing::warn!(plugin = %record.id, "cannot compile the plugin on this node; it stays compiling: {err}");
+            return;
+        }
         let record = PluginRecord {
             state: match failure {
                 None => PluginState::Ready,

@@ -54,8 +54,9 @@ impl CompileCache {
         // a running plugin would crash the process.
         let bytes = std::fs::read(&path).ok()?;
         // SAFETY: the file is in this node's own cache, written by `store`
-        // from `Component::serialize` of this engine (its hash is in the
-        // name); wasmtime checks the engine and version header again.
+        // with what this engine, or this node's compile worker building
+        // the same engine, serialized (the engine's hash is in the name);
+        // wasmtime checks the engine and version header again.
         match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(err) => {

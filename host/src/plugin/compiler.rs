@@ -10,7 +10,7 @@
 //! loads.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -96,14 +96,12 @@ async fn in_process(
 
 /// Runs a worker on `wasm` and returns what it wrote: the component
 /// compiled and serialized.
-async fn in_worker(
-    exe: &std::path::Path,
-    limits: &Limits,
-    wasm: Vec<u8>,
-) -> Result<Vec<u8>, PluginError> {
+async fn in_worker(exe: &Path, limits: &Limits, wasm: Vec<u8>) -> Result<Vec<u8>, PluginError> {
     let limits_json = serde_json::to_string(limits).expect("limits serialize");
     let mut child = tokio::process::Command::new(exe)
         .args(["compile-worker", "--limits", &limits_json])
+        // Its stderr is read as its verdict, not as a log.
+        .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -127,19 +125,26 @@ async fn in_worker(
         let mut bytes = Vec::new();
         stdout.read_to_end(&mut bytes).await.map(|_| bytes)
     };
+    // Read to the end, so that the worker never blocks writing, but keep
+    // only the tail.
     let message = async move {
-        let mut bytes = Vec::new();
-        let _ = stderr.read_to_end(&mut bytes).await;
-        bytes
+        let (mut kept, mut chunk) = (Vec::new(), [0; 8192]);
+        while let Ok(read @ 1..) = stderr.read(&mut chunk).await {
+            kept.extend_from_slice(&chunk[..read]);
+            if kept.len() > 2 * MAX_WORKER_MESSAGE {
+                kept.drain(..kept.len() - MAX_WORKER_MESSAGE);
+            }
+        }
+        kept
     };
+    let started = Instant::now();
     let watch = async {
-        let started = Instant::now();
         let mut peak = 0;
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
-        loop {
+        let ended = loop {
             tokio::select! {
                 status = child.wait() => {
-                    return status.map(|status| (status, peak)).map_err(|e| PluginError::Runtime {
+                    break status.map_err(|e| PluginError::Runtime {
                         reason: format!("cannot watch the compile worker: {e}"),
                     });
                 }
@@ -158,24 +163,24 @@ async fn in_worker(
             let _ = child.kill().await;
             metrics::counter!("hookgate_plugin_compile_refusals_total", "code" => over.code())
                 .increment(1);
-            return Err(over);
-        }
+            break Err(over);
+        };
+        (ended, peak)
     };
-    let began = Instant::now();
-    let ((), output, message, watched) = tokio::join!(feed, output, message, watch);
-    let (status, peak) = watched?;
+    let ((), output, message, (ended, peak)) = tokio::join!(feed, output, message, watch);
+    // Killed workers too: they are the ones that say how much is needed.
     metrics::histogram!("hookgate_plugin_compile_peak_bytes").record(peak as f64);
     tracing::debug!(
-        secs = began.elapsed().as_secs_f64(),
+        secs = started.elapsed().as_secs_f64(),
         peak_mib = peak >> 20,
-        %status,
+        ended = ?ended,
         "compile worker finished"
     );
+    let status = ended?;
     let message = tail(&message);
     if !status.success() {
         return Err(match status.code() {
-            // The worker's own verdict on the component.
-            Some(1) => PluginError::Invalid { reason: message },
+            Some(INVALID) => PluginError::Invalid { reason: message },
             _ => PluginError::Runtime {
                 reason: format!("the compile worker failed ({status}): {message}"),
             },
@@ -186,20 +191,51 @@ async fn in_worker(
     })
 }
 
+/// Why a worker did not hand back a compiled component.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    /// The component does not compile: the tenant's problem.
+    #[error("{0}")]
+    Invalid(String),
+    /// The worker could not do its job: the node's problem.
+    #[error("{0}")]
+    Worker(String),
+}
+
+impl WorkError {
+    /// The worker's exit status, which tells the server which it was.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            WorkError::Invalid(_) => INVALID as u8,
+            WorkError::Worker(_) => WORKER_FAILED,
+        }
+    }
+}
+
+/// Exit statuses of a worker that did not compile the component.
+const INVALID: i32 = 1;
+const WORKER_FAILED: u8 = 3;
+
 /// The worker's side: reads a component from `input`, compiles it for the
 /// engine `limits` describe, and writes it serialized to `output`.
-pub fn work(limits: &Limits, input: &mut impl Read, output: &mut impl Write) -> Result<(), String> {
+pub fn work(
+    limits: &Limits,
+    input: &mut impl Read,
+    output: &mut impl Write,
+) -> Result<(), WorkError> {
     let mut wasm = Vec::new();
     input
         .read_to_end(&mut wasm)
-        .map_err(|e| format!("cannot read the component: {e}"))?;
-    let engine = engine(limits).map_err(|e| e.to_string())?;
-    let component = Component::new(&engine, &wasm).map_err(|e| chain(&e))?;
-    let bytes = component.serialize().map_err(|e| chain(&e))?;
+        .map_err(|e| WorkError::Worker(format!("cannot read the component: {e}")))?;
+    let engine = engine(limits).map_err(|e| WorkError::Worker(e.to_string()))?;
+    let component = Component::new(&engine, &wasm).map_err(|e| WorkError::Invalid(chain(&e)))?;
+    let bytes = component
+        .serialize()
+        .map_err(|e| WorkError::Worker(chain(&e)))?;
     output
         .write_all(&bytes)
         .and_then(|()| output.flush())
-        .map_err(|e| format!("cannot write the compiled component: {e}"))
+        .map_err(|e| WorkError::Worker(format!("cannot write the compiled component: {e}")))
 }
 
 #[expect(

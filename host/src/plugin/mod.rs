@@ -43,7 +43,7 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
 };
 
-pub use self::compiler::{Compiler, work as compile_worker};
+pub use self::compiler::{Compiler, WorkError, work as compile_worker};
 pub use self::error::PluginError;
 use self::error::chain;
 use self::sandbox::{Sandbox, clamp};
@@ -972,7 +972,7 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| PluginError::Runtime {
-            reason: format!("compilation task failed: {e}"),
+            reason: format!("a blocking task failed: {e}"),
         })
 }
 
