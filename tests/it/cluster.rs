@@ -254,6 +254,9 @@ async fn the_per_callback_limit_holds_over_the_whole_cluster_and_each_node_compi
             compiled, expected,
             "node {n} made {attempts} attempts and compiled the plugin {compiled} times"
         );
+        // `serve` compiles in a worker process, which only that path measures.
+        let in_workers = metric_sum(&metrics, "hookgate_plugin_compile_peak_bytes_count");
+        assert_eq!(in_workers, compiled, "node {n} compiled in its worker");
         attempted.push(attempts);
     }
     assert!(
