@@ -1,8 +1,6 @@
 //! The management API: auth, tenants, keys, plugins and callbacks, each
 //! endpoint's happy path and errors.
 
-use std::time::Duration;
-
 use hookgate::plugin::Compiler;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -773,19 +771,9 @@ async fn a_plugin_this_node_cannot_compile_stays_compiling_and_its_deliveries_wa
         .await;
     assert_eq!(status, 202);
     // The node's fault, not the component's: the delivery is retried.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let delivery = loop {
-        let (_, list) = app.get("/v1/deliveries", &tenant.key).await;
-        let first = list["items"][0].clone();
-        if first["attempts"] == 1 {
-            break first;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no attempt in 10 s: {list}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let delivery = app
+        .first_delivery(&tenant.key, |delivery| delivery["attempts"] == 1)
+        .await;
     assert_eq!(delivery["status"], "pending", "{delivery}");
     let error = delivery["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("cannot start the compile worker"), "{error}");

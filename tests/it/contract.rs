@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hookgate::model::Callback;
 use hookgate::store::{Changes, PgStore, SledStore, Store};
@@ -241,15 +240,9 @@ backend_test! {
                 "phase": "after", "data": {"secret": "s3cr3t"}}))
             .await;
         assert_eq!(status, 202);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let delivery = loop {
-            let (_, failed) = app.get("/v1/deliveries?status=failed", &tenant.key).await;
-            if let Some(delivery) = failed["items"].as_array().and_then(|items| items.first()) {
-                break delivery.clone();
-            }
-            assert!(std::time::Instant::now() < deadline, "no failed delivery in 10 s");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        };
+        let delivery = app
+            .first_delivery(&tenant.key, |delivery| delivery["status"] == "failed")
+            .await;
         let error = delivery["last_error"].as_str().unwrap_or_default();
         assert!(error.contains("does not export `transform`"), "{delivery}");
         assert!(sink.received().is_empty(), "nothing is sent untransformed");

@@ -173,6 +173,23 @@ impl TestApp {
         created["id"].as_str().unwrap().into()
     }
 
+    /// Polls the tenant's deliveries, for up to 10 s, until the newest one
+    /// is `done`, and returns it.
+    pub(crate) async fn first_delivery(&self, key: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, list) = self.get("/v1/deliveries", key).await;
+            if done(&list["items"][0]) {
+                return list["items"][0].clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no such delivery in 10 s: {list}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Polls an uploaded plugin until it is no longer `compiling`, as an
     /// author would before using it, and returns its record.
     pub(crate) async fn settled_plugin(&self, key: &str, id: &str) -> Value {

@@ -157,8 +157,10 @@ impl Plugins {
         }
         self.load(&record).await.map_err(|e| {
             // The component's own faults stay; the node's may pass.
-            let retryable =
-                !matches!(&e, Error::Plugin(p) if !matches!(p, PluginError::Runtime { .. }));
+            let retryable = match &e {
+                Error::Plugin(err) => matches!(err, PluginError::Runtime { .. }),
+                _ => true,
+            };
             unavailable(e.to_string(), retryable)
         })
     }
