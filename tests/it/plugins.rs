@@ -744,7 +744,7 @@ async fn a_runtime_compiles_one_component_at_a_time() {
     let watching = most.clone();
     let watcher = tokio::spawn(async move {
         loop {
-            let running = workers_with("123454321");
+            let running = workers_with("123454321").len();
             watching.fetch_max(running, std::sync::atomic::Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -763,17 +763,61 @@ async fn a_runtime_compiles_one_component_at_a_time() {
     );
 }
 
-/// Compile workers running with `marker` in their command line.
-fn workers_with(marker: &str) -> usize {
+#[tokio::test]
+async fn a_compile_worker_yields_the_cores_to_plugin_calls() {
+    // A fuel setting no other test uses marks this runtime's workers.
+    let rt = worker_runtime(Limits {
+        fuel: 123_454_322,
+        ..Limits::default()
+    });
+    // The highest niceness a worker was seen at: a worker sets it as it
+    // starts, so an early look may still see the server's.
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let watching = seen.clone();
+    let watcher = tokio::spawn(async move {
+        loop {
+            for pid in workers_with("123454322") {
+                if let Some(niceness) = niceness(&pid) {
+                    let mut seen = watching.lock().unwrap();
+                    *seen = Some(seen.map_or(niceness, |high: i64| high.max(niceness)));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let compiled = rt.compile(heavy_component(202)).await;
+    watcher.abort();
+    assert_eq!(compiled.err().map(|e| e.code()), Some("export_mismatch"));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(10),
+        "compiling runs 10 below the server's priority"
+    );
+}
+
+/// The process ids of compile workers with `marker` in their command line.
+fn workers_with(marker: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return Vec::new();
     };
     entries
         .flatten()
-        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
-        .map(|cmdline| String::from_utf8_lossy(&cmdline).into_owned())
-        .filter(|cmdline| cmdline.contains("compile-worker") && cmdline.contains(marker))
-        .count()
+        .filter(|entry| {
+            std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| {
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                cmdline.contains("compile-worker") && cmdline.contains(marker)
+            })
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A process's niceness, the 19th field of `/proc/PID/stat`.
+fn niceness(pid: &str) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The second field, the command, is in parentheses and may hold spaces.
+    let after_command = &stat[stat.rfind(')')? + 2..];
+    after_command.split_whitespace().nth(16)?.parse().ok()
 }
 
 #[tokio::test]

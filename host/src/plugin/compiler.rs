@@ -4,10 +4,11 @@
 //! Python and JavaScript examples peak at about 0.6 GiB. A server compiles
 //! in a worker process (`hookgate compile-worker`) that it watches and
 //! kills past either limit, so that a tenant's upload can neither exhaust
-//! the node's memory nor keep a core busy forever. The worker builds the
-//! same engine from the same limits and hands back the compiled component
-//! serialized, which only this process, having started the worker itself,
-//! loads.
+//! the node's memory nor keep a core busy forever. The worker runs at a
+//! lower CPU priority, so that plugin calls keep their deadlines while it
+//! compiles. It builds the same engine from the same limits and hands back
+//! the compiled component serialized, which only this process, having
+//! started the worker itself, loads.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,11 @@ use super::{Limits, PluginError, engine, runtime_error};
 
 /// How often a worker's memory and time are checked.
 const WATCH_INTERVAL: Duration = Duration::from_millis(10);
+/// How much a worker lowers its CPU priority. Compiling is background
+/// work, while plugin calls on the same node run against deadlines of a
+/// few milliseconds: a compilation must not take the cores from them.
+#[cfg(unix)]
+const WORKER_NICENESS: i32 = 10;
 /// Bytes of a failed worker's stderr quoted in the error.
 const MAX_WORKER_MESSAGE: usize = 2048;
 
@@ -223,6 +229,11 @@ pub fn work(
     input: &mut impl Read,
     output: &mut impl Write,
 ) -> Result<(), WorkError> {
+    // Before the engine starts its compile threads, which inherit it. A
+    // process may always lower its own priority; should it fail, compiling
+    // at the server's priority is still correct.
+    #[cfg(unix)]
+    let _ = rustix::process::nice(WORKER_NICENESS);
     let mut wasm = Vec::new();
     input
         .read_to_end(&mut wasm)
