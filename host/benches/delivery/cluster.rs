@@ -215,12 +215,23 @@ async fn fresh_database(server: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// Drops a configuration's database, so that runs leave nothing behind.
+/// An autovacuum worker busy on the database after the load is not ours to
+/// terminate, so the drop is tried again until it has finished.
 async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
     let mut admin = sqlx::PgConnection::connect(server).await?;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    Ok(())
+    let drop = format!("DROP DATABASE {name} WITH (FORCE)");
+    let mut tries = 0;
+    loop {
+        match sqlx::query(&drop).execute(&mut admin).await {
+            Ok(_) => return Ok(()),
+            Err(err) if tries < 30 => {
+                tries += 1;
+                eprintln!("dropping {name} again in 1 s: {err}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
 }
 
 async fn measure(
