@@ -1,5 +1,6 @@
 //! The leased delivery queue: several deliverers sharing one store, as
-//! several nodes share one database, built from the library's parts.
+//! several nodes share one database, built from the library's parts, and
+//! the queue's promises on each backend.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,9 +17,10 @@ use hookgate::domain::tenants::{NewTenant, Tenants};
 use hookgate::model::{Delivery, DeliveryStatus, EventAnswer};
 use hookgate::outbound::HttpClient;
 use hookgate::plugin::{Limits, Runtime};
-use hookgate::store::{Changes, Claim, SledStore, Store};
+use hookgate::store::{Changes, Claim, Claimed, Handover, PgStore, SledStore, Store};
 use serde_json::json;
 
+use crate::backends::{self, Backend, backend_test};
 use crate::helpers::{Receiver, receiver};
 
 /// One store and the services over it, on a clock the test moves.
@@ -35,10 +37,17 @@ async fn node(dir: &std::path::Path, sink: &Receiver) -> Node {
     let clock = ManualClock::default();
     let shared: SharedClock = Arc::new(clock.clone());
     let changes = Changes::default();
-    let store = Store::new(
-        Arc::new(SledStore::open(dir, changes.clone()).unwrap()),
-        changes,
-    );
+    let store = match backends::current() {
+        Backend::Sled => Store::new(
+            Arc::new(SledStore::open(dir, changes.clone()).unwrap()),
+            changes,
+        ),
+        Backend::Postgres => {
+            let url = backends::database_for(dir).await;
+            let backend = PgStore::connect(&url, changes.clone(), "queue_test".into());
+            Store::new(Arc::new(backend.await.unwrap()), changes)
+        }
+    };
     let runtime = Runtime::new(
         Limits {
             max_concurrent_calls: 2,
@@ -185,10 +194,10 @@ async fn a_delivery_whose_lease_holder_vanished_is_taken_over_once_the_lease_end
     let applied = node
         .store
         .deliveries()
-        .complete("vanished", (late, None))
+        .complete("vanished", (late, None), None)
         .await
         .unwrap();
-    assert!(!applied, "only the lease's holder completes");
+    assert!(!applied.held, "only the lease's holder completes");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stored = node
         .store
@@ -199,4 +208,111 @@ async fn a_delivery_whose_lease_holder_vanished_is_taken_over_once_the_lease_end
         .unwrap();
     assert_eq!(stored.status, DeliveryStatus::Succeeded);
     survivor.stop();
+}
+
+impl Node {
+    /// Claims up to `limit` due deliveries as `owner`, at most `per_callback`
+    /// leased per callback.
+    async fn claim(&self, owner: &str, limit: usize, per_callback: usize) -> Vec<Claimed> {
+        self.store
+            .deliveries()
+            .claim(Claim {
+                owner,
+                now: self.clock.now_ms(),
+                lease_ms: 15_000,
+                limit,
+                per_callback,
+                exclude_tenants: &[],
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Records a claimed delivery as delivered, asking for a handover;
+    /// returns whether the lease was held, and what was handed over.
+    async fn finish(&self, owner: &str, claimed: &Claimed) -> (bool, Option<Claimed>) {
+        let mut done = claimed.delivery.clone();
+        done.status = DeliveryStatus::Succeeded;
+        done.next_attempt_at = None;
+        let handover = Handover {
+            now: self.clock.now_ms(),
+            lease_ms: 15_000,
+        };
+        let completed = self
+            .store
+            .deliveries()
+            .complete(owner, (done, None), Some(handover))
+            .await
+            .unwrap();
+        (completed.held, completed.next)
+    }
+}
+
+backend_test! {
+    async fn a_finished_attempt_hands_its_lease_to_the_callbacks_next_due_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = receiver(200).await;
+        let node = node(dir.path(), &sink).await;
+        // A second callback for the same events: a handover never crosses
+        // to it.
+        let input = serde_json::from_value(json!({"name": "other", "object_type": "app",
+            "phase": "after", "url": sink.url()}))
+        .unwrap();
+        let other = node.callbacks.create(&node.tenant, "test", input).await.unwrap();
+        for _ in 0..5 {
+            node.emit(1).await;
+            node.clock.advance(Duration::from_millis(1));
+        }
+        let callback_of = |c: &Claimed| c.delivery.callback_id.clone();
+
+        // Two slots per callback, both taken.
+        let first = node.claim("n1", 4, 2).await;
+        assert_eq!(first.len(), 4);
+        let sink_id = first
+            .iter()
+            .map(callback_of)
+            .find(|id| *id != other.callback.id)
+            .unwrap();
+        let mine: Vec<&Claimed> = first.iter().filter(|c| callback_of(c) == sink_id).collect();
+        let (held, next) = node.finish("n1", mine[0]).await;
+        assert!(held);
+        let next = next.expect("the callback has three more due");
+        assert_eq!(callback_of(&next), sink_id, "handed over within the callback");
+        // Events came 1 ms apart, and claims take the earliest due first.
+        let latest = mine.iter().filter_map(|c| c.delivery.next_attempt_at).max();
+        assert_eq!(
+            next.delivery.next_attempt_at,
+            latest.map(|at| at + 1),
+            "the earliest due comes first"
+        );
+        assert!(
+            node.claim("n2", 10, 2).await.is_empty(),
+            "the handover kept the callback at its limit of two"
+        );
+
+        // Two completions at once each get a delivery of their own.
+        let (a, b) = tokio::join!(node.finish("n1", mine[1]), node.finish("n1", &next));
+        let (a, b) = (a.1.expect("one of two left"), b.1.expect("one of two left"));
+        assert_ne!(a.delivery.id, b.delivery.id, "one delivery handed to two");
+        let seen: Vec<&str> = [mine[0], mine[1], &next, &a, &b]
+            .iter()
+            .map(|c| c.delivery.id.as_str())
+            .collect();
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 5, "every delivery once: {seen:?}");
+
+        // Nothing left due: the slot goes back, and a lease another owner
+        // holds passes nothing on.
+        assert!(node.finish("n1", &a).await.1.is_none());
+        let (held, next) = node.finish("intruder", &b).await;
+        assert!(!held && next.is_none(), "only the lease's holder hands over");
+        let (held, next) = node.finish("n1", &b).await;
+        assert!(held && next.is_none());
+        // The other callback still holds its two leases of three allowed.
+        let last = node.claim("n2", 10, 3).await;
+        assert_eq!(last.len(), 1);
+        assert_eq!(callback_of(&last[0]), other.callback.id);
+    }
 }

@@ -5,7 +5,10 @@
 //! claims due ones with a lease, as many as its free slots allow (see
 //! `scheduler` for how slots are shared between tenants), and attempts
 //! each at once. An attempt's result is completed only by the lease's
-//! owner; a retry is simply due again later. A node that stops without
+//! owner; a retry is simply due again later. As it records the result, a
+//! slot whose callback has more due may take the next one at once (a
+//! handover, see `store::Handover`), a few times in a row before it goes
+//! back to the pool, where every node claims. A node that stops without
 //! completing lets its leases expire, and any node claims the deliveries
 //! again, so delivery is at least once; receivers deduplicate on
 //! `webhook-id`, the delivery id.
@@ -35,7 +38,7 @@ use crate::domain::plugins::Plugins;
 use crate::domain::{Error, Page, Result};
 use crate::model::{Activation, Callback, Delivery, DeliveryStatus};
 use crate::outbound::HttpClient;
-use crate::store::{Change, Claim, ClaimOne, Claimed, DeliveryFilter, Store};
+use crate::store::{Change, Claim, ClaimOne, Claimed, DeliveryFilter, Handover, Store};
 
 /// A lease lasts this much longer than the attempt's timeout: time for the
 /// plugin, signing, and recording the result.
@@ -43,6 +46,14 @@ const LEASE_MARGIN_MS: u64 = 5_000;
 /// The worker looks at the queue at least this often, whatever it was
 /// told: leases of vanished owners end, and other nodes add work.
 const POLL: Duration = Duration::from_secs(1);
+/// A slot passes from one delivery of a callback to the next at most this
+/// many times in a row, then goes back to the pool, where other nodes
+/// claim too: one node does not keep a busy callback to itself.
+const HANDOVERS: usize = 16;
+/// A lease is handed over only with at least this long still to run, so
+/// that it is still live when the handover commits: a claim may count an
+/// ended lease's slot as free.
+const HANDOVER_MARGIN_MS: u64 = 1_000;
 
 /// The delivery engine. Cheap to clone.
 #[derive(Clone)]
@@ -204,7 +215,7 @@ impl Deliverer {
             }
             ClaimOne::NotFound => return Err(Error::not_found("delivery", id)),
         };
-        inner.attempt(*claimed, true).await?;
+        inner.attempt(*claimed, true, false).await?;
         self.get(tenant, id).await
     }
 
@@ -333,13 +344,28 @@ impl Inner {
         Ok(claimed)
     }
 
-    /// A claimed delivery's attempt, holding its slot until it is done.
+    /// A claimed delivery's attempt, holding its slot until it is done,
+    /// and then the attempts of the deliveries handed over to it.
     async fn run(self: Arc<Self>, claimed: Claimed) {
         let tenant = claimed.delivery.tenant_id.clone();
-        let id = claimed.delivery.id.clone();
-
-        if let Err(err) = self.attempt(claimed, false).await {
-            tracing::error!(delivery = %id, "delivery attempt failed: {err}");
+        let mut next = Some(claimed);
+        let mut handovers = 0;
+        while let Some(claimed) = next.take() {
+            if self.stopping.load(Ordering::SeqCst) {
+                // Handed over as the node began to stop: no attempt starts.
+                let owned = [claimed.delivery];
+                if let Err(err) = self.store.deliveries().release(&self.owner, &owned).await {
+                    tracing::warn!(delivery = %owned[0].id, "cannot give a lease back: {err}");
+                }
+                break;
+            }
+            let id = claimed.delivery.id.clone();
+            let keep = handovers < HANDOVERS && self.slots().may_keep(&tenant);
+            match self.attempt(claimed, false, keep).await {
+                Ok(handed) => next = handed,
+                Err(err) => tracing::error!(delivery = %id, "delivery attempt failed: {err}"),
+            }
+            handovers += 1;
         }
 
         self.slots().give_back(&tenant);
@@ -357,15 +383,18 @@ impl Inner {
             .ok_or_else(|| Error::not_found("delivery", id))
     }
 
-    /// Makes one attempt and records it, as the lease's owner.
-    async fn attempt(&self, claimed: Claimed, manual: bool) -> Result<()> {
+    /// Makes one attempt and records it, as the lease's owner. With `keep`,
+    /// the lease passes to the callback's next due delivery, if any, which
+    /// is returned.
+    async fn attempt(&self, claimed: Claimed, manual: bool, keep: bool) -> Result<Option<Claimed>> {
         let callback = self
             .callbacks
             .cached(&claimed.delivery.tenant_id, &claimed.delivery.callback_id)
             .await?;
-        if let Some(callback) = &callback {
-            self.cover(&claimed, callback).await?;
-        }
+        let lease_until = match &callback {
+            Some(callback) => self.cover(&claimed, callback).await?,
+            None => claimed.lease_until,
+        };
         let outcome =
             attempt::make(self, claimed.delivery, claimed.event, callback, manual).await?;
         let finished = outcome.delivery.status != DeliveryStatus::Pending;
@@ -378,31 +407,56 @@ impl Inner {
         };
         metrics::counter!("hookgate_delivery_attempts_total", "outcome" => outcome.label)
             .increment(1);
-        let held = self
+        let now = self.clock.now_ms();
+        let handover = (keep
+            && !self.stopping.load(Ordering::SeqCst)
+            && lease_until > now + HANDOVER_MARGIN_MS)
+            .then_some(Handover {
+                now,
+                lease_ms: self.config.timeout_ms + LEASE_MARGIN_MS,
+            });
+        let completed = self
             .store
             .deliveries()
-            .complete(&self.owner, (outcome.delivery, Some(outcome.activation)))
+            .complete(
+                &self.owner,
+                (outcome.delivery, Some(outcome.activation)),
+                handover,
+            )
             .await?;
-        if !held {
+        if !completed.held {
             tracing::warn!("a delivery's lease passed to another owner during its attempt");
         }
-        settled
+        match (settled, completed.next) {
+            (Ok(()), next) => Ok(next),
+            // The attempt is recorded, and the next delivery is this
+            // slot's to attempt: only the callback's health was not.
+            (Err(err), Some(next)) => {
+                tracing::error!("cannot record a callback's health: {err}");
+                Ok(Some(next))
+            }
+            (Err(err), None) => Err(err),
+        }
     }
 
     /// Extends the lease of a callback whose timeout is longer than the
-    /// default one that every claim's lease covers.
-    async fn cover(&self, claimed: &Claimed, callback: &Callback) -> Result<()> {
+    /// default one that every claim's lease covers; returns when the lease
+    /// ends.
+    async fn cover(&self, claimed: &Claimed, callback: &Callback) -> Result<u64> {
         let timeout = callback.timeout_ms.unwrap_or(self.config.timeout_ms);
         if timeout <= self.config.timeout_ms {
-            return Ok(());
+            return Ok(claimed.lease_until);
         }
         let needed = self.clock.now_ms() + timeout + LEASE_MARGIN_MS;
-        if needed > claimed.lease_until {
-            self.store
+        if needed > claimed.lease_until
+            && self
+                .store
                 .deliveries()
                 .extend_lease(&self.owner, &claimed.delivery, needed)
-                .await?;
+                .await?
+        {
+            return Ok(needed);
         }
-        Ok(())
+        Ok(claimed.lease_until)
     }
 }

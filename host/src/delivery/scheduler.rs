@@ -63,6 +63,17 @@ impl Slots {
         *self.by_tenant.entry(tenant.to_string()).or_insert(0) += 1;
     }
 
+    /// Whether `tenant` may keep a slot it is done with for its next
+    /// delivery: only while it holds no more than its share among the
+    /// tenants holding slots, so that a tenant that took many slots alone
+    /// gives them back as others come.
+    pub(super) fn may_keep(&self, tenant: &str) -> bool {
+        let share = self.global.div_ceil(self.by_tenant.len().max(1));
+        self.by_tenant
+            .get(tenant)
+            .is_some_and(|held| *held <= share)
+    }
+
     /// A slot given back.
     pub(super) fn give_back(&mut self, tenant: &str) {
         self.in_flight = self.in_flight.saturating_sub(1);
@@ -129,5 +140,22 @@ mod tests {
         }
         assert_eq!(slots.in_flight(), 0);
         assert!(slots.by_tenant.is_empty(), "idle tenants are forgotten");
+    }
+
+    #[test]
+    fn only_a_tenant_within_its_share_keeps_a_slot() {
+        let mut slots = Slots::new(8);
+        fill(&mut slots, "a", 6);
+        assert!(slots.may_keep("a"), "alone, a may hold all but the reserve");
+        fill(&mut slots, "b", 1);
+        // Shares are now 8 / 2: a gives back what it is done with until
+        // it holds four.
+        assert!(!slots.may_keep("a"));
+        assert!(slots.may_keep("b"));
+        for _ in 0..2 {
+            slots.give_back("a");
+        }
+        assert!(slots.may_keep("a"));
+        assert!(!slots.may_keep("c"), "a tenant without a slot keeps none");
     }
 }

@@ -134,6 +134,30 @@ pub struct Claimed {
     pub lease_until: u64,
 }
 
+/// A completion's request to keep its slot: the same callback's next due
+/// delivery, leased to the same owner as the attempt is recorded. The
+/// callback's count of leases stays as it was, one ending as one starts,
+/// so the handover needs no turn among the claims, and the slot skips the
+/// round trip through the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct Handover {
+    /// The time now, in ms since the epoch: deliveries due by then qualify.
+    pub now: u64,
+    /// How long the new lease lasts, in ms.
+    pub lease_ms: u64,
+}
+
+/// What recording an attempt did.
+#[derive(Debug)]
+pub struct Completed {
+    /// Whether the owner still held the lease: only then is the delivery's
+    /// new state stored.
+    pub held: bool,
+    /// The delivery handed over, if a [`Handover`] was asked for, the lease
+    /// was held, and the callback had one due.
+    pub next: Option<Claimed>,
+}
+
 /// The answer to claiming one delivery for a manual retry.
 #[derive(Debug)]
 pub enum ClaimOne {
@@ -304,13 +328,19 @@ pub trait DeliveryRepo: Send + Sync {
     async fn extend_lease(&self, owner: &str, delivery: &Delivery, until: u64)
     -> StoreResult<bool>;
     /// Records an attempt: the activation always, the delivery's new state
-    /// only if `owner` still holds its lease (returns false if not), and
-    /// the lease ends. A pending delivery is due again at its
-    /// `next_attempt_at`. The attempt is counted into its callback's hour
-    /// (see [`HourCount`]) with the delivery's new state. The backend may
-    /// write it behind: a crash before then means the delivery is
-    /// attempted again.
-    async fn complete(&self, owner: &str, write: DeliveryWrite) -> StoreResult<bool>;
+    /// only if `owner` still holds its lease, and the lease ends. A pending
+    /// delivery is due again at its `next_attempt_at`. The attempt is
+    /// counted into its callback's hour (see [`HourCount`]) with the
+    /// delivery's new state. With a `handover`, the lease passes in the
+    /// same step to the callback's earliest due delivery that no one holds.
+    /// The backend may write it behind: a crash before then means the
+    /// delivery is attempted again.
+    async fn complete(
+        &self,
+        owner: &str,
+        write: DeliveryWrite,
+        handover: Option<Handover>,
+    ) -> StoreResult<Completed>;
     /// Gives leases back unattempted, as at shutdown.
     async fn release(&self, owner: &str, deliveries: &[Delivery]) -> StoreResult<()>;
     /// The first moment after `after` when a delivery falls due or a lease

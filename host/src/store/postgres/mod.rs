@@ -26,9 +26,9 @@ use sqlx::{Executor, Row};
 
 use self::writer::Writer;
 use super::{
-    ActivationQuery, Backend, CallbackRepo, Change, Changes, Claim, ClaimOne, Claimed,
-    DeliveryFilter, DeliveryRepo, DeliveryWrite, EventRepo, EventWrite, PageFrom, PluginRepo,
-    StoreError, StoreResult, TenantRepo,
+    ActivationQuery, Backend, CallbackRepo, Change, Changes, Claim, ClaimOne, Claimed, Completed,
+    DeliveryFilter, DeliveryRepo, DeliveryWrite, EventRepo, EventWrite, Handover, PageFrom,
+    PluginRepo, StoreError, StoreResult, TenantRepo,
 };
 use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, HourCount,
@@ -301,7 +301,7 @@ pub(super) fn decode<T: DeserializeOwned>(what: &str, text: &str) -> StoreResult
     })
 }
 
-fn record<T: DeserializeOwned>(row: &PgRow) -> StoreResult<T> {
+pub(super) fn record<T: DeserializeOwned>(row: &PgRow) -> StoreResult<T> {
     let text: String = row.try_get("record").map_err(db)?;
     decode("record", &text)
 }
@@ -1008,10 +1008,18 @@ impl DeliveryRepo for PgStore {
             > 0)
     }
 
-    async fn complete(&self, owner: &str, write: DeliveryWrite) -> StoreResult<bool> {
+    async fn complete(
+        &self,
+        owner: &str,
+        write: DeliveryWrite,
+        handover: Option<Handover>,
+    ) -> StoreResult<Completed> {
         let finished = write.0.status != DeliveryStatus::Pending;
-        let held = self.writer.complete(owner, write).await?;
-        if held && finished {
+        let mut completed = self.writer.complete(owner, write, handover).await?;
+        if let Some(next) = &mut completed.next {
+            next.event = self.recalled(&next.delivery.tenant_id, &next.delivery.event_id);
+        }
+        if completed.held && finished {
             // Another node may have accepted it: the count is this node's
             // estimate until the next recount, and never below zero.
             let _ = self
@@ -1020,7 +1028,7 @@ impl DeliveryRepo for PgStore {
                     Some(n.saturating_sub(1))
                 });
         }
-        Ok(held)
+        Ok(completed)
     }
 
     async fn release(&self, owner: &str, deliveries: &[Delivery]) -> StoreResult<()> {

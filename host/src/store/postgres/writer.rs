@@ -10,6 +10,11 @@
 //!
 //! Batching is what makes intake fast: one commit, and one disk flush, for
 //! every event that arrived while the last one was being made.
+//!
+//! A completion may hand its lease over (see `store::Handover`): the same
+//! transaction leases the callback's next due delivery to the same owner,
+//! so that one busy callback's slots go from attempt to attempt without a
+//! claim between them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,22 +23,28 @@ use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{db, decode, encode, notify};
-use crate::model::{Activation, EventRecord, HourCount};
-use crate::store::{Change, Changes, DeliveryWrite, EventWrite, StoreError, StoreResult};
+use super::{db, decode, encode, notify, record};
+use crate::model::{Activation, Delivery, EventRecord, HourCount};
+use crate::store::{
+    Change, Changes, Claimed, Completed, DeliveryWrite, EventWrite, Handover, StoreError,
+    StoreResult,
+};
 
 /// Writes taken at once by one transaction, at most.
 const BATCH: usize = 512;
 
 type EventReply = oneshot::Sender<StoreResult<Option<EventRecord>>>;
 
+/// An attempt to record, as `DeliveryRepo::complete` takes it.
+struct Completion {
+    owner: String,
+    write: DeliveryWrite,
+    handover: Option<Handover>,
+}
+
 enum Job {
     Event(Box<EventWrite>, Option<EventReply>),
-    Complete(
-        String,
-        Box<DeliveryWrite>,
-        oneshot::Sender<StoreResult<bool>>,
-    ),
+    Complete(Box<Completion>, oneshot::Sender<StoreResult<Completed>>),
     /// Answered once everything queued before it is written.
     Flush(oneshot::Sender<()>),
 }
@@ -100,11 +111,22 @@ impl Writer {
         let _ = done.wait_for(|done| *done >= target).await;
     }
 
-    /// Records an attempt as `owner`; true if it still held the lease.
-    pub(super) async fn complete(&self, owner: &str, write: DeliveryWrite) -> StoreResult<bool> {
+    /// Records an attempt as `owner`; see `DeliveryRepo::complete`. A
+    /// delivery handed over comes without its event.
+    pub(super) async fn complete(
+        &self,
+        owner: &str,
+        write: DeliveryWrite,
+        handover: Option<Handover>,
+    ) -> StoreResult<Completed> {
         let (reply, answer) = oneshot::channel();
+        let completion = Completion {
+            owner: owner.to_string(),
+            write,
+            handover,
+        };
         self.behind
-            .send(Job::Complete(owner.to_string(), Box::new(write), reply))
+            .send(Job::Complete(Box::new(completion), reply))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -161,15 +183,12 @@ impl Lane {
         for job in batch {
             match job {
                 Job::Event(write, reply) => events.push((*write, reply)),
-                Job::Complete(owner, write, reply) => completions.push((owner, *write, reply)),
+                Job::Complete(completion, reply) => completions.push((*completion, reply)),
                 Job::Flush(done) => flushes.push(done),
             }
         }
         let writes: Vec<&EventWrite> = events.iter().map(|(w, _)| w).collect();
-        let finished: Vec<(&str, &DeliveryWrite)> = completions
-            .iter()
-            .map(|(o, w, _)| (o.as_str(), w))
-            .collect();
+        let finished: Vec<&Completion> = completions.iter().map(|(c, _)| c).collect();
         let outcome = if writes.is_empty() && finished.is_empty() {
             Ok((Vec::new(), Vec::new(), false))
         } else {
@@ -179,7 +198,7 @@ impl Lane {
             let _ = done.send(());
         }
         match outcome {
-            Ok((answers, held, due)) => {
+            Ok((answers, completed, due)) => {
                 if due {
                     self.changes.publish(&Change::DeliveriesDue);
                 }
@@ -188,8 +207,8 @@ impl Lane {
                         let _ = reply.send(Ok(answer));
                     }
                 }
-                for ((_, _, reply), held) in completions.into_iter().zip(held) {
-                    let _ = reply.send(Ok(held));
+                for ((_, reply), completed) in completions.into_iter().zip(completed) {
+                    let _ = reply.send(Ok(completed));
                 }
             }
             Err(err) => {
@@ -208,7 +227,7 @@ impl Lane {
                         let _ = reply.send(Err(failure()));
                     }
                 }
-                for (_, _, reply) in completions {
+                for (_, reply) in completions {
                     let _ = reply.send(Err(failure()));
                 }
             }
@@ -216,28 +235,35 @@ impl Lane {
     }
 
     /// Returns each event's answer (the existing record for a repeated
-    /// client id), whether each completion held its lease, and whether
-    /// deliveries fell due.
+    /// client id), what each completion did, and whether deliveries fell
+    /// due.
     async fn transaction(
         &self,
         events: &[&EventWrite],
-        completions: &[(&str, &DeliveryWrite)],
+        completions: &[&Completion],
         durable: bool,
-    ) -> StoreResult<(Vec<Option<EventRecord>>, Vec<bool>, bool)> {
+    ) -> StoreResult<(Vec<Option<EventRecord>>, Vec<Completed>, bool)> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         if !durable {
-            sqlx::query("SET LOCAL synchronous_commit TO OFF")
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            // A handover finds rows as the claim does, by `ctid`: only
+            // nested loops keep that a lookup (see `CLAIM`).
+            sqlx::query(
+                "SELECT set_config('synchronous_commit', 'off', true), \
+                 set_config('enable_hashjoin', 'off', true), \
+                 set_config('enable_mergejoin', 'off', true)",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         }
         let (answers, due) = insert_events(&mut tx, events).await?;
         let held = complete(&mut tx, completions).await?;
+        let completed = hand_over(&mut tx, completions, held).await?;
         if due {
             notify(&mut *tx, &self.origin, &Change::DeliveriesDue).await?;
         }
         tx.commit().await.map_err(db)?;
-        Ok((answers, held, due))
+        Ok((answers, completed, due))
     }
 }
 
@@ -361,14 +387,11 @@ async fn insert_events(
 
 /// Records attempts: each delivery's new state where its owner still holds
 /// the lease, and every activation.
-async fn complete(
-    tx: &mut PgConnection,
-    completions: &[(&str, &DeliveryWrite)],
-) -> StoreResult<Vec<bool>> {
+async fn complete(tx: &mut PgConnection, completions: &[&Completion]) -> StoreResult<Vec<bool>> {
     if completions.is_empty() {
         return Ok(Vec::new());
     }
-    let deliveries: Vec<_> = completions.iter().map(|(_, (d, _))| d).collect();
+    let deliveries: Vec<&Delivery> = completions.iter().map(|c| &c.write.0).collect();
     let applied: Vec<(String, String, String)> = sqlx::query(
         "UPDATE deliveries d SET status = u.status, due_at = u.due_at, record = u.record, \
              lease_owner = NULL, lease_until = NULL \
@@ -400,7 +423,7 @@ async fn complete(
     .bind(
         completions
             .iter()
-            .map(|(owner, _)| *owner)
+            .map(|c| c.owner.as_str())
             .collect::<Vec<_>>(),
     )
     .fetch_all(&mut *tx)
@@ -412,24 +435,125 @@ async fn complete(
     .map_err(db)?;
     let activations: Vec<&Activation> = completions
         .iter()
-        .filter_map(|(_, (_, activation))| activation.as_ref())
+        .filter_map(|c| c.write.1.as_ref())
         .collect();
     insert_activations(tx, &activations).await?;
     // A row is updated once however many completions name it: only the
     // owner whose completion applied held the lease.
     let held: Vec<bool> = completions
         .iter()
-        .map(|(owner, (d, _))| {
-            applied.contains(&(d.tenant_id.clone(), d.id.clone(), owner.to_string()))
+        .map(|c| {
+            let d = &c.write.0;
+            applied.contains(&(d.tenant_id.clone(), d.id.clone(), c.owner.clone()))
         })
         .collect();
     let counted = completions
         .iter()
         .zip(&held)
         .filter(|(_, held)| **held)
-        .filter_map(|((_, (_, activation)), _)| activation.as_ref());
+        .filter_map(|(c, _)| c.write.1.as_ref());
     count_hours(tx, counted).await?;
     Ok(held)
+}
+
+/// Leases to each completion that asks for a handover, and held its lease,
+/// its callback's earliest due delivery that no one holds. The k-th
+/// completion of a callback is matched with the callback's k-th due
+/// delivery before the rows are locked, so no row goes to two of them; a
+/// row another statement holds is skipped, and its completion gets none.
+const HAND_OVER: &str = "
+WITH wanted AS (
+    SELECT w.callback_id, w.owner, w.until, w.ord,
+           row_number() OVER (PARTITION BY w.callback_id ORDER BY w.ord) AS n
+    FROM UNNEST($1::text[], $2::text[], $3::int8[])
+        WITH ORDINALITY AS w(callback_id, owner, until, ord)
+), counts AS (
+    SELECT callback_id, count(*) AS k FROM wanted GROUP BY callback_id
+), candidates AS (
+    SELECT c.tid, c.callback_id,
+           row_number() OVER (PARTITION BY c.callback_id ORDER BY c.due_at) AS n
+    FROM counts w CROSS JOIN LATERAL (
+        SELECT d.ctid AS tid, d.callback_id, d.due_at FROM deliveries d
+        WHERE d.callback_id = w.callback_id AND d.status = 'pending'
+          AND d.due_at <= $4 AND (d.lease_until IS NULL OR d.lease_until <= $4)
+        ORDER BY d.due_at LIMIT w.k
+    ) c
+), picked AS (
+    SELECT l.tid, w.owner, w.until, w.ord
+    FROM candidates c JOIN wanted w ON w.callback_id = c.callback_id AND w.n = c.n
+    CROSS JOIN LATERAL (
+        SELECT d.ctid AS tid FROM deliveries d
+        WHERE d.ctid = c.tid
+          AND d.status = 'pending' AND d.due_at <= $4
+          AND (d.lease_until IS NULL OR d.lease_until <= $4)
+        FOR UPDATE SKIP LOCKED
+    ) l
+)
+UPDATE deliveries d SET lease_owner = picked.owner, lease_until = picked.until
+FROM picked WHERE d.ctid = picked.tid
+RETURNING d.record, d.lease_until, picked.ord";
+
+/// What each completion did: whether it held its lease, and the delivery
+/// handed over to it, if any (see `HAND_OVER`).
+async fn hand_over(
+    tx: &mut PgConnection,
+    completions: &[&Completion],
+    held: Vec<bool>,
+) -> StoreResult<Vec<Completed>> {
+    let mut completed: Vec<Completed> = held
+        .into_iter()
+        .map(|held| Completed { held, next: None })
+        .collect();
+    let wanted: Vec<(usize, &Completion, Handover)> = completions
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| completed[*i].held)
+        .filter_map(|(i, c)| Some((i, *c, c.handover?)))
+        .collect();
+    let Some(now) = wanted.iter().map(|(_, _, h)| h.now).min() else {
+        return Ok(completed);
+    };
+    let rows = sqlx::query(HAND_OVER)
+        .bind(
+            wanted
+                .iter()
+                .map(|(_, c, _)| c.write.0.callback_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            wanted
+                .iter()
+                .map(|(_, c, _)| c.owner.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            wanted
+                .iter()
+                .map(|(_, _, h)| (h.now + h.lease_ms) as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(now as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+    for row in &rows {
+        let ord: i64 = row.try_get("ord").map_err(db)?;
+        let lease_until: i64 = row.try_get("lease_until").map_err(db)?;
+        let delivery = match record(row) {
+            Ok(delivery) => delivery,
+            Err(err) => {
+                tracing::error!("skipping a delivery that cannot be read: {err}");
+                continue;
+            }
+        };
+        let (at, _, _) = wanted[ord as usize - 1];
+        completed[at].next = Some(Claimed {
+            delivery,
+            event: None,
+            lease_until: lease_until as u64,
+        });
+    }
+    Ok(completed)
 }
 
 /// Adds attempts to their callbacks' hours, one row per callback and hour

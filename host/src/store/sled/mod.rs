@@ -20,9 +20,9 @@ use self::queue::{One, Queue};
 use self::trees::Trees;
 use self::writer::Pool;
 use super::{
-    ActivationQuery, Backend, CallbackRepo, Change, Changes, Claim, ClaimOne, Claimed,
-    DeliveryFilter, DeliveryRepo, DeliveryWrite, EventRepo, EventWrite, PluginRepo, StoreResult,
-    TenantRepo,
+    ActivationQuery, Backend, CallbackRepo, Change, Changes, Claim, ClaimOne, Claimed, Completed,
+    DeliveryFilter, DeliveryRepo, DeliveryWrite, EventRepo, EventWrite, Handover, PluginRepo,
+    StoreResult, TenantRepo,
 };
 use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, HourCount,
@@ -405,8 +405,13 @@ impl DeliveryRepo for SledStore {
         Ok(self.queue().extend(owner, delivery, until))
     }
 
-    async fn complete(&self, owner: &str, (delivery, attempt): DeliveryWrite) -> StoreResult<bool> {
-        let held = self.queue().complete(owner, &delivery);
+    async fn complete(
+        &self,
+        owner: &str,
+        (delivery, attempt): DeliveryWrite,
+        handover: Option<Handover>,
+    ) -> StoreResult<Completed> {
+        let (held, next) = self.queue().complete(owner, &delivery, handover);
         if held {
             // Written behind, in order: reads wait for it, and a crash
             // before it lands leaves the delivery pending, to be sent again.
@@ -420,7 +425,7 @@ impl DeliveryRepo for SledStore {
                 t.insert_activation(&attempt)
             });
         }
-        Ok(held)
+        Ok(Completed { held, next })
     }
 
     async fn release(&self, owner: &str, deliveries: &[Delivery]) -> StoreResult<()> {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::model::{Delivery, DeliveryStatus, EventRecord};
-use crate::store::{Claim, Claimed};
+use crate::store::{Claim, Claimed, Handover};
 
 /// A delivery's place in the queue: `tenant/id`.
 type Key = String;
@@ -176,7 +176,7 @@ impl Queue {
                     return taken;
                 }
                 if let Some(key) = self.next_for(tenant, claim) {
-                    taken.push(self.lease(&key, claim));
+                    taken.push(self.lease(&key, claim.owner, claim.now + claim.lease_ms));
                 }
             }
             if taken.len() == before {
@@ -199,12 +199,11 @@ impl Queue {
             .map(|(_, key)| key.clone())
     }
 
-    fn lease(&mut self, key: &Key, claim: &Claim<'_>) -> Claimed {
+    fn lease(&mut self, key: &Key, owner: &str, until: u64) -> Claimed {
         self.unlist(key);
-        let until = claim.now + claim.lease_ms;
         let entry = self.entries.get_mut(key).expect("claimed entries exist");
         entry.lease = Some(Lease {
-            owner: claim.owner.to_string(),
+            owner: owner.to_string(),
             until,
         });
         let claimed = Claimed {
@@ -265,30 +264,54 @@ impl Queue {
     }
 
     /// Ends `owner`'s lease with the delivery's new state; false (and
-    /// nothing changes) if the lease is not `owner`'s any more.
-    pub(super) fn complete(&mut self, owner: &str, updated: &Delivery) -> bool {
+    /// nothing changes) if the lease is not `owner`'s any more. With a
+    /// `handover`, a lease still live passes to the callback's earliest due
+    /// delivery, which is returned.
+    pub(super) fn complete(
+        &mut self,
+        owner: &str,
+        updated: &Delivery,
+        handover: Option<Handover>,
+    ) -> (bool, Option<Claimed>) {
         let key = key(updated);
         if let Some(lease) = self.manual.get(&key) {
             if lease.owner != owner {
-                return false;
+                return (false, None);
             }
             self.manual.remove(&key);
-            return true;
+            return (true, None);
         }
-        let holds = self
+        let Some(lease) = self
             .entries
             .get(&key)
-            .and_then(|e| e.lease.as_ref())
-            .is_some_and(|lease| lease.owner == owner);
-        if !holds {
-            return false;
-        }
+            .and_then(|e| e.lease.clone())
+            .filter(|lease| lease.owner == owner)
+        else {
+            return (false, None);
+        };
+        // Only a lease still counted among the callback's may pass on: an
+        // expired one's slot was given back to the claims already.
+        let live = self.leases.contains(&(lease.until, key.clone()));
         self.unlist(&key);
         let entry = self.entries.remove(&key).expect("held entries exist");
         if updated.status == DeliveryStatus::Pending {
             self.add(updated.clone(), entry.event);
         }
-        true
+        let next = handover
+            .filter(|handover| live && lease.until > handover.now)
+            .and_then(|handover| {
+                let at = handover.now;
+                let next = self
+                    .due
+                    .get(&updated.tenant_id)?
+                    .get(&updated.callback_id)?
+                    .first()
+                    .filter(|(due, _)| *due <= at)?
+                    .1
+                    .clone();
+                Some(self.lease(&next, owner, at + handover.lease_ms))
+            });
+        (true, next)
     }
 
     /// Gives `owner`'s leases on these deliveries back, unattempted.
@@ -401,10 +424,10 @@ mod tests {
         let mut done = again[0].delivery.clone();
         done.status = DeliveryStatus::Succeeded;
         assert!(
-            !q.complete("ghost", &done),
+            !q.complete("ghost", &done, None).0,
             "the vanished owner may not complete"
         );
-        assert!(q.complete("n2", &done));
+        assert!(q.complete("n2", &done, None).0);
         assert_eq!(q.len(), 0);
     }
 
@@ -417,7 +440,7 @@ mod tests {
         retry.next_attempt_at = Some(5_000);
         // The lease ended while the attempt ran; no one claimed it since.
         assert!(q.claim(&claim("other", 1_500, 0)).is_empty());
-        assert!(q.complete("slow", &retry));
+        assert!(q.complete("slow", &retry, None).0);
         assert!(q.claim(&claim("other", 4_999, 1)).is_empty(), "due later");
         assert_eq!(ids(&q.claim(&claim("other", 5_000, 1))), ["d"]);
     }
@@ -446,12 +469,73 @@ mod tests {
         let key = key(&done);
         assert!(matches!(q.claim_one("n1", &key, 0, 100), One::Claimed));
         assert!(matches!(q.claim_one("n2", &key, 50, 100), One::Leased));
-        assert!(q.complete("n1", &done));
+        assert!(q.complete("n1", &done, None).0);
         assert!(matches!(q.claim_one("n2", &key, 60, 100), One::Claimed));
         q.add(delivery("a", "a1", "p", 0), None);
         assert!(matches!(
             q.claim_one("n2", &"a/p".to_string(), 60, 100),
             One::Pending
         ));
+    }
+
+    #[test]
+    fn a_live_lease_passes_to_the_callbacks_next_due_delivery() {
+        let mut q = Queue::default();
+        for (id, due) in [("d0", 0), ("d1", 5), ("d2", 10), ("later", 900)] {
+            q.add(delivery("a", "a1", id, due), None);
+        }
+        q.add(delivery("a", "other", "o0", 0), None);
+        let first = q.claim(&Claim {
+            limit: 1,
+            ..claim("n1", 20, 1)
+        });
+        assert_eq!(ids(&first), ["d0"]);
+        let mut done = first[0].delivery.clone();
+        done.status = DeliveryStatus::Succeeded;
+        let handover = Handover {
+            now: 30,
+            lease_ms: 1_000,
+        };
+        let (held, next) = q.complete("n1", &done, Some(handover));
+        assert!(held);
+        let next = next.expect("the callback had a delivery due");
+        assert_eq!(
+            (next.delivery.id.as_str(), next.lease_until),
+            ("d1", 1_030),
+            "its earliest due, never another callback's"
+        );
+        // d1 holds one of a1's two slots, as d0 did: one more fits.
+        assert_eq!(ids(&q.claim(&claim("n2", 30, 5))), ["o0", "d2"]);
+        assert!(q.claim(&claim("n2", 30, 5)).is_empty());
+
+        // Nothing due: the slot goes back.
+        let mut done = next.delivery;
+        done.status = DeliveryStatus::Succeeded;
+        let (held, next) = q.complete("n1", &done, Some(handover));
+        assert!(held && next.is_none(), "`later` is not due yet");
+    }
+
+    #[test]
+    fn an_expired_lease_is_not_passed_on() {
+        let mut q = Queue::default();
+        q.add(delivery("a", "a1", "d0", 0), None);
+        q.add(delivery("a", "a1", "d1", 0), None);
+        let first = q.claim(&Claim {
+            limit: 1,
+            ..claim("slow", 0, 1)
+        });
+        // A claim after the lease ended gave its slot back, though it took
+        // nothing; the late owner's clock still says the lease is live.
+        assert!(q.claim(&claim("n2", 1_500, 0)).is_empty());
+        let mut done = first[0].delivery.clone();
+        done.status = DeliveryStatus::Succeeded;
+        let handover = Handover {
+            now: 900,
+            lease_ms: 1_000,
+        };
+        let (held, next) = q.complete("slow", &done, Some(handover));
+        assert!(held, "no one took it over");
+        assert!(next.is_none(), "an expired lease handed over a slot");
+        assert_eq!(ids(&q.claim(&claim("n2", 1_500, 5))), ["d1"]);
     }
 }
