@@ -106,7 +106,12 @@ impl PgStore {
                 .map_err(|e| ConnectError::Connect(e.to_string()))?;
         let pending = Arc::new(AtomicUsize::new(counted as usize));
         let store = PgStore {
-            writer: Writer::start(pool.clone(), changes.clone(), origin.clone()),
+            writer: Writer::start(
+                pool.clone(),
+                behind_pool(url).await?,
+                changes.clone(),
+                origin.clone(),
+            ),
             pool: pool.clone(),
             changes: changes.clone(),
             origin: origin.clone(),
@@ -192,15 +197,33 @@ impl PgStore {
     }
 }
 
+/// Connections for everything but the writer's behind lane.
 async fn pool(url: &str) -> Result<PgPool, ConnectError> {
+    connect(url, POOL_SIZE, &[]).await
+}
+
+/// The behind lane's connection (see `writer`). It never waits for the
+/// disk: what it writes, a crash may lose. And it finds rows by `ctid`, as
+/// the claim does, which only nested loops keep a lookup.
+async fn behind_pool(url: &str) -> Result<PgPool, ConnectError> {
+    let settings = [
+        ("synchronous_commit", "off"),
+        ("enable_hashjoin", "off"),
+        ("enable_mergejoin", "off"),
+    ];
+    connect(url, 1, &settings).await
+}
+
+async fn connect(url: &str, size: u32, settings: &[(&str, &str)]) -> Result<PgPool, ConnectError> {
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| ConnectError::Connect(e.to_string()))?
         // Every statement here touches a few rows through an index; JIT
         // compiling one costs more than running it, and the planner's
         // estimates of a queue table, which churns, often ask for it.
-        .options([("jit", "off")]);
+        .options([("jit", "off")])
+        .options(settings.iter().copied());
     PgPoolOptions::new()
-        .max_connections(POOL_SIZE)
+        .max_connections(size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await

@@ -6,17 +6,17 @@
 //!   commit is on disk (`synchronous_commit` as the server has it);
 //! - **behind**: gate history and attempt results, which a crash may lose
 //!   (the delivery is then attempted again), committed without waiting for
-//!   the disk.
+//!   the disk, on connections of its own that are set up for it.
 //!
 //! Batching is what makes intake fast: one commit, and one disk flush, for
 //! every event that arrived while the last one was being made.
 //!
-//! A completion may hand its lease over (see `store::Handover`): the same
-//! transaction leases the callback's next due delivery to the same owner,
-//! so that one busy callback's slots go from attempt to attempt without a
-//! claim between them.
+//! Attempt results are on the way of a busy callback's next attempt, so a
+//! batch of them is one statement (`COMPLETE`), and one round trip, with no
+//! transaction block around it: every delivery's new state, the attempts'
+//! history and hour counts, and the handovers (see `store::Handover`),
+//! which lease each callback's next due delivery to the same owner.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::postgres::PgPool;
@@ -60,17 +60,24 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(pool: PgPool, changes: Changes, origin: String) -> Self {
+    /// Starts both lanes: the durable one on `pool`, the behind one on
+    /// `behind_pool`, whose sessions do not wait for the disk.
+    pub(super) fn start(
+        pool: PgPool,
+        behind_pool: PgPool,
+        changes: Changes,
+        origin: String,
+    ) -> Self {
         let (durable, durable_rx) = mpsc::unbounded_channel();
         let (behind, behind_rx) = mpsc::unbounded_channel();
         let (done_tx, done) = watch::channel(0);
-        let lane = Arc::new(Lane {
+        let lane = |pool| Lane {
             pool,
-            changes,
-            origin,
-        });
-        tokio::spawn(lane.clone().run(durable_rx, true, None));
-        tokio::spawn(lane.run(behind_rx, false, Some(done_tx)));
+            changes: changes.clone(),
+            origin: origin.clone(),
+        };
+        tokio::spawn(lane(pool).run(durable_rx, None));
+        tokio::spawn(lane(behind_pool).run(behind_rx, Some(done_tx)));
         Writer {
             durable,
             behind,
@@ -149,12 +156,7 @@ struct Lane {
 }
 
 impl Lane {
-    async fn run(
-        self: Arc<Self>,
-        mut queue: mpsc::UnboundedReceiver<Job>,
-        durable: bool,
-        done: Option<watch::Sender<u64>>,
-    ) {
+    async fn run(self, mut queue: mpsc::UnboundedReceiver<Job>, done: Option<watch::Sender<u64>>) {
         while let Some(first) = queue.recv().await {
             let mut batch = vec![first];
             while batch.len() < BATCH {
@@ -167,7 +169,7 @@ impl Lane {
                 .iter()
                 .filter(|job| matches!(job, Job::Event(_, None)))
                 .count() as u64;
-            self.commit(batch, durable).await;
+            self.commit(batch).await;
             if let Some(done) = &done {
                 done.send_modify(|n| *n += history);
             }
@@ -176,7 +178,7 @@ impl Lane {
 
     /// One transaction for the whole batch; everyone waiting hears how it
     /// went.
-    async fn commit(&self, batch: Vec<Job>, durable: bool) {
+    async fn commit(&self, batch: Vec<Job>) {
         let mut events = Vec::new();
         let mut completions = Vec::new();
         let mut flushes = Vec::new();
@@ -192,7 +194,7 @@ impl Lane {
         let outcome = if writes.is_empty() && finished.is_empty() {
             Ok((Vec::new(), Vec::new(), false))
         } else {
-            self.transaction(&writes, &finished, durable).await
+            self.transaction(&writes, &finished).await
         };
         for done in flushes {
             let _ = done.send(());
@@ -241,24 +243,16 @@ impl Lane {
         &self,
         events: &[&EventWrite],
         completions: &[&Completion],
-        durable: bool,
     ) -> StoreResult<(Vec<Option<EventRecord>>, Vec<Completed>, bool)> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        if !durable {
-            // A handover finds rows as the claim does, by `ctid`: only
-            // nested loops keep that a lookup (see `CLAIM`).
-            sqlx::query(
-                "SELECT set_config('synchronous_commit', 'off', true), \
-                 set_config('enable_hashjoin', 'off', true), \
-                 set_config('enable_mergejoin', 'off', true)",
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        if events.is_empty() {
+            // One statement is atomic on its own.
+            let mut conn = self.pool.acquire().await.map_err(db)?;
+            let completed = complete(&mut conn, completions).await?;
+            return Ok((Vec::new(), completed, false));
         }
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let (answers, due) = insert_events(&mut tx, events).await?;
-        let held = complete(&mut tx, completions).await?;
-        let completed = hand_over(&mut tx, completions, held).await?;
+        let completed = complete(&mut tx, completions).await?;
         if due {
             notify(&mut *tx, &self.origin, &Change::DeliveriesDue).await?;
         }
@@ -385,88 +379,56 @@ async fn insert_events(
     Ok((answers, !deliveries.is_empty()))
 }
 
-/// Records attempts: each delivery's new state where its owner still holds
-/// the lease, and every activation.
-async fn complete(tx: &mut PgConnection, completions: &[&Completion]) -> StoreResult<Vec<bool>> {
-    if completions.is_empty() {
-        return Ok(Vec::new());
-    }
-    let deliveries: Vec<&Delivery> = completions.iter().map(|c| &c.write.0).collect();
-    let applied: Vec<(String, String, String)> = sqlx::query(
-        "UPDATE deliveries d SET status = u.status, due_at = u.due_at, record = u.record, \
-             lease_owner = NULL, lease_until = NULL \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[]) \
-             AS u(tenant_id, id, status, due_at, record, owner) \
-         WHERE d.tenant_id = u.tenant_id AND d.id = u.id AND d.lease_owner = u.owner \
-         RETURNING d.tenant_id, d.id, u.owner",
-    )
-    .bind(
-        deliveries
-            .iter()
-            .map(|d| d.tenant_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
-    .bind(
-        deliveries
-            .iter()
-            .map(|d| d.status.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        deliveries
-            .iter()
-            .map(|d| d.next_attempt_at.map(|at| at as i64))
-            .collect::<Vec<_>>(),
-    )
-    .bind(deliveries.iter().map(|d| encode(*d)).collect::<Vec<_>>())
-    .bind(
-        completions
-            .iter()
-            .map(|c| c.owner.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db)?
-    .iter()
-    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
-    .collect::<Result<_, sqlx::Error>>()
-    .map_err(db)?;
-    let activations: Vec<&Activation> = completions
-        .iter()
-        .filter_map(|c| c.write.1.as_ref())
-        .collect();
-    insert_activations(tx, &activations).await?;
-    // A row is updated once however many completions name it: only the
-    // owner whose completion applied held the lease.
-    let held: Vec<bool> = completions
-        .iter()
-        .map(|c| {
-            let d = &c.write.0;
-            applied.contains(&(d.tenant_id.clone(), d.id.clone(), c.owner.clone()))
-        })
-        .collect();
-    let counted = completions
-        .iter()
-        .zip(&held)
-        .filter(|(_, held)| **held)
-        .filter_map(|(c, _)| c.write.1.as_ref());
-    count_hours(tx, counted).await?;
-    Ok(held)
-}
-
-/// Leases to each completion that asks for a handover, and held its lease,
-/// its callback's earliest due delivery that no one holds. The k-th
-/// completion of a callback is matched with the callback's k-th due
-/// delivery before the rows are locked, so no row goes to two of them; a
-/// row another statement holds is skipped, and its completion gets none.
-const HAND_OVER: &str = "
-WITH wanted AS (
-    SELECT w.callback_id, w.owner, w.until, w.ord,
-           row_number() OVER (PARTITION BY w.callback_id ORDER BY w.ord) AS n
-    FROM UNNEST($1::text[], $2::text[], $3::int8[])
-        WITH ORDINALITY AS w(callback_id, owner, until, ord)
+/// Records a batch of attempts in one statement. Each delivery's new state
+/// is stored where its owner still holds the lease; every attempt's
+/// activation is stored; the attempts whose lease was held count into
+/// their callback's hour, one row per callback and hour, in key order so
+/// that concurrent batches lock those rows alike.
+///
+/// Then the handovers: each completion that held its lease and asks for
+/// one gets its callback's earliest due delivery that no one holds. The
+/// k-th such completion of a callback is matched with the callback's k-th
+/// due delivery before the rows are locked, so no row goes to two of them;
+/// a row another statement holds is skipped, and its completion gets none.
+/// Rows are found as the claim finds them, by `ctid` (see `CLAIM`), which
+/// the lane's sessions keep a lookup by turning hash and merge joins off.
+/// Every part reads the statement's one snapshot, where the deliveries
+/// being completed are still leased; they are left out of the candidates
+/// all the same, so that no row is changed twice.
+///
+/// Answers, for each completion that held its lease, its position (from
+/// 1) and the delivery handed over to it, if any.
+const COMPLETE: &str = "
+WITH input AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[],
+                         $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[],
+                         $11::int8[])
+        WITH ORDINALITY AS u(tenant_id, id, status, due_at, record, owner, callback_id,
+                             hour, succeeded, failed, until, ord)
+), done AS (
+    UPDATE deliveries d SET status = u.status, due_at = u.due_at, record = u.record,
+        lease_owner = NULL, lease_until = NULL
+    FROM input u
+    WHERE d.tenant_id = u.tenant_id AND d.id = u.id AND d.lease_owner = u.owner
+    RETURNING u.ord
+), history AS (
+    INSERT INTO activations (tenant_id, callback_id, id, at, record)
+    SELECT * FROM UNNEST($12::text[], $13::text[], $14::text[], $15::int8[], $16::text[])
+    ON CONFLICT DO NOTHING
+), hours AS (
+    INSERT INTO hour_counts (callback_id, hour, succeeded, failed)
+    SELECT u.callback_id, u.hour, sum(u.succeeded)::int8, sum(u.failed)::int8
+    FROM input u JOIN done ON done.ord = u.ord
+    WHERE u.hour IS NOT NULL
+    GROUP BY u.callback_id, u.hour ORDER BY u.callback_id, u.hour
+    ON CONFLICT (callback_id, hour) DO UPDATE SET
+        succeeded = hour_counts.succeeded + excluded.succeeded,
+        failed = hour_counts.failed + excluded.failed
+), wanted AS (
+    SELECT u.callback_id, u.owner, u.until, u.ord,
+           row_number() OVER (PARTITION BY u.callback_id ORDER BY u.ord) AS n
+    FROM input u JOIN done ON done.ord = u.ord
+    WHERE u.until IS NOT NULL
 ), counts AS (
     SELECT callback_id, count(*) AS k FROM wanted GROUP BY callback_id
 ), candidates AS (
@@ -475,7 +437,8 @@ WITH wanted AS (
     FROM counts w CROSS JOIN LATERAL (
         SELECT d.ctid AS tid, d.callback_id, d.due_at FROM deliveries d
         WHERE d.callback_id = w.callback_id AND d.status = 'pending'
-          AND d.due_at <= $4 AND (d.lease_until IS NULL OR d.lease_until <= $4)
+          AND d.due_at <= $17 AND (d.lease_until IS NULL OR d.lease_until <= $17)
+          AND NOT EXISTS (SELECT 1 FROM input i WHERE i.tenant_id = d.tenant_id AND i.id = d.id)
         ORDER BY d.due_at LIMIT w.k
     ) c
 ), picked AS (
@@ -484,110 +447,147 @@ WITH wanted AS (
     CROSS JOIN LATERAL (
         SELECT d.ctid AS tid FROM deliveries d
         WHERE d.ctid = c.tid
-          AND d.status = 'pending' AND d.due_at <= $4
-          AND (d.lease_until IS NULL OR d.lease_until <= $4)
+          AND d.status = 'pending' AND d.due_at <= $17
+          AND (d.lease_until IS NULL OR d.lease_until <= $17)
         FOR UPDATE SKIP LOCKED
     ) l
+), handed AS (
+    UPDATE deliveries d SET lease_owner = picked.owner, lease_until = picked.until
+    FROM picked WHERE d.ctid = picked.tid
+    RETURNING picked.ord, d.record, d.lease_until
 )
-UPDATE deliveries d SET lease_owner = picked.owner, lease_until = picked.until
-FROM picked WHERE d.ctid = picked.tid
-RETURNING d.record, d.lease_until, picked.ord";
+SELECT done.ord, handed.record, handed.lease_until
+FROM done LEFT JOIN handed ON handed.ord = done.ord";
 
-/// What each completion did: whether it held its lease, and the delivery
-/// handed over to it, if any (see `HAND_OVER`).
-async fn hand_over(
-    tx: &mut PgConnection,
+/// Records attempts, and hands leases over; see `COMPLETE`.
+async fn complete(
+    conn: &mut PgConnection,
     completions: &[&Completion],
-    held: Vec<bool>,
 ) -> StoreResult<Vec<Completed>> {
-    let mut completed: Vec<Completed> = held
-        .into_iter()
-        .map(|held| Completed { held, next: None })
-        .collect();
-    let wanted: Vec<(usize, &Completion, Handover)> = completions
+    if completions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let deliveries: Vec<&Delivery> = completions.iter().map(|c| &c.write.0).collect();
+    let hours: Vec<Option<HourCount>> = completions
         .iter()
-        .enumerate()
-        .filter(|(i, _)| completed[*i].held)
-        .filter_map(|(i, c)| Some((i, *c, c.handover?)))
+        .map(|c| c.write.1.as_ref().and_then(HourCount::of))
         .collect();
-    let Some(now) = wanted.iter().map(|(_, _, h)| h.now).min() else {
-        return Ok(completed);
-    };
-    let rows = sqlx::query(HAND_OVER)
+    let activations: Vec<&Activation> = completions
+        .iter()
+        .filter_map(|c| c.write.1.as_ref())
+        .collect();
+    let now = completions
+        .iter()
+        .filter_map(|c| c.handover.map(|h| h.now))
+        .min()
+        .unwrap_or(0);
+    let rows = sqlx::query(COMPLETE)
         .bind(
-            wanted
+            deliveries
                 .iter()
-                .map(|(_, c, _)| c.write.0.callback_id.as_str())
+                .map(|d| d.tenant_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.status.as_str())
                 .collect::<Vec<_>>(),
         )
         .bind(
-            wanted
+            deliveries
                 .iter()
-                .map(|(_, c, _)| c.owner.as_str())
+                .map(|d| d.next_attempt_at.map(|at| at as i64))
+                .collect::<Vec<_>>(),
+        )
+        .bind(deliveries.iter().map(|d| encode(*d)).collect::<Vec<_>>())
+        .bind(
+            completions
+                .iter()
+                .map(|c| c.owner.as_str())
                 .collect::<Vec<_>>(),
         )
         .bind(
-            wanted
+            deliveries
                 .iter()
-                .map(|(_, _, h)| (h.now + h.lease_ms) as i64)
+                .map(|d| d.callback_id.as_str())
                 .collect::<Vec<_>>(),
         )
+        .bind(
+            hours
+                .iter()
+                .map(|h| h.as_ref().map(|h| h.at as i64))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            hours
+                .iter()
+                .map(|h| h.as_ref().map_or(0, |h| h.succeeded as i64))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            hours
+                .iter()
+                .map(|h| h.as_ref().map_or(0, |h| h.failed as i64))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            completions
+                .iter()
+                .map(|c| c.handover.map(|h| (h.now + h.lease_ms) as i64))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            activations
+                .iter()
+                .map(|a| a.tenant_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            activations
+                .iter()
+                .map(|a| a.callback_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            activations
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(activations.iter().map(|a| a.at as i64).collect::<Vec<_>>())
+        .bind(activations.iter().map(|a| encode(*a)).collect::<Vec<_>>())
         .bind(now as i64)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
+    let mut completed: Vec<Completed> = completions
+        .iter()
+        .map(|_| Completed {
+            held: false,
+            next: None,
+        })
+        .collect();
     for row in &rows {
         let ord: i64 = row.try_get("ord").map_err(db)?;
-        let lease_until: i64 = row.try_get("lease_until").map_err(db)?;
-        let delivery = match record(row) {
-            Ok(delivery) => delivery,
-            Err(err) => {
-                tracing::error!("skipping a delivery that cannot be read: {err}");
-                continue;
-            }
+        let answer = &mut completed[ord as usize - 1];
+        answer.held = true;
+        let Some(lease_until) = row.try_get::<Option<i64>, _>("lease_until").map_err(db)? else {
+            continue;
         };
-        let (at, _, _) = wanted[ord as usize - 1];
-        completed[at].next = Some(Claimed {
-            delivery,
-            event: None,
-            lease_until: lease_until as u64,
-        });
+        match record(row) {
+            Ok(delivery) => {
+                answer.next = Some(Claimed {
+                    delivery,
+                    event: None,
+                    lease_until: lease_until as u64,
+                })
+            }
+            Err(err) => tracing::error!("skipping a delivery that cannot be read: {err}"),
+        }
     }
     Ok(completed)
-}
-
-/// Adds attempts to their callbacks' hours, one row per callback and hour
-/// however many attempts share it.
-async fn count_hours(
-    tx: &mut PgConnection,
-    attempts: impl Iterator<Item = &Activation>,
-) -> StoreResult<()> {
-    let counted = HourCount::tally(attempts.filter_map(|attempt| {
-        let add = HourCount::of(attempt)?;
-        Some(((attempt.callback_id.as_str(), add.at), add))
-    }));
-    if counted.is_empty() {
-        return Ok(());
-    }
-    let callbacks: Vec<&str> = counted.keys().map(|(callback, _)| *callback).collect();
-    let hours: Vec<i64> = counted.values().map(|c| c.at as i64).collect();
-    let succeeded: Vec<i64> = counted.values().map(|c| c.succeeded as i64).collect();
-    let failed: Vec<i64> = counted.values().map(|c| c.failed as i64).collect();
-    sqlx::query(
-        "INSERT INTO hour_counts (callback_id, hour, succeeded, failed) \
-         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[]) \
-         ON CONFLICT (callback_id, hour) DO UPDATE SET \
-             succeeded = hour_counts.succeeded + excluded.succeeded, \
-             failed = hour_counts.failed + excluded.failed",
-    )
-    .bind(callbacks)
-    .bind(hours)
-    .bind(succeeded)
-    .bind(failed)
-    .execute(&mut *tx)
-    .await
-    .map(drop)
-    .map_err(db)
 }
 
 async fn insert_activations(tx: &mut PgConnection, activations: &[&Activation]) -> StoreResult<()> {
