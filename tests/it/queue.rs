@@ -316,3 +316,21 @@ backend_test! {
         assert_eq!(callback_of(&last[0]), other.callback.id);
     }
 }
+
+backend_test! {
+    async fn an_ended_lease_hands_nothing_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = receiver(200).await;
+        let node = node(dir.path(), &sink).await;
+        node.emit(2).await;
+        let first = node.claim("slow", 1, 1).await;
+        assert_eq!(first.len(), 1);
+        // The attempt outlived its lease; no one took the delivery since,
+        // but a claim may have counted its slot free.
+        node.clock.advance(Duration::from_millis(15_001));
+        let (held, next) = node.finish("slow", &first[0]).await;
+        assert!(held, "no one took it over");
+        assert!(next.is_none(), "an ended lease was handed over");
+        assert_eq!(node.claim("n2", 10, 1).await.len(), 1, "the other is free");
+    }
+}

@@ -18,6 +18,7 @@
 //! which lease each callback's next due delivery to the same owner.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
@@ -40,6 +41,8 @@ struct Completion {
     owner: String,
     write: DeliveryWrite,
     handover: Option<Handover>,
+    /// When it was queued: a handover's `now` is older by the time since.
+    queued: Instant,
 }
 
 enum Job {
@@ -131,6 +134,7 @@ impl Writer {
             owner: owner.to_string(),
             write,
             handover,
+            queued: Instant::now(),
         };
         self.behind
             .send(Job::Complete(Box::new(completion), reply))
@@ -385,8 +389,10 @@ async fn insert_events(
 /// their callback's hour, one row per callback and hour, in key order so
 /// that concurrent batches lock those rows alike.
 ///
-/// Then the handovers: each completion that held its lease and asks for
-/// one gets its callback's earliest due delivery that no one holds. The
+/// Then the handovers: each completion that held a lease still live as the
+/// statement runs, and asks for one, gets its callback's earliest due
+/// delivery that no one holds. (An ended lease's slot may be counted free
+/// by a claim already.) The
 /// k-th such completion of a callback is matched with the callback's k-th
 /// due delivery before the rows are locked, so no row goes to two of them;
 /// a row another statement holds is skipped, and its completion gets none.
@@ -402,9 +408,9 @@ const COMPLETE: &str = "
 WITH input AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[],
                          $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[],
-                         $11::int8[])
+                         $11::int8[], $18::int8[])
         WITH ORDINALITY AS u(tenant_id, id, status, due_at, record, owner, callback_id,
-                             hour, succeeded, failed, until, ord)
+                             hour, succeeded, failed, until, live_at, ord)
 ), done AS (
     UPDATE deliveries d SET status = u.status, due_at = u.due_at, record = u.record,
         lease_owner = NULL, lease_until = NULL
@@ -428,7 +434,9 @@ WITH input AS (
     SELECT u.callback_id, u.owner, u.until, u.ord,
            row_number() OVER (PARTITION BY u.callback_id ORDER BY u.ord) AS n
     FROM input u JOIN done ON done.ord = u.ord
-    WHERE u.until IS NOT NULL
+    -- The snapshot still holds the lease as it was before `done`.
+    JOIN deliveries o ON o.tenant_id = u.tenant_id AND o.id = u.id
+    WHERE u.until IS NOT NULL AND o.lease_until > u.live_at
 ), counts AS (
     SELECT callback_id, count(*) AS k FROM wanted GROUP BY callback_id
 ), candidates AS (
@@ -559,6 +567,15 @@ async fn complete(
         .bind(activations.iter().map(|a| a.at as i64).collect::<Vec<_>>())
         .bind(activations.iter().map(|a| encode(*a)).collect::<Vec<_>>())
         .bind(now as i64)
+        .bind(
+            completions
+                .iter()
+                .map(|c| {
+                    let waited = c.queued.elapsed().as_millis() as u64;
+                    c.handover.map_or(0, |h| (h.now + waited) as i64)
+                })
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;

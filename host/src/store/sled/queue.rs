@@ -301,11 +301,14 @@ impl Queue {
             .filter(|handover| live && lease.until > handover.now)
             .and_then(|handover| {
                 let at = handover.now;
+                // Never the delivery just completed, even if due again at
+                // once: it waits for a claim, as on PostgreSQL.
                 let next = self
                     .due
                     .get(&updated.tenant_id)?
                     .get(&updated.callback_id)?
-                    .first()
+                    .iter()
+                    .find(|(_, next)| *next != key)
                     .filter(|(due, _)| *due <= at)?
                     .1
                     .clone();
@@ -537,5 +540,20 @@ mod tests {
         assert!(held, "no one took it over");
         assert!(next.is_none(), "an expired lease handed over a slot");
         assert_eq!(ids(&q.claim(&claim("n2", 1_500, 5))), ["d1"]);
+    }
+
+    #[test]
+    fn a_delivery_due_again_at_once_is_not_handed_to_itself() {
+        let mut q = Queue::default();
+        q.add(delivery("a", "a1", "d", 0), None);
+        let first = q.claim(&claim("n1", 10, 1));
+        let retry = first[0].delivery.clone();
+        let handover = Handover {
+            now: 10,
+            lease_ms: 1_000,
+        };
+        let (held, next) = q.complete("n1", &retry, Some(handover));
+        assert!(held && next.is_none(), "handed itself over");
+        assert_eq!(ids(&q.claim(&claim("n2", 10, 1))), ["d"]);
     }
 }
