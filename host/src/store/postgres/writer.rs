@@ -20,8 +20,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use sqlx::postgres::PgPool;
-use sqlx::{PgConnection, Row};
+use sqlx::postgres::{PgArguments, PgPool};
+use sqlx::query::Query;
+use sqlx::{PgConnection, Postgres, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{db, decode, encode, notify, record};
@@ -489,7 +490,7 @@ async fn complete(
         .filter_map(|c| c.handover.map(|h| h.now))
         .min()
         .unwrap_or(0);
-    let rows = sqlx::query(COMPLETE)
+    let query = sqlx::query(COMPLETE)
         .bind(
             deliveries
                 .iter()
@@ -545,27 +546,8 @@ async fn complete(
                 .iter()
                 .map(|c| c.handover.map(|h| (h.now + h.lease_ms) as i64))
                 .collect::<Vec<_>>(),
-        )
-        .bind(
-            activations
-                .iter()
-                .map(|a| a.tenant_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            activations
-                .iter()
-                .map(|a| a.callback_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            activations
-                .iter()
-                .map(|a| a.id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(activations.iter().map(|a| a.at as i64).collect::<Vec<_>>())
-        .bind(activations.iter().map(|a| encode(*a)).collect::<Vec<_>>())
+        );
+    let rows = bind_activations(query, &activations)
         .bind(now as i64)
         .bind(
             completions
@@ -611,33 +593,43 @@ async fn insert_activations(tx: &mut PgConnection, activations: &[&Activation]) 
     if activations.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO activations (tenant_id, callback_id, id, at, record) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) \
          ON CONFLICT DO NOTHING",
-    )
-    .bind(
-        activations
-            .iter()
-            .map(|a| a.tenant_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        activations
-            .iter()
-            .map(|a| a.callback_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        activations
-            .iter()
-            .map(|a| a.id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(activations.iter().map(|a| a.at as i64).collect::<Vec<_>>())
-    .bind(activations.iter().map(|a| encode(*a)).collect::<Vec<_>>())
-    .execute(tx)
-    .await
-    .map(drop)
-    .map_err(db)
+    );
+    bind_activations(query, activations)
+        .execute(tx)
+        .await
+        .map(drop)
+        .map_err(db)
+}
+
+/// Binds activations as the five arrays both inserts of them take, in
+/// column order: tenant, callback, id, time and record.
+fn bind_activations<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    activations: &[&'q Activation],
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(
+            activations
+                .iter()
+                .map(|a| a.tenant_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            activations
+                .iter()
+                .map(|a| a.callback_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            activations
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(activations.iter().map(|a| a.at as i64).collect::<Vec<_>>())
+        .bind(activations.iter().map(|a| encode(*a)).collect::<Vec<_>>())
 }
