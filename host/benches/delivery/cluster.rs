@@ -1,5 +1,7 @@
 //! The backends compared: real `hookgate serve` processes, one receiver,
-//! load spread round-robin over the nodes.
+//! load spread round-robin over the nodes. Deliveries run while the events
+//! are emitted, so the rate at which emits were accepted, and how much was
+//! delivered by the last one, tell the intake's part from the drain's.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -107,6 +109,13 @@ fn postgres_cpu() -> f64 {
 struct Row {
     name: String,
     delivered_per_s: f64,
+    /// Emits accepted per second, while the deliveries run alongside.
+    emitted_per_s: f64,
+    /// Of the events, the share delivered by the time the last emit was
+    /// accepted.
+    delivered_at_intake_end: f64,
+    /// Deliveries per second after that, with intake idle.
+    drained_per_s: f64,
     duplicates: usize,
     node_cpu_ms_per_event: f64,
     pg_cpu_ms_per_event: f64,
@@ -164,9 +173,12 @@ pub(super) async fn compare(server: &str, events: usize) -> anyhow::Result<()> {
         "\nbackends compared: {events} after-events from {CLIENTS} clients through a transform plugin, then {GATE_CLIENTS} clients of plugin gates for {GATE_SECONDS} s"
     );
     println!(
-        "{:<22} {:>12} {:>10} {:>14} {:>12} {:>10} {:>14} {:>12}",
+        "{:<22} {:>12} {:>10} {:>8} {:>9} {:>10} {:>14} {:>12} {:>10} {:>14} {:>12}",
         "configuration",
         "delivered/s",
+        "emitted/s",
+        "by then",
+        "then /s",
         "dup first",
         "node ms/event",
         "pg ms/event",
@@ -176,9 +188,12 @@ pub(super) async fn compare(server: &str, events: usize) -> anyhow::Result<()> {
     );
     for row in &rows {
         println!(
-            "{:<22} {:>12.0} {:>10} {:>14.3} {:>12.3} {:>10.0} {:>14.3} {:>12.3}",
+            "{:<22} {:>12.0} {:>10.0} {:>7.0}% {:>9.0} {:>10} {:>14.3} {:>12.3} {:>10.0} {:>14.3} {:>12.3}",
             row.name,
             row.delivered_per_s,
+            row.emitted_per_s,
+            row.delivered_at_intake_end * 100.0,
+            row.drained_per_s,
             row.duplicates,
             row.node_cpu_ms_per_event,
             row.pg_cpu_ms_per_event,
@@ -312,6 +327,8 @@ async fn measure(
     for task in tasks {
         task.await??;
     }
+    let emitted = started.elapsed().as_secs_f64();
+    let delivered_by_then = seen.0.lock().unwrap().len();
     let deadline = Instant::now() + Duration::from_secs(600);
     while seen.0.lock().unwrap().len() < events {
         anyhow::ensure!(Instant::now() < deadline, "{name}: not every event arrived");
@@ -356,6 +373,9 @@ async fn measure(
     Ok(Row {
         name: name.to_string(),
         delivered_per_s: events as f64 / took,
+        emitted_per_s: events as f64 / emitted,
+        delivered_at_intake_end: delivered_by_then as f64 / events as f64,
+        drained_per_s: (events - delivered_by_then) as f64 / (took - emitted).max(1e-3),
         duplicates,
         node_cpu_ms_per_event: node_used * 1000.0 / events as f64,
         pg_cpu_ms_per_event: pg_used * 1000.0 / events as f64,
