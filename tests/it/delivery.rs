@@ -738,6 +738,62 @@ backend_test! {
 }
 
 backend_test! {
+    async fn a_tenant_that_took_the_slots_alone_gives_them_back_as_another_comes() {
+        // Eight slots: a tenant alone may take seven, and the eighth is the
+        // reserve for a tenant that comes.
+        let app = spawn_app_in(Arc::new(tempfile::tempdir().unwrap()), |config| {
+            config.delivery.concurrency = 8;
+            config.delivery.per_callback_concurrency = 8;
+        })
+        .await;
+        let first = app.tenant("first").await;
+        let busy = receiver(200).await;
+        busy.delay(500);
+        callback(
+            &app,
+            &first,
+            json!({"name": "busy", "object_type": "app", "phase": "after", "url": busy.url()}),
+        )
+        .await;
+        for n in 0..100 {
+            emit(&app, &first, after("app", json!({"n": n}))).await;
+        }
+        busy.wait_for(7, 10).await;
+
+        let second = app.tenant("second").await;
+        let slow = receiver(200).await;
+        slow.delay(500);
+        callback(
+            &app,
+            &second,
+            json!({"name": "slow", "object_type": "app", "phase": "after", "url": slow.url()}),
+        )
+        .await;
+        for n in 0..20 {
+            emit(&app, &second, after("app", json!({"n": n}))).await;
+        }
+        // The second tenant takes the reserve. Then the first holds more
+        // than its share of four: each attempt of its that ends gives its
+        // slot back rather than passing it to its next delivery, and the
+        // second tenant takes it, up to the reserve's share of three.
+        // Passing them on instead would keep the first tenant's seven
+        // slots for sixteen attempts each, eight seconds here.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while slow.most_in_flight() < 3 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            slow.most_in_flight() >= 3,
+            "the second tenant had at most {} deliveries in flight, beside {} of the first's",
+            slow.most_in_flight(),
+            busy.most_in_flight()
+        );
+        busy.delay(0);
+        slow.delay(0);
+    }
+}
+
+backend_test! {
     async fn history_never_shows_credentials_in_urls_or_the_callbacks_own_headers() {
         let app = spawn_app().await;
         let tenant = app.tenant("acme").await;
