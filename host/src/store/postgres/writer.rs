@@ -338,38 +338,15 @@ async fn insert_events(
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
                                   $5::int8[], $6::int8[], $7::text[])",
         )
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.tenant_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.callback_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.status.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.created_at as i64)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.next_attempt_at.map(|at| at as i64))
-                .collect::<Vec<_>>(),
-        )
-        .bind(deliveries.iter().map(encode).collect::<Vec<_>>())
+        .bind(column(&deliveries, |d| d.tenant_id.as_str()))
+        .bind(column(&deliveries, |d| d.id.as_str()))
+        .bind(column(&deliveries, |d| d.callback_id.as_str()))
+        .bind(column(&deliveries, |d| d.status.as_str()))
+        .bind(column(&deliveries, |d| d.created_at as i64))
+        .bind(column(&deliveries, |d| {
+            d.next_attempt_at.map(|at| at as i64)
+        }))
+        .bind(column(&deliveries, encode))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -468,6 +445,11 @@ WITH input AS (
 SELECT done.ord, handed.record, handed.lease_until
 FROM done LEFT JOIN handed ON handed.ord = done.ord";
 
+/// One column of an `UNNEST`: `f` of each item, in order.
+fn column<T: Copy, U>(items: &[T], f: impl Fn(T) -> U) -> Vec<U> {
+    items.iter().copied().map(f).collect()
+}
+
 /// Records attempts, and hands leases over; see `COMPLETE`.
 async fn complete(
     conn: &mut PgConnection,
@@ -491,73 +473,27 @@ async fn complete(
         .min()
         .unwrap_or(0);
     let query = sqlx::query(COMPLETE)
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.tenant_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(deliveries.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.status.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.next_attempt_at.map(|at| at as i64))
-                .collect::<Vec<_>>(),
-        )
-        .bind(deliveries.iter().map(|d| encode(*d)).collect::<Vec<_>>())
-        .bind(
-            completions
-                .iter()
-                .map(|c| c.owner.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| d.callback_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            hours
-                .iter()
-                .map(|h| h.as_ref().map(|h| h.at as i64))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            hours
-                .iter()
-                .map(|h| h.as_ref().map_or(0, |h| h.succeeded as i64))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            hours
-                .iter()
-                .map(|h| h.as_ref().map_or(0, |h| h.failed as i64))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            completions
-                .iter()
-                .map(|c| c.handover.map(|h| (h.now + h.lease_ms) as i64))
-                .collect::<Vec<_>>(),
-        );
+        .bind(column(&deliveries, |d| d.tenant_id.as_str()))
+        .bind(column(&deliveries, |d| d.id.as_str()))
+        .bind(column(&deliveries, |d| d.status.as_str()))
+        .bind(column(&deliveries, |d| {
+            d.next_attempt_at.map(|at| at as i64)
+        }))
+        .bind(column(&deliveries, encode))
+        .bind(column(completions, |c| c.owner.as_str()))
+        .bind(column(&deliveries, |d| d.callback_id.as_str()))
+        .bind(column(&hours, |h| h.map(|h| h.at as i64)))
+        .bind(column(&hours, |h| h.map_or(0, |h| h.succeeded as i64)))
+        .bind(column(&hours, |h| h.map_or(0, |h| h.failed as i64)))
+        .bind(column(completions, |c| {
+            c.handover.map(|h| (h.now + h.lease_ms) as i64)
+        }));
     let rows = bind_activations(query, &activations)
         .bind(now as i64)
-        .bind(
-            completions
-                .iter()
-                .map(|c| {
-                    let waited = c.queued.elapsed().as_millis() as u64;
-                    c.handover.map_or(0, |h| (h.now + waited) as i64)
-                })
-                .collect::<Vec<_>>(),
-        )
+        .bind(column(completions, |c| {
+            let waited = c.queued.elapsed().as_millis() as u64;
+            c.handover.map_or(0, |h| (h.now + waited) as i64)
+        }))
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
@@ -612,24 +548,9 @@ fn bind_activations<'q>(
     activations: &[&'q Activation],
 ) -> Query<'q, Postgres, PgArguments> {
     query
-        .bind(
-            activations
-                .iter()
-                .map(|a| a.tenant_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            activations
-                .iter()
-                .map(|a| a.callback_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            activations
-                .iter()
-                .map(|a| a.id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(activations.iter().map(|a| a.at as i64).collect::<Vec<_>>())
-        .bind(activations.iter().map(|a| encode(*a)).collect::<Vec<_>>())
+        .bind(column(activations, |a| a.tenant_id.as_str()))
+        .bind(column(activations, |a| a.callback_id.as_str()))
+        .bind(column(activations, |a| a.id.as_str()))
+        .bind(column(activations, |a| a.at as i64))
+        .bind(column(activations, encode))
 }
