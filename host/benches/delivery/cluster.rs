@@ -116,6 +116,9 @@ struct Row {
     delivered_at_intake_end: f64,
     /// Deliveries per second after that, with intake idle.
     drained_per_s: f64,
+    /// CPU per delivery after that, of the nodes, PostgreSQL and this
+    /// process (the receiver) together: what a delivery costs the machine.
+    drain_cpu_ms: f64,
     duplicates: usize,
     node_cpu_ms_per_event: f64,
     pg_cpu_ms_per_event: f64,
@@ -173,12 +176,13 @@ pub(super) async fn compare(server: &str, events: usize) -> anyhow::Result<()> {
         "\nbackends compared: {events} after-events from {CLIENTS} clients through a transform plugin, then {GATE_CLIENTS} clients of plugin gates for {GATE_SECONDS} s"
     );
     println!(
-        "{:<22} {:>12} {:>10} {:>8} {:>9} {:>10} {:>14} {:>12} {:>10} {:>14} {:>12}",
+        "{:<22} {:>12} {:>10} {:>8} {:>9} {:>10} {:>10} {:>14} {:>12} {:>10} {:>14} {:>12}",
         "configuration",
         "delivered/s",
         "emitted/s",
         "by then",
         "then /s",
+        "then ms/d",
         "dup first",
         "node ms/event",
         "pg ms/event",
@@ -188,12 +192,13 @@ pub(super) async fn compare(server: &str, events: usize) -> anyhow::Result<()> {
     );
     for row in &rows {
         println!(
-            "{:<22} {:>12.0} {:>10.0} {:>7.0}% {:>9.0} {:>10} {:>14.3} {:>12.3} {:>10.0} {:>14.3} {:>12.3}",
+            "{:<22} {:>12.0} {:>10.0} {:>7.0}% {:>9.0} {:>10.3} {:>10} {:>14.3} {:>12.3} {:>10.0} {:>14.3} {:>12.3}",
             row.name,
             row.delivered_per_s,
             row.emitted_per_s,
             row.delivered_at_intake_end * 100.0,
             row.drained_per_s,
+            row.drain_cpu_ms,
             row.duplicates,
             row.node_cpu_ms_per_event,
             row.pg_cpu_ms_per_event,
@@ -300,6 +305,7 @@ async fn measure(
 
     let bases: Arc<Vec<String>> = Arc::new(nodes.iter().map(|n| n.base.clone()).collect());
     let cpu = |nodes: &[Node]| -> f64 { nodes.iter().map(|n| cpu_of(n.child.id())).sum() };
+    let machine = || cpu(nodes) + postgres_cpu() + cpu_of(std::process::id());
     let (node_cpu, pg_cpu) = (cpu(nodes), postgres_cpu());
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -329,6 +335,7 @@ async fn measure(
     }
     let emitted = started.elapsed().as_secs_f64();
     let delivered_by_then = seen.0.lock().unwrap().len();
+    let machine_by_then = machine();
     let deadline = Instant::now() + Duration::from_secs(600);
     while seen.0.lock().unwrap().len() < events {
         anyhow::ensure!(Instant::now() < deadline, "{name}: not every event arrived");
@@ -336,6 +343,8 @@ async fn measure(
     }
     let took = started.elapsed().as_secs_f64();
     let (node_used, pg_used) = (cpu(nodes) - node_cpu, postgres_cpu() - pg_cpu);
+    let drained = (events - delivered_by_then) as f64;
+    let drain_cpu_ms = (machine() - machine_by_then) * 1000.0 / drained.max(1.0);
     // A late second first attempt would show now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let duplicates = seen.0.lock().unwrap().values().filter(|n| **n > 1).count();
@@ -375,7 +384,8 @@ async fn measure(
         delivered_per_s: events as f64 / took,
         emitted_per_s: events as f64 / emitted,
         delivered_at_intake_end: delivered_by_then as f64 / events as f64,
-        drained_per_s: (events - delivered_by_then) as f64 / (took - emitted).max(1e-3),
+        drained_per_s: drained / (took - emitted).max(1e-3),
+        drain_cpu_ms,
         duplicates,
         node_cpu_ms_per_event: node_used * 1000.0 / events as f64,
         pg_cpu_ms_per_event: pg_used * 1000.0 / events as f64,

@@ -48,8 +48,10 @@ const LEASE_MARGIN_MS: u64 = 5_000;
 const POLL: Duration = Duration::from_secs(1);
 /// A slot passes from one delivery of a callback to the next at most this
 /// many times in a row, then goes back to the pool, where other nodes
-/// claim too: one node does not keep a busy callback to itself.
-const HANDOVERS: usize = 16;
+/// claim too: one node does not keep a busy callback to itself. Each
+/// return costs a claim, so this is many: a busy callback's slot still
+/// returns within a fraction of a second.
+const HANDOVERS: usize = 64;
 /// A lease is handed over only with at least this long still to run, so
 /// that it is still live when the handover commits: a claim may count an
 /// ended lease's slot as free.
