@@ -318,6 +318,57 @@ backend_test! {
 }
 
 backend_test! {
+    async fn a_delivery_handed_over_comes_with_its_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = receiver(200).await;
+        let node = node(dir.path(), &sink).await;
+        node.emit(3).await;
+        // In a cluster, most deliveries are of events another node took:
+        // on PostgreSQL, a second store on the database completes them, as
+        // a second node would.
+        let second = match backends::current() {
+            Backend::Sled => None,
+            Backend::Postgres => {
+                let url = backends::database_for(dir.path()).await;
+                let changes = Changes::default();
+                let backend = PgStore::connect(&url, changes.clone(), "second".into());
+                Some(Store::new(Arc::new(backend.await.unwrap()), changes))
+            }
+        };
+        let store = second.as_ref().unwrap_or(&node.store);
+        let claimed = store
+            .deliveries()
+            .claim(Claim {
+                owner: "n2",
+                now: node.clock.now_ms(),
+                lease_ms: 15_000,
+                limit: 1,
+                per_callback: 1,
+                exclude_tenants: &[],
+            })
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        let mut done = claimed[0].delivery.clone();
+        done.status = DeliveryStatus::Succeeded;
+        done.next_attempt_at = None;
+        let handover = Handover {
+            now: node.clock.now_ms(),
+            lease_ms: 15_000,
+        };
+        let completed = store
+            .deliveries()
+            .complete("n2", (done, None), Some(handover))
+            .await
+            .unwrap();
+        let next = completed.next.expect("two more are due");
+        let event = next.event.expect("the delivery came without its event");
+        assert_eq!(event.event.id, next.delivery.event_id);
+        assert_eq!(event.tenant_id, next.delivery.tenant_id);
+    }
+}
+
+backend_test! {
     async fn an_ended_lease_hands_nothing_over() {
         let dir = tempfile::tempdir().unwrap();
         let sink = receiver(200).await;

@@ -105,18 +105,20 @@ impl PgStore {
                 .await
                 .map_err(|e| ConnectError::Connect(e.to_string()))?;
         let pending = Arc::new(AtomicUsize::new(counted as usize));
+        let recent = Arc::default();
         let store = PgStore {
             writer: Writer::start(
                 pool.clone(),
                 behind_pool(url).await?,
                 changes.clone(),
                 origin.clone(),
+                Arc::clone(&recent),
             ),
             pool: pool.clone(),
             changes: changes.clone(),
             origin: origin.clone(),
             pending: pending.clone(),
-            recent: Arc::default(),
+            recent,
         };
         listen::start(pool.clone(), changes, origin);
         tokio::spawn(count_pending(pool, Arc::downgrade(&pending)));
@@ -1038,10 +1040,7 @@ impl DeliveryRepo for PgStore {
         handover: Option<Handover>,
     ) -> StoreResult<Completed> {
         let finished = write.0.status != DeliveryStatus::Pending;
-        let mut completed = self.writer.complete(owner, write, handover).await?;
-        if let Some(next) = &mut completed.next {
-            next.event = self.recalled(&next.delivery.tenant_id, &next.delivery.event_id);
-        }
+        let completed = self.writer.complete(owner, write, handover).await?;
         if completed.held && finished {
             // Another node may have accepted it: the count is this node's
             // estimate until the next recount, and never below zero.

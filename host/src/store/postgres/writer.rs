@@ -17,7 +17,9 @@
 //! history and hour counts, and the handovers (see `store::Handover`),
 //! which lease each callback's next due delivery to the same owner.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sqlx::postgres::{PgArguments, PgPool};
@@ -25,7 +27,7 @@ use sqlx::query::Query;
 use sqlx::{PgConnection, Postgres, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{db, decode, encode, notify, record};
+use super::{RecentEvents, db, decode, encode, notify, record};
 use crate::model::{Activation, Delivery, EventRecord, HourCount};
 use crate::store::{
     Change, Changes, Claimed, Completed, DeliveryWrite, EventWrite, Handover, StoreError,
@@ -71,6 +73,7 @@ impl Writer {
         behind_pool: PgPool,
         changes: Changes,
         origin: String,
+        recent: Arc<Mutex<RecentEvents>>,
     ) -> Self {
         let (durable, durable_rx) = mpsc::unbounded_channel();
         let (behind, behind_rx) = mpsc::unbounded_channel();
@@ -79,6 +82,7 @@ impl Writer {
             pool,
             changes: changes.clone(),
             origin: origin.clone(),
+            recent: recent.clone(),
         };
         tokio::spawn(lane(pool).run(durable_rx, None));
         tokio::spawn(lane(behind_pool).run(behind_rx, Some(done_tx)));
@@ -123,7 +127,8 @@ impl Writer {
     }
 
     /// Records an attempt as `owner`; see `DeliveryRepo::complete`. A
-    /// delivery handed over comes without its event.
+    /// delivery handed over comes with its event, unless it could not be
+    /// read.
     pub(super) async fn complete(
         &self,
         owner: &str,
@@ -158,6 +163,9 @@ struct Lane {
     pool: PgPool,
     changes: Changes,
     origin: String,
+    /// The events this node took lately, which a handed-over delivery
+    /// needs no read for.
+    recent: Arc<Mutex<RecentEvents>>,
 }
 
 impl Lane {
@@ -205,7 +213,8 @@ impl Lane {
             let _ = done.send(());
         }
         match outcome {
-            Ok((answers, completed, due)) => {
+            Ok((answers, mut completed, due)) => {
+                self.attach_events(&mut completed).await;
                 if due {
                     self.changes.publish(&Change::DeliveriesDue);
                 }
@@ -263,6 +272,68 @@ impl Lane {
         }
         tx.commit().await.map_err(db)?;
         Ok((answers, completed, due))
+    }
+
+    /// Gives each handed-over delivery its event: from the events this
+    /// node took, or else in one read for the whole batch, where the worker
+    /// would make one read per delivery. In a cluster most deliveries are of
+    /// events another node took. The attempts are recorded already, so a
+    /// failed read only leaves the events to the worker.
+    async fn attach_events(&self, completed: &mut [Completed]) {
+        let mut missing = Vec::new();
+        {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            for next in completed.iter_mut().filter_map(|c| c.next.as_mut()) {
+                next.event = recent.get(&next.delivery.tenant_id, &next.delivery.event_id);
+                if next.event.is_none() {
+                    missing.push(next);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        let tenants: Vec<&str> = missing
+            .iter()
+            .map(|n| n.delivery.tenant_id.as_str())
+            .collect();
+        let ids: Vec<&str> = missing
+            .iter()
+            .map(|n| n.delivery.event_id.as_str())
+            .collect();
+        let rows = sqlx::query(
+            "SELECT e.tenant_id, e.id, e.record FROM events e \
+             JOIN UNNEST($1::text[], $2::text[]) AS u(tenant_id, id) \
+             ON e.tenant_id = u.tenant_id AND e.id = u.id",
+        )
+        .bind(&tenants)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(err) => {
+                tracing::warn!("cannot read the events of handed-over deliveries: {err}");
+                return;
+            }
+        };
+        let mut found = HashMap::new();
+        for row in &rows {
+            let (Ok(tenant), Ok(id)) = (row.try_get::<String, _>(0), row.try_get::<String, _>(1))
+            else {
+                continue;
+            };
+            if let Ok(event) = record::<EventRecord>(row) {
+                found.insert((tenant, id), Arc::new(event));
+            }
+        }
+        for next in missing {
+            let key = (
+                next.delivery.tenant_id.clone(),
+                next.delivery.event_id.clone(),
+            );
+            next.event = found.get(&key).cloned();
+        }
     }
 }
 
