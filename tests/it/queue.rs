@@ -214,38 +214,58 @@ impl Node {
     /// Claims up to `limit` due deliveries as `owner`, at most `per_callback`
     /// leased per callback.
     async fn claim(&self, owner: &str, limit: usize, per_callback: usize) -> Vec<Claimed> {
-        self.store
-            .deliveries()
-            .claim(Claim {
-                owner,
-                now: self.clock.now_ms(),
-                lease_ms: 15_000,
-                limit,
-                per_callback,
-                exclude_tenants: &[],
-            })
-            .await
-            .unwrap()
+        claim_in(&self.store, self.clock.now_ms(), owner, limit, per_callback).await
     }
 
     /// Records a claimed delivery as delivered, asking for a handover;
     /// returns whether the lease was held, and what was handed over.
     async fn finish(&self, owner: &str, claimed: &Claimed) -> (bool, Option<Claimed>) {
-        let mut done = claimed.delivery.clone();
-        done.status = DeliveryStatus::Succeeded;
-        done.next_attempt_at = None;
-        let handover = Handover {
-            now: self.clock.now_ms(),
-            lease_ms: 15_000,
-        };
-        let completed = self
-            .store
-            .deliveries()
-            .complete(owner, (done, None), Some(handover))
-            .await
-            .unwrap();
-        (completed.held, completed.next)
+        finish_in(&self.store, self.clock.now_ms(), owner, claimed).await
     }
+}
+
+/// `Node::claim` on any store, such as a second node's.
+async fn claim_in(
+    store: &Store,
+    now: u64,
+    owner: &str,
+    limit: usize,
+    per_callback: usize,
+) -> Vec<Claimed> {
+    store
+        .deliveries()
+        .claim(Claim {
+            owner,
+            now,
+            lease_ms: 15_000,
+            limit,
+            per_callback,
+            exclude_tenants: &[],
+        })
+        .await
+        .unwrap()
+}
+
+/// `Node::finish` on any store, such as a second node's.
+async fn finish_in(
+    store: &Store,
+    now: u64,
+    owner: &str,
+    claimed: &Claimed,
+) -> (bool, Option<Claimed>) {
+    let mut done = claimed.delivery.clone();
+    done.status = DeliveryStatus::Succeeded;
+    done.next_attempt_at = None;
+    let handover = Handover {
+        now,
+        lease_ms: 15_000,
+    };
+    let completed = store
+        .deliveries()
+        .complete(owner, (done, None), Some(handover))
+        .await
+        .unwrap();
+    (completed.held, completed.next)
 }
 
 backend_test! {
@@ -336,32 +356,10 @@ backend_test! {
             }
         };
         let store = second.as_ref().unwrap_or(&node.store);
-        let claimed = store
-            .deliveries()
-            .claim(Claim {
-                owner: "n2",
-                now: node.clock.now_ms(),
-                lease_ms: 15_000,
-                limit: 1,
-                per_callback: 1,
-                exclude_tenants: &[],
-            })
-            .await
-            .unwrap();
+        let claimed = claim_in(store, node.clock.now_ms(), "n2", 1, 1).await;
         assert_eq!(claimed.len(), 1);
-        let mut done = claimed[0].delivery.clone();
-        done.status = DeliveryStatus::Succeeded;
-        done.next_attempt_at = None;
-        let handover = Handover {
-            now: node.clock.now_ms(),
-            lease_ms: 15_000,
-        };
-        let completed = store
-            .deliveries()
-            .complete("n2", (done, None), Some(handover))
-            .await
-            .unwrap();
-        let next = completed.next.expect("two more are due");
+        let (_, next) = finish_in(store, node.clock.now_ms(), "n2", &claimed[0]).await;
+        let next = next.expect("two more are due");
         let event = next.event.expect("the delivery came without its event");
         assert_eq!(event.event.id, next.delivery.event_id);
         assert_eq!(event.tenant_id, next.delivery.tenant_id);
