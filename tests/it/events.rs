@@ -349,6 +349,48 @@ backend_test! {
 }
 
 backend_test! {
+    async fn an_event_id_reused_by_another_event_is_refused_and_the_first_event_stands() {
+        let app = spawn_app().await;
+        let tenant = app.tenant("acme").await;
+        let sink = receiver(200).await;
+        app.callback(
+            &tenant.key,
+            json!({"name": "a", "object_type": "app", "phase": "after", "url": sink.url()}),
+        )
+        .await;
+        let first = json!({"id": "k-1", "object_type": "app", "action": "created",
+            "phase": "after", "data": {"name": "x"}});
+        let (status, accepted) = app.emit(&tenant.key, first.clone()).await;
+        assert_eq!(status, 202);
+
+        for (field, value) in [
+            ("phase", json!("before")),
+            ("action", json!("deleted")),
+            ("actor", json!("someone")),
+            ("data", json!({"name": "y"})),
+        ] {
+            let mut other = first.clone();
+            other[field] = value;
+            let (status, body) = app.emit(&tenant.key, other).await;
+            assert_eq!(status, 409, "{field}: {body}");
+            assert_eq!(body["error"]["code"], "event_id_reused", "{body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains(&format!("`{field}` differs")), "{message}");
+        }
+
+        // The first event is untouched, and sending it again is still a retry.
+        let (status, again) = app.emit(&tenant.key, first).await;
+        assert_eq!((status, &again), (202, &accepted));
+        let (_, stored) = app.get("/v1/events/k-1", &tenant.key).await;
+        assert_eq!(stored["event"]["data"], json!({"name": "x"}));
+        assert_eq!(stored["event"]["phase"], "after");
+        sink.wait_for(1, 10).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(sink.received().len(), 1, "one event, delivered once");
+    }
+}
+
+backend_test! {
     async fn the_loop_guard_refuses_chains_past_the_max_depth() {
         let app = spawn_app().await;
         let tenant = app.tenant("acme").await;

@@ -29,7 +29,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "A before-event's verdict.", body = EventAnswer),
         (status = 202, description = "An after-event, stored with its deliveries.", body = EventAnswer),
-        (status = 409, description = "`event_loop`: the event would be deeper than `max_event_depth` in a chain of events causing events.", body = super::error::ErrorBody),
+        (status = 409, description = "`event_loop`: the event would be deeper than `max_event_depth` in a chain of events causing events. `event_id_reused`: the `id` was already used by a different event.", body = super::error::ErrorBody),
         (status = 503, description = "Too many pending deliveries; retry after `Retry-After` seconds.", body = super::error::ErrorBody),
     ))]
 async fn emit(

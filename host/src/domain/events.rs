@@ -12,7 +12,7 @@ use super::{Error, Result, input};
 use crate::clock::SharedClock;
 use crate::model::ids::new_id;
 use crate::model::{
-    Activation, Callback, Delivery, DeliveryRef, DeliveryStatus, EventAnswer, EventRecord,
+    Activation, Callback, Delivery, DeliveryRef, DeliveryStatus, Event, EventAnswer, EventRecord,
     NewEvent, Phase,
 };
 use crate::outbound::{CAUSATION_HEADER, parse_causation};
@@ -70,7 +70,8 @@ impl Events {
     }
 
     /// Takes in an event. `causation` is the incoming causation header.
-    /// A repeated client id answers the original answer and runs nothing.
+    /// A repeated client id answers the original answer and runs nothing;
+    /// see [`repeat`].
     pub async fn emit(
         &self,
         tenant: &str,
@@ -79,11 +80,6 @@ impl Events {
     ) -> Result<EventAnswer> {
         check(&new)?;
         let ancestors = self.ancestors(causation)?;
-        if let Some(id) = &new.id
-            && let Some(existing) = self.find(tenant, id).await?
-        {
-            return Ok(existing.answer());
-        }
         let client_id = new.id.is_some();
         let record = EventRecord {
             tenant_id: tenant.to_string(),
@@ -92,6 +88,9 @@ impl Events {
             decisions: Vec::new(),
             deliveries: Vec::new(),
         };
+        if client_id && let Some(existing) = self.find(tenant, &record.event.id).await? {
+            return repeat(&existing, &record.event);
+        }
         let callbacks = self
             .callbacks
             .matching(
@@ -147,8 +146,9 @@ impl Events {
             .await;
         record.decisions = outcome.decisions;
         let answer = record.answer();
+        let record = Arc::new(record);
         let write = EventWrite {
-            record: Arc::new(record),
+            record: record.clone(),
             deliveries: Vec::new(),
             activations: outcome.activations,
             client_id,
@@ -159,7 +159,7 @@ impl Events {
         // repeat still gets the original answer.
         if client_id {
             if let Some(existing) = self.store.events().insert_event(write, false).await? {
-                return Ok(existing.answer());
+                return repeat(&existing, &record.event);
             }
         } else {
             self.store.events().record_event(write);
@@ -199,14 +199,15 @@ impl Events {
             })
             .collect();
         let answer = record.answer();
+        let record = Arc::new(record);
         let write = EventWrite {
-            record: Arc::new(record),
+            record: record.clone(),
             deliveries,
             activations: Vec::new(),
             client_id,
         };
         match self.store.events().insert_event(write, true).await? {
-            Some(existing) => Ok(existing.answer()),
+            Some(existing) => repeat(&existing, &record.event),
             None => Ok(answer),
         }
     }
@@ -241,6 +242,34 @@ impl Events {
 
     async fn find(&self, tenant: &str, id: &str) -> Result<Option<EventRecord>> {
         Ok(self.store.events().event(tenant, id).await?)
+    }
+}
+
+/// The answer to an event whose client id the tenant already used. The
+/// same event sent again is a retry, answered with the first answer. Any
+/// other event is refused: answered with the first one's answer, it would
+/// be reported accepted and never stored.
+fn repeat(existing: &EventRecord, event: &Event) -> Result<EventAnswer> {
+    let first = &existing.event;
+    let differs = [
+        ("phase", first.phase != event.phase),
+        ("object_type", first.object_type != event.object_type),
+        ("action", first.action != event.action),
+        ("actor", first.actor != event.actor),
+        ("data", first.data != event.data),
+    ]
+    .into_iter()
+    .find_map(|(field, differs)| differs.then_some(field));
+    match differs {
+        None => Ok(existing.answer()),
+        Some(field) => Err(Error::Conflict {
+            code: "event_id_reused",
+            message: format!(
+                "event id `{}` was already used by another event, whose `{field}` differs: \
+                 a repeated id must repeat its event, so give each event its own id",
+                event.id
+            ),
+        }),
     }
 }
 
