@@ -854,3 +854,98 @@ backend_test! {
         }
     }
 }
+
+backend_test! {
+    async fn every_documented_link_leads_from_a_real_answer_to_what_it_names() {
+        let app = spawn_app().await;
+        let tenant = app.tenant("acme").await;
+        let sink = receiver(200).await;
+        let key = tenant.key.as_str();
+
+        // A real answer of every operation a link starts from, by operation
+        // id and status.
+        let mut answers: Vec<(&str, u16, Value)> = Vec::new();
+        let (status, created) = app.post("/v1/keys", key, json!({"name": "ci", "role": "read"})).await;
+        answers.push(("create_key", status, created));
+        let (status, plugin) = app
+            .upload(key, "defaults", crate::fixtures::plugin("app-defaults"))
+            .await;
+        answers.push(("upload_plugin", status, plugin));
+        let (status, callback) = app
+            .post(
+                "/v1/callbacks",
+                key,
+                json!({"name": "a", "object_type": "app", "phase": "after", "url": sink.url()}),
+            )
+            .await;
+        answers.push(("create_callback", status, callback));
+        let (status, template) = app
+            .post(
+                "/v1/callback-templates",
+                key,
+                json!({"name": "t", "object_type": "order", "phase": "after",
+                       "url": "{$request.body#/callbackUrl}"}),
+            )
+            .await;
+        answers.push(("create_template", status, template));
+        let (status, subscription) = app
+            .post(
+                "/v1/subscriptions",
+                key,
+                json!({"template": "t", "request": {"body": {"callbackUrl": sink.url()}}}),
+            )
+            .await;
+        answers.push(("subscribe", status, subscription));
+        let (status, verdict) = app
+            .emit(key, json!({"object_type": "app", "action": "created", "phase": "before"}))
+            .await;
+        answers.push(("emit_event", status, verdict));
+        let (status, accepted) = app
+            .emit(key, json!({"object_type": "app", "action": "created", "phase": "after"}))
+            .await;
+        answers.push(("emit_event", status, accepted));
+        let (status, listed) = app.get("/v1/deliveries", key).await;
+        answers.push(("list_deliveries", status, listed));
+
+        let (_, doc) = app.get("/openapi.json", key).await;
+        let mut operations = std::collections::HashMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                operations.insert(operation["operationId"].as_str().unwrap(), (method, path));
+            }
+        }
+        let mut followed = 0;
+        for (source, status, body) in &answers {
+            let (method, path) = operations[source];
+            let response = &doc["paths"][path][method]["responses"][status.to_string()];
+            assert!(response.is_object(), "{source} answered {status}, undocumented: {body}");
+            let links = response["links"].as_object();
+            for (name, link) in links.into_iter().flatten() {
+                let expression = link["parameters"]["id"].as_str().unwrap();
+                let pointer = expression.strip_prefix("$response.body#").unwrap();
+                let id = body.pointer(pointer).and_then(Value::as_str);
+                let id = id.unwrap_or_else(|| panic!("{source} {name}: no {pointer} in {body}"));
+                let target = link["operationId"].as_str().unwrap();
+                let (method, path) = operations[target];
+                assert!(path.contains("{id}"), "{target} takes no id");
+                if method == "get" {
+                    let (status, got) = app.get(&path.replace("{id}", id), key).await;
+                    assert_eq!(status, 200, "{source} → {target} with {id}: {got}");
+                }
+                followed += 1;
+            }
+        }
+        // Every link in the table has an answer above to start from.
+        let documented = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .flat_map(|operation| operation["responses"].as_object().unwrap().values())
+            .filter_map(|response| response["links"].as_object())
+            .map(|links| links.len())
+            .sum::<usize>();
+        assert!(followed > 20, "{followed} links followed");
+        assert_eq!(followed, documented, "a documented link was not followed");
+    }
+}

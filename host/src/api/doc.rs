@@ -7,13 +7,16 @@ use axum::Extension;
 use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::Modify;
+use utoipa::openapi::link::{Link, LinkBuilder};
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Schema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ErrorBody;
 use super::state::AppState;
+use crate::domain::templates;
 
 /// The document's fixed parts; each route module adds its paths.
 #[derive(utoipa::OpenApi)]
@@ -83,14 +86,7 @@ pub(super) fn finish(api: &mut OpenApi) {
             .build()
     };
     for item in api.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations(item) {
             let public = operation.security.as_ref().is_some_and(|s| {
                 s.iter()
                     .all(|r| r == &utoipa::openapi::security::SecurityRequirement::default())
@@ -127,6 +123,130 @@ pub(super) fn finish(api: &mut OpenApi) {
             }
         }
     }
+    template_input(api);
+    link(api);
+}
+
+/// A template's name is shorter than a callback's (see
+/// [`templates::MAX_NAME`]), so its body is documented as `TemplateInput`:
+/// `CallbackInput` with that limit.
+fn template_input(api: &mut OpenApi) {
+    let components = api.components.get_or_insert_with(Default::default);
+    let Some(RefOr::T(Schema::Object(callback))) = components.schemas.get("CallbackInput") else {
+        panic!("the document describes no CallbackInput");
+    };
+    let mut template = callback.clone();
+    template.description = Some(
+        "A template as a tenant writes it: a callback whose URL and header values may hold \
+         OpenAPI runtime expressions, filled from a subscription request."
+            .into(),
+    );
+    match template.properties.get_mut("name") {
+        Some(RefOr::T(Schema::Object(name))) => name.max_length = Some(templates::MAX_NAME),
+        _ => panic!("CallbackInput has no name"),
+    }
+    components
+        .schemas
+        .insert("TemplateInput".into(), Schema::Object(template).into());
+    for item in api.paths.paths.values_mut() {
+        for operation in operations(item) {
+            if !matches!(
+                operation.operation_id.as_deref(),
+                Some("create_template" | "replace_template")
+            ) {
+                continue;
+            }
+            let body = match operation.request_body.as_mut() {
+                Some(RefOr::T(body)) => body.content.get_mut("application/json"),
+                _ => None,
+            };
+            let body = match body {
+                Some(RefOr::T(content)) => Some(content),
+                _ => None,
+            };
+            let Some(body) = body else {
+                panic!("a template operation takes no JSON body");
+            };
+            body.schema = Some(Ref::from_schema_name("TemplateInput").into());
+        }
+    }
+}
+
+/// Where an answer names something that other operations take by id: the
+/// operation, its status, a JSON pointer to the id in its body, and the
+/// collection whose `{id}` operations take it. Documented as OpenAPI
+/// links, so that a client (or a test tool) can follow what it created or
+/// listed to everything that can be done with it.
+const LINKS: [(&str, &str, &str, &str); 10] = [
+    ("create_key", "201", "/id", "/v1/keys"),
+    ("upload_plugin", "201", "/id", "/v1/plugins"),
+    ("create_callback", "201", "/id", "/v1/callbacks"),
+    ("create_template", "201", "/id", "/v1/callback-templates"),
+    ("subscribe", "201", "/id", "/v1/subscriptions"),
+    ("subscribe", "201", "/callback_id", "/v1/callbacks"),
+    ("emit_event", "200", "/event_id", "/v1/events"),
+    ("emit_event", "202", "/event_id", "/v1/events"),
+    ("emit_event", "202", "/deliveries/0/id", "/v1/deliveries"),
+    ("list_deliveries", "200", "/items/0/id", "/v1/deliveries"),
+];
+
+/// Adds [`LINKS`]: from each answer, one link to every operation on the
+/// member it names. A table naming an operation or status the document
+/// lacks is a programming error, which every test that starts a server
+/// finds.
+fn link(api: &mut OpenApi) {
+    let mut members: Vec<(String, String)> = Vec::new();
+    for (path, item) in api.paths.paths.iter_mut() {
+        for operation in operations(item) {
+            if let Some(id) = &operation.operation_id {
+                members.push((path.clone(), id.clone()));
+            }
+        }
+    }
+    for (source, status, pointer, collection) in LINKS {
+        let member = format!("{collection}/{{id}}");
+        let links: Vec<(String, Link)> = members
+            .iter()
+            .filter(|(path, _)| path == &member || path.starts_with(&format!("{member}/")))
+            .map(|(_, target)| {
+                let link = LinkBuilder::new()
+                    .operation_id(target)
+                    .parameter("id", format!("$response.body#{pointer}"))
+                    .build();
+                (target.clone(), link)
+            })
+            .collect();
+        assert!(
+            !links.is_empty(),
+            "no operation takes an id of {collection}"
+        );
+        let response = api
+            .paths
+            .paths
+            .values_mut()
+            .flat_map(operations)
+            .find(|operation| operation.operation_id.as_deref() == Some(source))
+            .and_then(|operation| operation.responses.responses.get_mut(status));
+        let Some(RefOr::T(response)) = response else {
+            panic!("the document has no {status} answer of {source} to link from");
+        };
+        for (name, link) in links {
+            response.links.insert(name, RefOr::T(link));
+        }
+    }
+}
+
+/// A path's operations, whichever methods it has.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.patch,
+        &mut item.delete,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// The generated document, rendered once.

@@ -25,6 +25,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct UploadQuery {
     /// The plugin's name; re-uploading a name makes its next version.
+    // Optional in the type only, so that its absence gets its own message.
+    #[param(required = true, pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     name: Option<String>,
 }
 

@@ -25,7 +25,10 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 struct StatsQuery {
     /// How far back: hours or days, like `24h` (the default) or `7d`, up
     /// to `30d`. The window ends with the current hour.
-    #[param(value_type = Option<String>, pattern = "^[0-9]+[hd]$")]
+    #[param(
+        value_type = Option<String>,
+        pattern = "^0*(([1-9][0-9]?|[1-6][0-9]{2}|7[01][0-9]|720)h|([1-9]|[12][0-9]|30)d)$"
+    )]
     window: Option<Window>,
 }
 

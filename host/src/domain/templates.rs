@@ -10,7 +10,7 @@ use crate::store::{Store, StoreError};
 
 /// Longest template name: a subscription's callback is named
 /// `TEMPLATE/SUBSCRIPTION-ID`, and callback names stop at 128 characters.
-const MAX_NAME: usize = 96;
+pub const MAX_NAME: usize = 96;
 
 /// Stands in for a URL that only a subscription can fill, so the rest of a
 /// template can be checked like a callback.

@@ -644,7 +644,7 @@ pub struct CallbackInput {
     pub phase: Phase,
     /// Actions it listens to; all three standard ones when absent.
     #[serde(default = "default_actions")]
-    #[schema(min_items = 1)]
+    #[schema(schema_with = actions_schema)]
     pub actions: Vec<String>,
     /// Where to POST: an absolute http or https URL (in a template, one
     /// that may hold runtime expressions).
@@ -672,6 +672,24 @@ pub struct CallbackInput {
     /// Retry policy, for after-callbacks.
     #[serde(default)]
     pub retry: Option<RetryPolicy>,
+}
+
+/// How `actions` is documented: a list of the identifiers that events
+/// name their actions with, which a derived schema cannot say of a list's
+/// items.
+fn actions_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[A-Za-z0-9_.:-]{1,64}$")),
+        )
+        .min_items(Some(1))
+        .description(Some(
+            "Actions it listens to; all three standard ones when absent.",
+        ))
+        .build()
 }
 
 /// A plugin reference as written: config values may be strings, numbers or
