@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use utoipa::Modify;
 use utoipa::openapi::link::{Link, LinkBuilder};
 use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::schema::ArrayItems;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Schema};
 use utoipa_axum::router::OpenApiRouter;
@@ -129,7 +130,8 @@ pub(super) fn finish(api: &mut OpenApi) {
 
 /// A template's name is shorter than a callback's (see
 /// [`templates::MAX_NAME`]), so its body is documented as `TemplateInput`:
-/// `CallbackInput` with that limit.
+/// `CallbackInput` with that limit, and its URL an example with runtime
+/// expressions.
 fn template_input(api: &mut OpenApi) {
     let components = api.components.get_or_insert_with(Default::default);
     let Some(RefOr::T(Schema::Object(callback))) = components.schemas.get("CallbackInput") else {
@@ -141,10 +143,27 @@ fn template_input(api: &mut OpenApi) {
          OpenAPI runtime expressions, filled from a subscription request."
             .into(),
     );
+    template.examples = vec![serde_json::json!({
+        "name": "order-events", "object_type": "order", "phase": "after",
+        "url": "{$request.body#/callbackUrl}",
+        "headers": {"x-subscriber": "{$request.header.x-client-id}"}
+    })];
     match template.properties.get_mut("name") {
         Some(RefOr::T(Schema::Object(name))) => name.max_length = Some(templates::MAX_NAME),
         _ => panic!("CallbackInput has no name"),
     }
+    // A template as answered is those fields and its own, `allOf` them;
+    // the closed input schema there would refuse its own fields.
+    let mut fields = template.clone();
+    fields.additional_properties = None;
+    fields.examples = Vec::new();
+    fields.description = Some("A template's callback, unrendered.".into());
+    for schema in components.schemas.values_mut() {
+        reopen(schema, "TemplateFields");
+    }
+    components
+        .schemas
+        .insert("TemplateFields".into(), Schema::Object(fields).into());
     components
         .schemas
         .insert("TemplateInput".into(), Schema::Object(template).into());
@@ -233,6 +252,33 @@ fn link(api: &mut OpenApi) {
         for (name, link) in links {
             response.links.insert(name, RefOr::T(link));
         }
+    }
+}
+
+/// Points every `allOf` part that is `CallbackInput`, within `schema`, at
+/// `fields` instead: the parts of `allOf` must each accept the whole.
+fn reopen(schema: &mut RefOr<Schema>, fields: &str) {
+    let RefOr::T(schema) = schema else { return };
+    let parts = match schema {
+        Schema::AllOf(all) => {
+            for part in &mut all.items {
+                if matches!(part, RefOr::Ref(r) if r.ref_location.ends_with("/CallbackInput")) {
+                    *part = Ref::from_schema_name(fields).into();
+                }
+            }
+            all.items.iter_mut().collect()
+        }
+        Schema::OneOf(one) => one.items.iter_mut().collect(),
+        Schema::AnyOf(any) => any.items.iter_mut().collect(),
+        Schema::Object(object) => object.properties.values_mut().collect(),
+        Schema::Array(array) => match &mut array.items {
+            ArrayItems::RefOrSchema(item) => vec![item.as_mut()],
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    for part in parts {
+        reopen(part, fields);
     }
 }
 

@@ -17,6 +17,8 @@ use crate::model::{Callback, SubscriptionRef};
 /// A subscribe request, as the tenant's API received it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"template": "order-events",
+    "request": {"url": "/subscribe", "body": {"callbackUrl": "https://client.example/hooks"}}})))]
 pub struct SubscriptionInput {
     /// The template's id or name.
     pub template: String,

@@ -31,6 +31,7 @@ pub struct NewTenant {
 /// `POST /v1/keys`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"name": "emitter in the API manager", "role": "emit"})))]
 pub struct NewKey {
     /// What the key is for.
     #[schema(

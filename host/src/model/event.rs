@@ -64,6 +64,12 @@ impl Event {
 /// filled in by [`NewEvent::into_event`].
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(
+    json!({"object_type": "app", "action": "created", "phase": "after",
+           "actor": "alice", "data": {"name": "shop", "owner": "alice"}}),
+    json!({"id": "app-42-create", "object_type": "app", "action": "created", "phase": "before",
+           "data": {"name": "shop"}})
+))]
 pub struct NewEvent {
     /// Client-chosen id, used as an idempotency key.
     #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]

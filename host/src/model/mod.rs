@@ -629,6 +629,12 @@ pub struct Delivery {
 /// the unrendered body of a template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(
+    json!({"name": "crm-sync", "object_type": "app", "phase": "after",
+           "actions": ["created", "updated"], "url": "https://crm.example/hooks/apps"}),
+    json!({"name": "naming-policy", "object_type": "app", "phase": "before",
+           "url": "https://policy.example/check", "expected_status": 200, "timeout_ms": 2000})
+))]
 pub struct CallbackInput {
     /// Unique within the tenant; before-callbacks run in name order.
     #[schema(
