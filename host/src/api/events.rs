@@ -23,7 +23,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 /// Emits an event. A before-event runs the matching before-callbacks in
 /// name order and answers 200 with the verdict; an after-event is stored
 /// with one pending delivery per matching after-callback, durably, before
-/// the 202. A repeated `id` returns the original answer.
+/// the 202. An `id` sent again with the same event returns the original
+/// answer; with a different event, it is refused.
 #[utoipa::path(post, operation_id = "emit_event", path = "/v1/events", tag = "events", request_body = NewEvent,
     params(("hookgate-causation" = Option<String>, Header, description = "Sent back from a callback request, so that loops are stopped.")),
     responses(
