@@ -195,7 +195,8 @@ fn template_input(api: &mut OpenApi) {
 /// operation, its status, a JSON pointer to the id in its body, and the
 /// collection whose `{id}` operations take it. Documented as OpenAPI
 /// links, so that a client (or a test tool) can follow what it created or
-/// listed to everything that can be done with it.
+/// listed to everything that can be done with it. A link to a list's first
+/// item, or an event's first delivery, leads nowhere when there is none.
 const LINKS: [(&str, &str, &str, &str); 10] = [
     ("create_key", "201", "/id", "/v1/keys"),
     ("upload_plugin", "201", "/id", "/v1/plugins"),

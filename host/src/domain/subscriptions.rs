@@ -18,7 +18,8 @@ use crate::model::{Callback, SubscriptionRef};
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(examples(json!({"template": "order-events",
-    "request": {"url": "/subscribe", "body": {"callbackUrl": "https://client.example/hooks"}}})))]
+    "request": {"url": "/subscribe", "headers": {"x-client-id": "client-7"},
+                "body": {"callbackUrl": "https://client.example/hooks"}}})))]
 pub struct SubscriptionInput {
     /// The template's id or name.
     pub template: String,
