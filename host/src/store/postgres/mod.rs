@@ -105,20 +105,18 @@ impl PgStore {
                 .await
                 .map_err(|e| ConnectError::Connect(e.to_string()))?;
         let pending = Arc::new(AtomicUsize::new(counted as usize));
-        let recent = Arc::default();
         let store = PgStore {
             writer: Writer::start(
                 pool.clone(),
                 behind_pool(url).await?,
                 changes.clone(),
                 origin.clone(),
-                Arc::clone(&recent),
             ),
             pool: pool.clone(),
             changes: changes.clone(),
             origin: origin.clone(),
             pending: pending.clone(),
-            recent,
+            recent: Arc::default(),
         };
         listen::start(pool.clone(), changes, origin);
         tokio::spawn(count_pending(pool, Arc::downgrade(&pending)));

@@ -17,9 +17,8 @@
 //! history and hour counts, and the handovers (see `store::Handover`),
 //! which lease each callback's next due delivery to the same owner.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sqlx::postgres::{PgArguments, PgPool};
@@ -27,7 +26,7 @@ use sqlx::query::Query;
 use sqlx::{PgConnection, Postgres, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{RecentEvents, db, decode, encode, notify, record};
+use super::{db, decode, encode, notify, record};
 use crate::model::{Activation, Delivery, EventRecord, HourCount};
 use crate::store::{
     Change, Changes, Claimed, Completed, DeliveryWrite, EventWrite, Handover, StoreError,
@@ -73,7 +72,6 @@ impl Writer {
         behind_pool: PgPool,
         changes: Changes,
         origin: String,
-        recent: Arc<Mutex<RecentEvents>>,
     ) -> Self {
         let (durable, durable_rx) = mpsc::unbounded_channel();
         let (behind, behind_rx) = mpsc::unbounded_channel();
@@ -82,7 +80,6 @@ impl Writer {
             pool,
             changes: changes.clone(),
             origin: origin.clone(),
-            recent: recent.clone(),
         };
         tokio::spawn(lane(pool).run(durable_rx, None));
         tokio::spawn(lane(behind_pool).run(behind_rx, Some(done_tx)));
@@ -163,9 +160,6 @@ struct Lane {
     pool: PgPool,
     changes: Changes,
     origin: String,
-    /// The events this node took lately, which a handed-over delivery
-    /// needs no read for.
-    recent: Arc<Mutex<RecentEvents>>,
 }
 
 impl Lane {
@@ -213,8 +207,7 @@ impl Lane {
             let _ = done.send(());
         }
         match outcome {
-            Ok((answers, mut completed, due)) => {
-                self.attach_events(&mut completed).await;
+            Ok((answers, completed, due)) => {
                 if due {
                     self.changes.publish(&Change::DeliveriesDue);
                 }
@@ -272,68 +265,6 @@ impl Lane {
         }
         tx.commit().await.map_err(db)?;
         Ok((answers, completed, due))
-    }
-
-    /// Gives each handed-over delivery its event: from the events this
-    /// node took, or else in one read for the whole batch, where the worker
-    /// would make one read per delivery. In a cluster most deliveries are of
-    /// events another node took. The attempts are recorded already, so a
-    /// failed read only leaves the events to the worker.
-    async fn attach_events(&self, completed: &mut [Completed]) {
-        let mut missing = Vec::new();
-        {
-            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            for next in completed.iter_mut().filter_map(|c| c.next.as_mut()) {
-                next.event = recent.get(&next.delivery.tenant_id, &next.delivery.event_id);
-                if next.event.is_none() {
-                    missing.push(next);
-                }
-            }
-        }
-        if missing.is_empty() {
-            return;
-        }
-        let tenants: Vec<&str> = missing
-            .iter()
-            .map(|n| n.delivery.tenant_id.as_str())
-            .collect();
-        let ids: Vec<&str> = missing
-            .iter()
-            .map(|n| n.delivery.event_id.as_str())
-            .collect();
-        let rows = sqlx::query(
-            "SELECT e.tenant_id, e.id, e.record FROM events e \
-             JOIN UNNEST($1::text[], $2::text[]) AS u(tenant_id, id) \
-             ON e.tenant_id = u.tenant_id AND e.id = u.id",
-        )
-        .bind(&tenants)
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(err) => {
-                tracing::warn!("cannot read the events of handed-over deliveries: {err}");
-                return;
-            }
-        };
-        let mut found = HashMap::new();
-        for row in &rows {
-            let (Ok(tenant), Ok(id)) = (row.try_get::<String, _>(0), row.try_get::<String, _>(1))
-            else {
-                continue;
-            };
-            if let Ok(event) = record::<EventRecord>(row) {
-                found.insert((tenant, id), Arc::new(event));
-            }
-        }
-        for next in missing {
-            let key = (
-                next.delivery.tenant_id.clone(),
-                next.delivery.event_id.clone(),
-            );
-            next.event = found.get(&key).cloned();
-        }
     }
 }
 
@@ -451,8 +382,11 @@ async fn insert_events(
 /// being completed are still leased; they are left out of the candidates
 /// all the same, so that no row is changed twice.
 ///
-/// Answers, for each completion that held its lease, its position (from
-/// 1) and the delivery handed over to it, if any.
+/// Answers, for each completion that held its lease, its position
+/// (counted from 1) and the delivery handed over to it, if any, with its
+/// event: in a cluster most deliveries are of events another node took,
+/// and reading them here costs no round trip of its own on the way to the
+/// next attempt.
 const COMPLETE: &str = "
 WITH input AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[],
@@ -511,10 +445,12 @@ WITH input AS (
 ), handed AS (
     UPDATE deliveries d SET lease_owner = picked.owner, lease_until = picked.until
     FROM picked WHERE d.ctid = picked.tid
-    RETURNING picked.ord, d.record, d.lease_until
+    RETURNING picked.ord, d.tenant_id, d.record, d.lease_until
 )
-SELECT done.ord, handed.record, handed.lease_until
-FROM done LEFT JOIN handed ON handed.ord = done.ord";
+SELECT done.ord, handed.record, handed.lease_until, e.record AS event
+FROM done LEFT JOIN handed ON handed.ord = done.ord
+LEFT JOIN events e ON e.tenant_id = handed.tenant_id
+    AND e.id = handed.record::json ->> 'event_id'";
 
 /// One column of an `UNNEST`: `f` of each item, in order.
 fn column<T: Copy, U>(items: &[T], f: impl Fn(T) -> U) -> Vec<U> {
@@ -582,11 +518,19 @@ async fn complete(
         let Some(lease_until) = row.try_get::<Option<i64>, _>("lease_until").map_err(db)? else {
             continue;
         };
+        // An event that cannot be read is left to the worker, which reads
+        // it again before the attempt, and says so if it still cannot.
+        let event = row
+            .try_get::<Option<String>, _>("event")
+            .ok()
+            .flatten()
+            .and_then(|text| decode::<EventRecord>("event", &text).ok())
+            .map(Arc::new);
         match record(row) {
             Ok(delivery) => {
                 answer.next = Some(Claimed {
                     delivery,
-                    event: None,
+                    event,
                     lease_until: lease_until as u64,
                 })
             }
