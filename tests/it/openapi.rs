@@ -865,37 +865,32 @@ backend_test! {
         // A real answer of every operation a link starts from, by operation
         // id and status.
         let mut answers: Vec<(&str, u16, Value)> = Vec::new();
-        let (status, created) = app.post("/v1/keys", key, json!({"name": "ci", "role": "read"})).await;
-        answers.push(("create_key", status, created));
         let (status, plugin) = app
             .upload(key, "defaults", crate::fixtures::plugin("app-defaults"))
             .await;
         answers.push(("upload_plugin", status, plugin));
-        let (status, callback) = app
-            .post(
+        for (operation, path, body) in [
+            ("create_key", "/v1/keys", json!({"name": "ci", "role": "read"})),
+            (
+                "create_callback",
                 "/v1/callbacks",
-                key,
                 json!({"name": "a", "object_type": "app", "phase": "after", "url": sink.url()}),
-            )
-            .await;
-        answers.push(("create_callback", status, callback));
-        let (status, template) = app
-            .post(
+            ),
+            (
+                "create_template",
                 "/v1/callback-templates",
-                key,
                 json!({"name": "t", "object_type": "order", "phase": "after",
                        "url": "{$request.body#/callbackUrl}"}),
-            )
-            .await;
-        answers.push(("create_template", status, template));
-        let (status, subscription) = app
-            .post(
+            ),
+            (
+                "subscribe",
                 "/v1/subscriptions",
-                key,
                 json!({"template": "t", "request": {"body": {"callbackUrl": sink.url()}}}),
-            )
-            .await;
-        answers.push(("subscribe", status, subscription));
+            ),
+        ] {
+            let (status, answer) = app.post(path, key, body).await;
+            answers.push((operation, status, answer));
+        }
         let (status, verdict) = app
             .emit(key, json!({"object_type": "app", "action": "created", "phase": "before"}))
             .await;

@@ -167,27 +167,15 @@ fn template_input(api: &mut OpenApi) {
     components
         .schemas
         .insert("TemplateInput".into(), Schema::Object(template).into());
-    for item in api.paths.paths.values_mut() {
-        for operation in operations(item) {
-            if !matches!(
-                operation.operation_id.as_deref(),
-                Some("create_template" | "replace_template")
-            ) {
-                continue;
-            }
-            let body = match operation.request_body.as_mut() {
-                Some(RefOr::T(body)) => body.content.get_mut("application/json"),
-                _ => None,
-            };
-            let body = match body {
-                Some(RefOr::T(content)) => Some(content),
-                _ => None,
-            };
-            let Some(body) = body else {
-                panic!("a template operation takes no JSON body");
-            };
-            body.schema = Some(Ref::from_schema_name("TemplateInput").into());
-        }
+    for id in ["create_template", "replace_template"] {
+        let content = match &mut operation(api, id).request_body {
+            Some(RefOr::T(body)) => body.content.get_mut("application/json"),
+            _ => None,
+        };
+        let Some(RefOr::T(content)) = content else {
+            panic!("{id} takes no JSON body");
+        };
+        content.schema = Some(Ref::from_schema_name("TemplateInput").into());
     }
 }
 
@@ -240,13 +228,7 @@ fn link(api: &mut OpenApi) {
             !links.is_empty(),
             "no operation takes an id of {collection}"
         );
-        let response = api
-            .paths
-            .paths
-            .values_mut()
-            .flat_map(operations)
-            .find(|operation| operation.operation_id.as_deref() == Some(source))
-            .and_then(|operation| operation.responses.responses.get_mut(status));
+        let response = operation(api, source).responses.responses.get_mut(status);
         let Some(RefOr::T(response)) = response else {
             panic!("the document has no {status} answer of {source} to link from");
         };
@@ -281,6 +263,17 @@ fn reopen(schema: &mut RefOr<Schema>, fields: &str) {
     for part in parts {
         reopen(part, fields);
     }
+}
+
+/// The operation with this id; the document lacking it is a programming
+/// error.
+fn operation<'a>(api: &'a mut OpenApi, id: &str) -> &'a mut Operation {
+    api.paths
+        .paths
+        .values_mut()
+        .flat_map(operations)
+        .find(|operation| operation.operation_id.as_deref() == Some(id))
+        .unwrap_or_else(|| panic!("the document has no operation {id}"))
 }
 
 /// A path's operations, whichever methods it has.
