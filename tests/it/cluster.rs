@@ -190,6 +190,59 @@ async fn three_nodes_deliver_every_event_exactly_once() {
 }
 
 #[tokio::test]
+async fn an_event_id_sent_to_every_node_at_once_is_stored_and_delivered_once() {
+    let _shared = backends::share_server().await;
+    let Some(cluster) = Cluster::start(3).await else {
+        return;
+    };
+    let key = cluster.tenant().await;
+    let sink = receiver(200).await;
+    cluster.callback(&key, &sink).await;
+    // Each id goes to the three nodes at once, so their inserts race.
+    let mut sent = tokio::task::JoinSet::new();
+    for k in 0..40 {
+        for n in 0..3 {
+            let request = cluster
+                .client
+                .post(format!("{}/v1/events", cluster.base(n)))
+                .bearer_auth(&key)
+                .json(&json!({"id": format!("order-{k}"), "object_type": "app",
+                    "action": "created", "phase": "after", "data": {"k": k}}));
+            sent.spawn(async move {
+                let answer = request.send().await.unwrap();
+                (
+                    k,
+                    answer.status().as_u16(),
+                    answer.json::<Value>().await.unwrap(),
+                )
+            });
+        }
+    }
+    let mut answers: HashMap<usize, Vec<Value>> = HashMap::new();
+    while let Some(done) = sent.join_next().await {
+        let (k, status, answer) = done.unwrap();
+        assert_eq!(status, 202, "order-{k}: {answer}");
+        answers.entry(k).or_default().push(answer);
+    }
+    for (k, answers) in &answers {
+        assert!(
+            answers.iter().all(|a| a == &answers[0]),
+            "order-{k} got different answers: {answers:?}"
+        );
+    }
+    let ids: Vec<String> = (0..40).map(|k| format!("order-{k}")).collect();
+    all_arrive(&sink, &ids, 60).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = arrivals(&sink);
+    assert_eq!(seen.len(), 40, "{seen:?}");
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "delivered more than once: {seen:?}"
+    );
+    cluster.stop();
+}
+
+#[tokio::test]
 async fn the_per_callback_limit_holds_over_the_whole_cluster_and_each_node_compiles_once() {
     let _shared = backends::share_server().await;
     let Some(cluster) =

@@ -1,7 +1,8 @@
-//! Group commit on PostgreSQL: concurrent writes share a transaction.
+//! Group commit on PostgreSQL: concurrent writes share a statement, and
+//! so a commit.
 //!
-//! Two lanes, each one transaction at a time, taking everything queued
-//! while the previous one ran:
+//! Two lanes, each one batch at a time, taking everything queued while the
+//! previous one ran:
 //! - **durable**: after-events and their deliveries, answered once the
 //!   commit is on disk (`synchronous_commit` as the server has it);
 //! - **behind**: gate history and attempt results, which a crash may lose
@@ -9,14 +10,18 @@
 //!   the disk, on connections of its own that are set up for it.
 //!
 //! Batching is what makes intake fast: one commit, and one disk flush, for
-//! every event that arrived while the last one was being made.
+//! every event that arrived while the last one was being made. A batch of
+//! events is one statement (`INSERT_EVENTS`) with no transaction block
+//! around it, so one round trip: a lane's round trips are its cost when
+//! the machine is busy, and in a cluster each node's batches are smaller.
 //!
 //! Attempt results are on the way of a busy callback's next attempt, so a
-//! batch of them is one statement (`COMPLETE`), and one round trip, with no
-//! transaction block around it: every delivery's new state, the attempts'
-//! history and hour counts, and the handovers (see `store::Handover`),
-//! which lease each callback's next due delivery to the same owner.
+//! batch of them is one statement too (`COMPLETE`): every delivery's new
+//! state, the attempts' history and hour counts, and the handovers (see
+//! `store::Handover`), which lease each callback's next due delivery to the
+//! same owner.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -26,15 +31,18 @@ use sqlx::query::Query;
 use sqlx::{PgConnection, Postgres, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{db, decode, encode, notify, record};
+use super::{db, decode, encode, listen, record};
 use crate::model::{Activation, Delivery, EventRecord, HourCount};
 use crate::store::{
     Change, Changes, Claimed, Completed, DeliveryWrite, EventWrite, Handover, StoreError,
     StoreResult,
 };
 
-/// Writes taken at once by one transaction, at most.
+/// Writes taken at once by one batch, at most.
 const BATCH: usize = 512;
+/// How many times a batch of events is made again after losing a race for
+/// a client's id to another node.
+const RACES: usize = 3;
 
 type EventReply = oneshot::Sender<StoreResult<Option<EventRecord>>>;
 
@@ -183,7 +191,8 @@ impl Lane {
         }
     }
 
-    /// One transaction for the whole batch; everyone waiting hears how it
+    /// Writes the batch: its events in one statement, its attempt results
+    /// in another, each atomic on its own; everyone waiting hears how it
     /// went.
     async fn commit(&self, batch: Vec<Job>) {
         let mut events = Vec::new();
@@ -196,171 +205,222 @@ impl Lane {
                 Job::Flush(done) => flushes.push(done),
             }
         }
-        let writes: Vec<&EventWrite> = events.iter().map(|(w, _)| w).collect();
-        let finished: Vec<&Completion> = completions.iter().map(|(c, _)| c).collect();
-        let outcome = if writes.is_empty() && finished.is_empty() {
-            Ok((Vec::new(), Vec::new(), false))
-        } else {
-            self.transaction(&writes, &finished).await
-        };
+        if !events.is_empty() {
+            let writes: Vec<&EventWrite> = events.iter().map(|(w, _)| w).collect();
+            match self.insert(&writes).await {
+                Ok((answers, due)) => {
+                    if due {
+                        self.changes.publish(&Change::DeliveriesDue);
+                    }
+                    for ((_, reply), answer) in events.into_iter().zip(answers) {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(answer);
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(
+                        events = events.len(),
+                        "cannot store a batch of events: {err}"
+                    );
+                    for (_, reply) in events {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Err(again(&err)));
+                        }
+                    }
+                }
+            }
+        }
+        if !completions.is_empty() {
+            let finished: Vec<&Completion> = completions.iter().map(|(c, _)| c).collect();
+            match self.complete(&finished).await {
+                Ok(completed) => {
+                    for ((_, reply), completed) in completions.into_iter().zip(completed) {
+                        let _ = reply.send(Ok(completed));
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(
+                        attempts = completions.len(),
+                        "cannot store a batch of attempts: {err}"
+                    );
+                    for (_, reply) in completions {
+                        let _ = reply.send(Err(again(&err)));
+                    }
+                }
+            }
+        }
         for done in flushes {
             let _ = done.send(());
         }
-        match outcome {
-            Ok((answers, completed, due)) => {
-                if due {
-                    self.changes.publish(&Change::DeliveriesDue);
-                }
-                for ((_, reply), answer) in events.into_iter().zip(answers) {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Ok(answer));
-                    }
-                }
-                for ((_, reply), completed) in completions.into_iter().zip(completed) {
-                    let _ = reply.send(Ok(completed));
-                }
-            }
-            Err(err) => {
-                tracing::error!(
-                    events = events.len(),
-                    attempts = completions.len(),
-                    "cannot store a batch of writes: {err}"
-                );
-                let message = err.to_string();
-                let failure = || match &err {
-                    StoreError::Unavailable(_) => StoreError::Unavailable(message.clone()),
-                    _ => StoreError::Backend(message.clone()),
-                };
-                for (_, reply) in events {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(failure()));
-                    }
-                }
-                for (_, reply) in completions {
-                    let _ = reply.send(Err(failure()));
-                }
-            }
-        }
     }
 
-    /// Returns each event's answer (the existing record for a repeated
-    /// client id), what each completion did, and whether deliveries fell
-    /// due.
-    async fn transaction(
+    /// Inserts events with what they caused, one statement for the batch;
+    /// see `INSERT_EVENTS`. Answers each write (the stored record for a
+    /// repeated client id), and whether deliveries fell due.
+    async fn insert(
         &self,
-        events: &[&EventWrite],
-        completions: &[&Completion],
-    ) -> StoreResult<(Vec<Option<EventRecord>>, Vec<Completed>, bool)> {
-        if events.is_empty() {
-            // One statement is atomic on its own.
-            let mut conn = self.pool.acquire().await.map_err(db)?;
-            let completed = complete(&mut conn, completions).await?;
-            return Ok((Vec::new(), completed, false));
+        writes: &[&EventWrite],
+    ) -> StoreResult<(Vec<StoreResult<Option<EventRecord>>>, bool)> {
+        // Writes sharing an id: the first goes to the statement, the others
+        // answer as repeats of it.
+        let mut first = HashMap::new();
+        let mut unique: Vec<&EventWrite> = Vec::new();
+        let slots: Vec<usize> = writes
+            .iter()
+            .map(|w| {
+                let key = (w.record.tenant_id.as_str(), w.record.event.id.as_str());
+                *first.entry(key).or_insert_with(|| {
+                    unique.push(w);
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        let deliveries: Vec<(i64, &Delivery)> = caused(&unique, |w| &w.deliveries);
+        let activations: Vec<(i64, &Activation)> = caused(&unique, |w| &w.activations);
+        let history: Vec<&Activation> = activations.iter().map(|(_, a)| *a).collect();
+        let payload = listen::payload(&self.origin, &Change::DeliveriesDue);
+        let statement = || {
+            let query = sqlx::query(INSERT_EVENTS)
+                .bind(column(&unique, |w| w.record.tenant_id.as_str()))
+                .bind(column(&unique, |w| w.record.event.id.as_str()))
+                .bind(column(&unique, |w| w.record.event.timestamp_ms as i64))
+                .bind(column(&unique, |w| encode(&*w.record)))
+                .bind(column(&unique, |w| w.client_id))
+                .bind(column(&deliveries, |(n, _)| n))
+                .bind(column(&deliveries, |(_, d)| d.tenant_id.as_str()))
+                .bind(column(&deliveries, |(_, d)| d.id.as_str()))
+                .bind(column(&deliveries, |(_, d)| d.callback_id.as_str()))
+                .bind(column(&deliveries, |(_, d)| d.status.as_str()))
+                .bind(column(&deliveries, |(_, d)| d.created_at as i64))
+                .bind(column(&deliveries, |(_, d)| {
+                    d.next_attempt_at.map(|at| at as i64)
+                }))
+                .bind(column(&deliveries, |(_, d)| encode(d)))
+                .bind(column(&activations, |(n, _)| n));
+            bind_activations(query, &history).bind(&payload)
+        };
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut raced = 0;
+        let rows = loop {
+            match statement().fetch_all(&mut *conn).await {
+                Ok(rows) => break rows,
+                // Another node stored an id a client chose after this
+                // statement's snapshot was taken: again, and it is a repeat.
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("23505") && raced < RACES =>
+                {
+                    raced += 1
+                }
+                Err(err) => return Err(db(err)),
+            }
+        };
+
+        let mut due = false;
+        let mut stored: Vec<Option<String>> = vec![None; unique.len()];
+        for row in &rows {
+            let ord: i64 = row.try_get("ord").map_err(db)?;
+            match usize::try_from(ord - 1) {
+                Ok(at) => stored[at] = Some(row.try_get("record").map_err(db)?),
+                Err(_) => due = true,
+            }
         }
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let (answers, due) = insert_events(&mut tx, events).await?;
-        let completed = complete(&mut tx, completions).await?;
-        if due {
-            notify(&mut *tx, &self.origin, &Change::DeliveriesDue).await?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok((answers, completed, due))
+        let answers: Vec<StoreResult<Option<EventRecord>>> = stored
+            .iter()
+            .map(|text| text.as_deref().map(|t| decode("event", t)).transpose())
+            .collect();
+        let mut answered = vec![false; unique.len()];
+        let answers = slots
+            .iter()
+            .map(|&slot| {
+                let repeat = std::mem::replace(&mut answered[slot], true);
+                match &answers[slot] {
+                    Ok(None) if !repeat => Ok(None),
+                    Ok(None) => Ok(Some((*unique[slot].record).clone())),
+                    Ok(Some(record)) => Ok(Some(record.clone())),
+                    Err(err) => Err(again(err)),
+                }
+            })
+            .collect();
+        Ok((answers, due))
+    }
+
+    /// Records attempts, and hands leases over; see `COMPLETE`.
+    async fn complete(&self, completions: &[&Completion]) -> StoreResult<Vec<Completed>> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        complete(&mut conn, completions).await
     }
 }
 
-/// Inserts events, skipping repeated client ids, then the deliveries and
-/// activations of those inserted.
-async fn insert_events(
-    tx: &mut PgConnection,
-    writes: &[&EventWrite],
-) -> StoreResult<(Vec<Option<EventRecord>>, bool)> {
-    if writes.is_empty() {
-        return Ok((Vec::new(), false));
-    }
-    let tenants: Vec<&str> = writes.iter().map(|w| w.record.tenant_id.as_str()).collect();
-    let ids: Vec<&str> = writes.iter().map(|w| w.record.event.id.as_str()).collect();
-    let ats: Vec<i64> = writes
-        .iter()
-        .map(|w| w.record.event.timestamp_ms as i64)
-        .collect();
-    let records: Vec<String> = writes.iter().map(|w| encode(&*w.record)).collect();
-    let inserted: Vec<(String, String)> = sqlx::query(
-        "INSERT INTO events (tenant_id, id, at, record) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[]) \
-         ON CONFLICT (tenant_id, id) DO NOTHING RETURNING tenant_id, id",
-    )
-    .bind(&tenants)
-    .bind(&ids)
-    .bind(&ats)
-    .bind(&records)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db)?
-    .iter()
-    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-    .collect::<Result<_, sqlx::Error>>()
-    .map_err(db)?;
+/// A batch of events in one statement, so one round trip and one commit:
+/// each event with its deliveries and activations, or, for an id already
+/// stored, nothing. The batch's ids are distinct, and only one a client
+/// chose can be stored already: those are looked up, the rest inserted
+/// without a check. An id stored by another node after the snapshot was
+/// taken fails the statement, which is then made again. `pg_notify` tells
+/// the other nodes when deliveries fell due; it is sent at commit.
+///
+/// Every part joins only the few repeats, so the statement costs what it
+/// inserts whatever joins the session allows.
+///
+/// Answers a row for each event not inserted, by position (counted from
+/// 1), with the stored record; and a row at position 0 if deliveries fell
+/// due.
+const INSERT_EVENTS: &str = "
+WITH input AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::bool[])
+        WITH ORDINALITY AS u(tenant_id, id, at, record, chosen, ord)
+), repeats AS MATERIALIZED (
+    SELECT u.ord, e.record FROM input u
+    JOIN events e ON e.tenant_id = u.tenant_id AND e.id = u.id
+    WHERE u.chosen
+), inserted AS (
+    INSERT INTO events (tenant_id, id, at, record)
+    SELECT tenant_id, id, at, record FROM input u
+    WHERE NOT EXISTS (SELECT FROM repeats r WHERE r.ord = u.ord)
+), due AS (
+    INSERT INTO deliveries (tenant_id, id, callback_id, status, created_at, due_at, record)
+    SELECT d.tenant_id, d.id, d.callback_id, d.status, d.created_at, d.due_at, d.record
+    FROM UNNEST($6::int8[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[],
+                $12::int8[], $13::text[])
+        AS d(event, tenant_id, id, callback_id, status, created_at, due_at, record)
+    WHERE NOT EXISTS (SELECT FROM repeats r WHERE r.ord = d.event)
+    RETURNING 1
+), history AS (
+    INSERT INTO activations (tenant_id, callback_id, id, at, record)
+    SELECT a.tenant_id, a.callback_id, a.id, a.at, a.record
+    FROM UNNEST($14::int8[], $15::text[], $16::text[], $17::text[], $18::int8[], $19::text[])
+        AS a(event, tenant_id, callback_id, id, at, record)
+    WHERE NOT EXISTS (SELECT FROM repeats r WHERE r.ord = a.event)
+    ON CONFLICT DO NOTHING
+), notified AS (
+    SELECT pg_notify('hookgate', $20) FROM (SELECT FROM due LIMIT 1) one
+)
+SELECT ord, record FROM repeats
+UNION ALL
+SELECT 0, NULL FROM notified";
 
-    // Of writes sharing an id, only the first inserted anything; the
-    // others, and repeats of stored events, answer with the stored record.
-    let mut new = std::collections::HashSet::new();
-    let fresh: Vec<bool> = writes
+/// What a batch's events caused, each with its event's position in the
+/// batch (counted from 1).
+fn caused<'a, T>(
+    writes: &[&'a EventWrite],
+    of: impl Fn(&'a EventWrite) -> &'a Vec<T>,
+) -> Vec<(i64, &'a T)> {
+    writes
         .iter()
-        .map(|w| {
-            let key = (w.record.tenant_id.clone(), w.record.event.id.clone());
-            inserted.contains(&key) && new.insert(key)
-        })
-        .collect();
-    let mut answers = Vec::with_capacity(writes.len());
-    for (write, fresh) in writes.iter().zip(&fresh) {
-        answers.push(if *fresh {
-            None
-        } else {
-            let row = sqlx::query("SELECT record FROM events WHERE tenant_id = $1 AND id = $2")
-                .bind(&write.record.tenant_id)
-                .bind(&write.record.event.id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
-            let text: String = row.try_get("record").map_err(db)?;
-            Some(decode("event", &text)?)
-        });
-    }
+        .enumerate()
+        .flat_map(|(n, w)| of(w).iter().map(move |item| (n as i64 + 1, item)))
+        .collect()
+}
 
-    let deliveries: Vec<_> = writes
-        .iter()
-        .zip(&fresh)
-        .filter(|(_, fresh)| **fresh)
-        .flat_map(|(w, _)| &w.deliveries)
-        .collect();
-    if !deliveries.is_empty() {
-        sqlx::query(
-            "INSERT INTO deliveries \
-             (tenant_id, id, callback_id, status, created_at, due_at, record) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-                                  $5::int8[], $6::int8[], $7::text[])",
-        )
-        .bind(column(&deliveries, |d| d.tenant_id.as_str()))
-        .bind(column(&deliveries, |d| d.id.as_str()))
-        .bind(column(&deliveries, |d| d.callback_id.as_str()))
-        .bind(column(&deliveries, |d| d.status.as_str()))
-        .bind(column(&deliveries, |d| d.created_at as i64))
-        .bind(column(&deliveries, |d| {
-            d.next_attempt_at.map(|at| at as i64)
-        }))
-        .bind(column(&deliveries, encode))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+/// A failure again, for each of the writes it failed: the database being
+/// unavailable stays so, so that callers answer `503`.
+fn again(err: &StoreError) -> StoreError {
+    match err {
+        StoreError::Unavailable(message) => StoreError::Unavailable(message.clone()),
+        StoreError::Backend(message) => StoreError::Backend(message.clone()),
+        other => StoreError::Backend(other.to_string()),
     }
-    let activations: Vec<&Activation> = writes
-        .iter()
-        .zip(&fresh)
-        .filter(|(_, fresh)| **fresh)
-        .flat_map(|(w, _)| &w.activations)
-        .collect();
-    insert_activations(tx, &activations).await?;
-    Ok((answers, !deliveries.is_empty()))
 }
 
 /// Records a batch of attempts in one statement. Each delivery's new state
@@ -538,22 +598,6 @@ async fn complete(
         }
     }
     Ok(completed)
-}
-
-async fn insert_activations(tx: &mut PgConnection, activations: &[&Activation]) -> StoreResult<()> {
-    if activations.is_empty() {
-        return Ok(());
-    }
-    let query = sqlx::query(
-        "INSERT INTO activations (tenant_id, callback_id, id, at, record) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) \
-         ON CONFLICT DO NOTHING",
-    );
-    bind_activations(query, activations)
-        .execute(tx)
-        .await
-        .map(drop)
-        .map_err(db)
 }
 
 /// Binds activations as the five arrays both inserts of them take, in
