@@ -21,7 +21,6 @@
 //! `store::Handover`), which lease each callback's next due delivery to the
 //! same owner.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -262,20 +261,23 @@ impl Lane {
         &self,
         writes: &[&EventWrite],
     ) -> StoreResult<(Vec<StoreResult<Option<EventRecord>>>, bool)> {
-        // Writes sharing an id: the first goes to the statement, the others
-        // answer as repeats of it.
-        let mut first = HashMap::new();
+        // Writes sharing an id: the first to arrive goes to the statement,
+        // the others answer as repeats of it. In key order, so that nodes
+        // inserting the same chosen ids wait for each other in one order,
+        // never in a cycle.
+        let mut order: Vec<usize> = (0..writes.len()).collect();
+        order.sort_by_key(|&i| event_key(writes[i]));
         let mut unique: Vec<&EventWrite> = Vec::new();
-        let slots: Vec<usize> = writes
-            .iter()
-            .map(|w| {
-                let key = (w.record.tenant_id.as_str(), w.record.event.id.as_str());
-                *first.entry(key).or_insert_with(|| {
-                    unique.push(w);
-                    unique.len() - 1
-                })
-            })
-            .collect();
+        let mut slots = vec![0; writes.len()];
+        for i in order {
+            if unique
+                .last()
+                .is_none_or(|last| event_key(last) != event_key(writes[i]))
+            {
+                unique.push(writes[i]);
+            }
+            slots[i] = unique.len() - 1;
+        }
         let deliveries: Vec<(i64, &Delivery)> = caused(&unique, |w| &w.deliveries);
         let activations: Vec<(i64, &Activation)> = caused(&unique, |w| &w.activations);
         let history: Vec<&Activation> = activations.iter().map(|(_, a)| *a).collect();
@@ -307,10 +309,14 @@ impl Lane {
                 Ok(rows) => break rows,
                 // Another node stored an id a client chose after this
                 // statement's snapshot was taken: again, and it is a repeat.
-                Err(sqlx::Error::Database(e))
-                    if e.code().as_deref() == Some("23505") && raced < RACES =>
-                {
-                    raced += 1
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                    raced += 1;
+                    if raced > RACES {
+                        // Nothing of the batch is stored, so trying again is safe.
+                        return Err(StoreError::Unavailable(format!(
+                            "other nodes kept storing the same event ids: {e}"
+                        )));
+                    }
                 }
                 Err(err) => return Err(db(err)),
             }
@@ -399,6 +405,11 @@ WITH input AS (
 SELECT ord, record FROM repeats
 UNION ALL
 SELECT 0, NULL FROM notified";
+
+/// An event write's key in `events`.
+fn event_key(write: &EventWrite) -> (&str, &str) {
+    (&write.record.tenant_id, &write.record.event.id)
+}
 
 /// What a batch's events caused, each with its event's position in the
 /// batch (counted from 1).
