@@ -119,7 +119,8 @@ impl Application {
             config.delivery.clone(),
             clock.clone(),
             node,
-        );
+        )
+        .await;
         let events = Events::new(
             store.clone(),
             callbacks.clone(),

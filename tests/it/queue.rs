@@ -95,7 +95,7 @@ async fn node(dir: &std::path::Path, sink: &Receiver) -> Node {
 }
 
 impl Node {
-    fn deliverer(&self, owner: &str) -> Deliverer {
+    async fn deliverer(&self, owner: &str) -> Deliverer {
         Deliverer::start(
             self.store.clone(),
             self.callbacks.clone(),
@@ -105,6 +105,7 @@ impl Node {
             Arc::new(self.clock.clone()),
             owner.to_string(),
         )
+        .await
     }
 
     async fn emit(&self, n: usize) -> Vec<String> {
@@ -142,8 +143,8 @@ async fn two_deliverers_sharing_a_store_never_both_attempt_a_delivery() {
     let sink = receiver(200).await;
     sink.delay(5);
     let node = node(dir.path(), &sink).await;
-    let first = node.deliverer("node-a");
-    let second = node.deliverer("node-b");
+    let first = node.deliverer("node-a").await;
+    let second = node.deliverer("node-b").await;
     let ids = node.emit(EVENTS).await;
     sink.wait_for(EVENTS, 30).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -180,7 +181,7 @@ async fn a_delivery_whose_lease_holder_vanished_is_taken_over_once_the_lease_end
         .unwrap();
     assert_eq!(held.len(), 3);
 
-    let survivor = node.deliverer("survivor");
+    let survivor = node.deliverer("survivor").await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(sink.received().is_empty(), "leased deliveries wait");
     node.clock.advance(Duration::from_millis(lease_ms + 1));

@@ -95,8 +95,9 @@ pub struct DeliveryView {
 
 impl Deliverer {
     /// Starts a worker that claims deliveries from `store` as `owner`, a
-    /// name unique to this node.
-    pub fn start(
+    /// name unique to this node. The pending gauge is set first, so that
+    /// it is right from the first scrape, not from the first poll.
+    pub async fn start(
         store: Store,
         callbacks: Callbacks,
         plugins: Plugins,
@@ -105,6 +106,9 @@ impl Deliverer {
         clock: SharedClock,
         owner: String,
     ) -> Self {
+        if let Ok(pending) = store.deliveries().pending_count().await {
+            metrics::gauge!("hookgate_delivery_pending").set(pending as f64);
+        }
         let inner = Arc::new(Inner {
             slots: Mutex::new(Slots::new(config.concurrency)),
             healthy: health::Healthy::following(store.changes()),
@@ -246,12 +250,6 @@ impl Deliverer {
 /// it is told of every new event, so a round costs little: the pending
 /// gauge, for one, is set on the poll only.
 async fn work(inner: std::sync::Weak<Inner>) {
-    // The gauge is right from the first scrape, not from the first poll.
-    if let Some(strong) = inner.upgrade()
-        && let Ok(pending) = strong.store.deliveries().pending_count().await
-    {
-        metrics::gauge!("hookgate_delivery_pending").set(pending as f64);
-    }
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
