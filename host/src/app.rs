@@ -95,8 +95,9 @@ impl Application {
             clock.clone(),
             config.plugin.resident_mib << 20,
         );
-        // Plugins load when first used; only those a stopped node left
-        // compiling are compiled now, in the background.
+        // Stored plugins load when first used; only those a stopped node
+        // left compiling are compiled now, in the background, as are those
+        // uploaded from now on, on whichever node.
         let unfinished = plugins
             .settle_unfinished()
             .await

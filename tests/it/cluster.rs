@@ -16,6 +16,7 @@ use crate::serve::{Server, start};
 
 /// Nodes on one fresh database, each with its own data directory.
 struct Cluster {
+    database: String,
     nodes: Vec<Option<Server>>,
     _dirs: Vec<tempfile::TempDir>,
     client: reqwest::Client,
@@ -38,6 +39,7 @@ impl Cluster {
             dirs.push(dir);
         }
         Some(Cluster {
+            database,
             nodes,
             _dirs: dirs,
             client: reqwest::Client::new(),
@@ -72,6 +74,20 @@ impl Cluster {
             }
             Err(err) => (0, Value::String(err.to_string())),
         }
+    }
+
+    /// Node `n`'s Prometheus metrics.
+    async fn metrics(&self, n: usize) -> String {
+        let metrics = self.client.get(format!("{}/metrics", self.base(n)));
+        metrics.send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Starts one more node, with these settings.
+    async fn join(&mut self, settings: &[(&str, &str)]) {
+        let dir = tempfile::tempdir().unwrap();
+        let joined = node(dir.path(), &self.database, settings).await;
+        self.nodes.push(Some(joined));
+        self._dirs.push(dir);
     }
 
     /// A tenant made through node 0, with its manage key.
@@ -150,13 +166,13 @@ fn arrivals(sink: &Receiver) -> HashMap<String, usize> {
 }
 
 /// Waits until every accepted event has arrived, failing after `secs`.
-async fn all_arrive(sink: &Receiver, accepted: &[String], secs: u64) -> HashMap<String, usize> {
+async fn all_arrive(sink: &Receiver, accepted: &[String], secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let seen = arrivals(sink);
         let missing = accepted.iter().filter(|id| !seen.contains_key(*id)).count();
         if missing == 0 {
-            return seen;
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -165,6 +181,17 @@ async fn all_arrive(sink: &Receiver, accepted: &[String], secs: u64) -> HashMap<
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until every accepted event has arrived, then a little longer,
+/// and fails if any arrived twice or any other arrived.
+async fn each_arrives_once(sink: &Receiver, accepted: &[String]) {
+    all_arrive(sink, accepted, 60).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = arrivals(sink);
+    assert_eq!(seen.len(), accepted.len(), "{seen:?}");
+    let twice: Vec<_> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
 }
 
 #[tokio::test]
@@ -178,14 +205,7 @@ async fn three_nodes_deliver_every_event_exactly_once() {
     cluster.callback(&key, &sink).await;
     let accepted = cluster.emit(&key, 300, 0).await;
     assert_eq!(accepted.len(), 300, "every node accepts");
-    let seen = all_arrive(&sink, &accepted, 60).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let twice: Vec<_> = arrivals(&sink)
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .collect();
-    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
-    assert_eq!(seen.len(), 300);
+    each_arrives_once(&sink, &accepted).await;
     cluster.stop();
 }
 
@@ -232,41 +252,97 @@ async fn an_event_id_sent_to_every_node_at_once_is_stored_and_delivered_once() {
         );
     }
     let ids: Vec<String> = (0..40).map(|k| format!("order-{k}")).collect();
-    all_arrive(&sink, &ids, 60).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let seen = arrivals(&sink);
-    assert_eq!(seen.len(), 40, "{seen:?}");
-    assert!(
-        seen.values().all(|n| *n == 1),
-        "delivered more than once: {seen:?}"
-    );
+    each_arrives_once(&sink, &ids).await;
     cluster.stop();
 }
 
 #[tokio::test]
 async fn the_per_callback_limit_holds_over_the_whole_cluster_and_each_node_compiles_once() {
     let _shared = backends::share_server().await;
-    let Some(cluster) =
-        Cluster::start_with(3, &[("HOOKGATE_DELIVERY__PER_CALLBACK_CONCURRENCY", "4")]).await
-    else {
+    let limit = [("HOOKGATE_DELIVERY__PER_CALLBACK_CONCURRENCY", "4")];
+    let Some(mut cluster) = Cluster::start_with(3, &limit).await else {
         return;
     };
     let key = cluster.tenant().await;
     let sink = receiver(200).await;
     sink.delay(300);
-    // A transform plugin, which nodes 1 and 2 first meet under load.
-    let uploaded = cluster
-        .client
-        .post(format!("{}/v1/plugins?name=app-defaults", cluster.base(0)))
-        .bearer_auth(&key)
-        .body(fixtures::plugin("app-defaults"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(uploaded.status(), 201);
-    let plugin: Value = uploaded.json().await.unwrap();
+    let mut ids = HashMap::new();
+    for name in ["app-defaults", "rate-policy"] {
+        let uploaded = cluster
+            .client
+            .post(format!("{}/v1/plugins?name={name}", cluster.base(0)))
+            .bearer_auth(&key)
+            .body(fixtures::plugin(name))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(uploaded.status(), 201);
+        ids.insert(name, uploaded.json::<Value>().await.unwrap()["id"].clone());
+    }
+    // How often a node compiled, and how often in its compile worker (which
+    // only `serve` uses, and only that path measures).
+    let compiled = |metrics: &str| {
+        (
+            metric_sum(metrics, "hookgate_plugin_compilations_total"),
+            metric_sum(metrics, "hookgate_plugin_compile_peak_bytes_count"),
+        )
+    };
+    // Every node compiles the uploads when it hears they are ready, before
+    // any call needs them.
+    for n in 0..3 {
+        let heard = within(Duration::from_secs(30), || async {
+            compiled(&cluster.metrics(n).await) == (2.0, 2.0)
+        })
+        .await;
+        assert!(
+            heard,
+            "node {n} has not compiled both uploads in its worker: {:?}",
+            compiled(&cluster.metrics(n).await)
+        );
+    }
+
+    // A node that starts later never heard of them. Its first gate calls
+    // come at once, and compile the plugin once.
+    cluster.join(&limit).await;
+    let gate = json!({"name": "limits", "object_type": "policy", "phase": "before",
+        "plugin": {"id": ids["rate-policy"], "config": {"max_rps": 10}}});
+    let (status, answer) = cluster
+        .call(0, "POST", "/v1/callbacks", &key, Some(gate))
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let policy = json!({"object_type": "policy", "action": "updated", "phase": "before",
+        "data": {"rules": [{"name": "burst", "rps": 500}]}});
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let request = cluster
+            .client
+            .post(format!("{}/v1/events", cluster.base(3)))
+            .bearer_auth(&key)
+            .json(&policy);
+        calls.spawn(async move {
+            let answer = request.send().await.unwrap();
+            (
+                answer.status().as_u16(),
+                answer.json::<Value>().await.unwrap(),
+            )
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        let (status, answer) = done.unwrap();
+        assert_eq!(
+            (status, &answer["allowed"]),
+            (200, &json!(false)),
+            "{answer}"
+        );
+        let reason = answer["decisions"][0]["reason"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(reason.contains("above the limit of 10"), "{answer}");
+    }
+    assert_eq!(compiled(&cluster.metrics(3).await), (1.0, 1.0));
+
     let body = json!({"name": "slow", "object_type": "app", "phase": "after", "url": sink.url(),
-        "plugin": {"id": plugin["id"]}});
+        "plugin": {"id": ids["app-defaults"]}});
     assert_eq!(
         cluster
             .call(0, "POST", "/v1/callbacks", &key, Some(body))
@@ -274,7 +350,6 @@ async fn the_per_callback_limit_holds_over_the_whole_cluster_and_each_node_compi
             .0,
         201
     );
-
     let accepted = cluster.emit(&key, 48, 0).await;
     assert_eq!(accepted.len(), 48);
     all_arrive(&sink, &accepted, 60).await;
@@ -288,33 +363,37 @@ async fn the_per_callback_limit_holds_over_the_whole_cluster_and_each_node_compi
         "only {most} at once: the load never reached the limit"
     );
 
-    // A node that never won a slot never met the plugin; one that did
-    // compiled it once however many of its attempts met it at the same time.
+    // Under load no node compiled again; the late one compiled the
+    // transform once if it won a slot, however many attempts met it at once.
+    // An attempt is counted once it ends, after it reached the receiver.
+    let counted = within(Duration::from_secs(10), || async {
+        let mut attempts = 0.0;
+        for n in 0..4 {
+            let metrics = cluster.metrics(n).await;
+            attempts += metric_sum(&metrics, "hookgate_delivery_attempts_total");
+        }
+        attempts >= 48.0
+    })
+    .await;
+    assert!(counted, "the nodes never counted 48 attempts");
     let mut attempted = Vec::new();
-    for n in 0..3 {
-        let metrics = cluster
-            .client
-            .get(format!("{}/metrics", cluster.base(n)))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let compiled = metric_sum(&metrics, "hookgate_plugin_compilations_total");
+    for n in 0..4 {
+        let metrics = cluster.metrics(n).await;
         let attempts = metric_sum(&metrics, "hookgate_delivery_attempts_total");
-        let expected = if n == 0 || attempts > 0.0 { 1.0 } else { 0.0 };
+        let times = match n {
+            3 if attempts > 0.0 => 2.0,
+            3 => 1.0,
+            _ => 2.0,
+        };
         assert_eq!(
-            compiled, expected,
-            "node {n} made {attempts} attempts and compiled the plugin {compiled} times"
+            compiled(&metrics),
+            (times, times),
+            "node {n} made {attempts} attempts"
         );
-        // `serve` compiles in a worker process, which only that path measures.
-        let in_workers = metric_sum(&metrics, "hookgate_plugin_compile_peak_bytes_count");
-        assert_eq!(in_workers, compiled, "node {n} compiled in its worker");
         attempted.push(attempts);
     }
     assert!(
-        attempted[1] + attempted[2] > 0.0,
+        attempted[1..].iter().sum::<f64>() > 0.0,
         "only the uploading node delivered: {attempted:?}"
     );
     cluster.stop();

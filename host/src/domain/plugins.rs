@@ -2,18 +2,23 @@
 //! delivery call, compiled by this node.
 //!
 //! The store keeps each version's component bytes; each node compiles them
-//! itself (from its own compile cache when it has identical bytes) when a
-//! plugin is first used, and versions with identical bytes share one
-//! compiled copy in memory, so a node holding many plugins starts at once
-//! and stays small; past a memory budget, the least recently used are
-//! dropped, to be loaded again from the compile cache when next used. An upload is
-//! validated and stored at once, and compiled in the background: its record
-//! says `compiling`, then `ready` or `failed`. A plugin deleted on any node
-//! is forgotten here when the store announces it.
+//! itself (from its own compile cache when it has identical bytes), and
+//! versions with identical bytes share one compiled copy in memory. An
+//! upload is validated and stored at once, and compiled in the background:
+//! its record says `compiling`, then `ready` or `failed`. When the store
+//! announces it `ready`, every other node compiles it too, so that calls on
+//! any node soon find it compiled rather than wait for a compilation.
+//! Plugins stored before the node started load when first used, so a node
+//! holding many plugins starts at once and stays small; past
+//! a memory budget, the least recently used are dropped, to be loaded again
+//! from the compile cache when next used. A plugin deleted on any node is
+//! forgotten here when the store announces it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::resident::Resident;
 use super::{Error, Result, input};
@@ -27,27 +32,43 @@ use crate::store::{Change, Store};
 /// fails, saying so: a before-event is denied, a delivery retried.
 const COMPILE_WAIT: Duration = Duration::from_secs(10);
 
-/// The plugin service.
+/// The plugin service. Clones share one state, which the store's listener
+/// and the task compiling announced plugins hold weakly, so that both stop
+/// working with the last clone.
 #[derive(Clone)]
-pub struct Plugins {
+pub struct Plugins(Arc<Shared>);
+
+/// What every clone of [`Plugins`] shares.
+pub struct Shared {
     runtime: Runtime,
     store: Store,
     clock: SharedClock,
     /// The sha256 of each plugin version loaded, by id.
-    loaded: Arc<RwLock<HashMap<String, String>>>,
+    loaded: RwLock<HashMap<String, String>>,
     /// The compiled plugins by sha256, under a memory budget: versions with
     /// identical bytes share one compiled copy.
-    resident: Arc<Resident>,
+    resident: Resident,
     /// Plugins being loaded, one turn each: calls that miss together wait
     /// for the first to load, rather than each compiling the same bytes.
     loading: Turns,
     /// Bytes being compiled, one turn per sha256, for the same reason
     /// across versions: a thousand uploads of one component compile once.
     compiling: Turns,
+    /// Plugin versions announced `ready` (tenant, id), for this node to
+    /// compile. The only sender: the task receiving ends with the service.
+    ready: UnboundedSender<(String, String)>,
+}
+
+impl std::ops::Deref for Plugins {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// One async turn per key, taken by whoever does the work for that key.
-type Turns = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
+type Turns = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
 
 /// Why a plugin cannot be called.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,37 +85,68 @@ pub struct Unavailable {
 }
 
 impl Plugins {
-    /// The plugin service; [`Plugins::settle_unfinished`] finishes what a
-    /// stopped node left compiling.
-    /// Compiled plugins past `resident_bytes` of code are dropped from
-    /// memory, least recently used first.
+    /// The plugin service, compiling in a task of the current runtime each
+    /// plugin version the store announces `ready`;
+    /// [`Plugins::settle_unfinished`] finishes what a stopped node left
+    /// compiling. Compiled plugins past `resident_bytes` of code are dropped
+    /// from memory, least recently used first.
     pub fn new(runtime: Runtime, store: Store, clock: SharedClock, resident_bytes: usize) -> Self {
-        let loaded: Arc<RwLock<HashMap<String, String>>> = Arc::default();
-        let resident = Arc::new(Resident::new(resident_bytes));
-        let (listening, listening_sha) = (loaded.clone(), resident.clone());
-        store.changes().subscribe(move |change| {
-            let loaded = || listening.write().unwrap_or_else(|p| p.into_inner());
+        let (ready, announced) = tokio::sync::mpsc::unbounded_channel();
+        let plugins = Plugins(Arc::new(Shared {
+            runtime,
+            store,
+            clock,
+            loaded: RwLock::default(),
+            resident: Resident::new(resident_bytes),
+            compiling: Turns::default(),
+            loading: Turns::default(),
+            ready,
+        }));
+        let listening = Arc::downgrade(&plugins.0);
+        plugins.store.changes().subscribe(move |change| {
+            let shared = || listening.upgrade();
             match change {
                 Change::Plugin { id } => {
-                    loaded().remove(id);
+                    if let Some(shared) = shared() {
+                        shared.write().remove(id);
+                    }
+                }
+                Change::PluginReady { tenant, id } => {
+                    if let Some(shared) = shared() {
+                        let _ = shared.ready.send((tenant.clone(), id.clone()));
+                    }
                 }
                 // Compiled plugins stay in this node's compile cache, so
                 // loading them again costs a read, not a compilation.
                 Change::Resync => {
-                    loaded().clear();
-                    listening_sha.clear();
+                    if let Some(shared) = shared() {
+                        shared.write().clear();
+                        shared.resident.clear();
+                    }
                 }
                 _ => {}
             }
         });
-        Plugins {
-            runtime,
-            store,
-            clock,
-            loaded,
-            resident,
-            compiling: Arc::default(),
-            loading: Arc::default(),
+        tokio::spawn(compile_announced(Arc::downgrade(&plugins.0), announced));
+        plugins
+    }
+
+    /// Compiles a plugin version announced `ready`, unless this node holds
+    /// it already (it compiled it, or a call loaded it) or it is gone. The
+    /// caller holds its loading turn, as calls that need it meanwhile
+    /// expect. It is not marked loaded: a call finds it by its bytes, after
+    /// reading its record, so that a deletion meanwhile is never missed.
+    async fn compile_ready(&self, tenant: &str, id: &str) {
+        if self.held(id).is_some() {
+            return;
+        }
+        let compiled = match self.store.plugins().plugin(tenant, id).await {
+            Ok(Some(record)) => self.compiled(&record).await.map(drop),
+            Ok(None) => Ok(()),
+            Err(err) => Err(err.into()),
+        };
+        if let Err(err) = compiled {
+            tracing::warn!(plugin = %id, "cannot compile a plugin that is ready; it compiles when first used: {err}");
         }
     }
 
@@ -109,7 +161,7 @@ impl Plugins {
         if let Some(plugin) = self.held(id) {
             return Ok(plugin);
         }
-        let turn = self.loading().entry(id.to_string()).or_default().clone();
+        let turn = self.turn(id);
         let Ok(_turn) = tokio::time::timeout(COMPILE_WAIT, turn.lock()).await else {
             return Err(Unavailable {
                 id: id.to_string(),
@@ -190,6 +242,28 @@ impl Plugins {
     /// its record still said `compiling` (its uploader stopped before it
     /// finished), how that went.
     async fn load(&self, record: &PluginRecord) -> Result<Plugin> {
+        let compiled = self.compiled(record).await;
+        if record.state == PluginState::Compiling {
+            match &compiled {
+                Ok(_) => self.settle(record.clone(), None).await,
+                Err(Error::Plugin(err)) => self.settle(record.clone(), Some(err)).await,
+                // The store's fault says nothing of the component.
+                Err(_) => {}
+            }
+        }
+        let plugin = compiled?;
+        self.write()
+            .insert(record.id.clone(), record.sha256.clone());
+        Ok(plugin)
+    }
+
+    /// A stored plugin version, compiled: the copy of the same bytes this
+    /// node holds, if any, without reading them again; else compiled from
+    /// the stored component (or loaded from this node's compile cache).
+    async fn compiled(&self, record: &PluginRecord) -> Result<Plugin> {
+        if let Some(plugin) = self.resident.get(&record.sha256) {
+            return Ok(plugin);
+        }
         let wasm = self
             .store
             .plugins()
@@ -198,14 +272,9 @@ impl Plugins {
             .ok_or_else(|| {
                 Error::Internal(format!("plugin {} has no stored component", record.id))
             })?;
-        let compiled = self.compile(&record.sha256, wasm).await;
-        if record.state == PluginState::Compiling {
-            self.settle(record.clone(), compiled.as_ref().err()).await;
-        }
-        let plugin = compiled.map_err(Error::Plugin)?;
-        self.write()
-            .insert(record.id.clone(), record.sha256.clone());
-        Ok(plugin)
+        self.compile(&record.sha256, wasm)
+            .await
+            .map_err(Error::Plugin)
     }
 
     /// A plugin ready to call: the compiled copy of another version with
@@ -278,8 +347,13 @@ impl Plugins {
     pub async fn upload(&self, tenant: &str, name: &str, wasm: Vec<u8>) -> Result<PluginRecord> {
         input::identifier("name", name, 64)?;
         let info = self.runtime.validate(&wasm).map_err(Error::Plugin)?;
+        let id = new_id("plg");
+        // Calls that need it meanwhile wait for this compilation's turn
+        // rather than starting their own. Nobody knows the id yet, so the
+        // turn is free.
+        let turn = self.turn(&id).lock_owned().await;
         let record = PluginRecord {
-            id: new_id("plg"),
+            id: id.clone(),
             tenant_id: tenant.to_string(),
             name: name.to_string(),
             version: 0,
@@ -290,16 +364,19 @@ impl Plugins {
             state: PluginState::Compiling,
             error: None,
         };
-        let record = self
+        let record = match self
             .store
             .plugins()
             .insert_plugin(record, wasm.clone())
-            .await?;
-        // Calls that need it meanwhile wait for this compilation's turn
-        // rather than starting their own. Nobody knows the id yet, so the
-        // turn is free.
-        let turn = self.loading().entry(record.id.clone()).or_default().clone();
-        let turn = turn.lock_owned().await;
+            .await
+        {
+            Ok(record) => record,
+            Err(err) => {
+                drop(turn);
+                self.loading().remove(&id);
+                return Err(err.into());
+            }
+        };
         let this = self.clone();
         let stored = record.clone();
         tokio::spawn(async move {
@@ -338,6 +415,13 @@ impl Plugins {
             Err(Error::not_found("plugin", id))
         }
     }
+}
+
+impl Shared {
+    /// Plugin version `id`'s loading turn.
+    fn turn(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.loading().entry(id.to_string()).or_default().clone()
+    }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, String>> {
         self.loaded.read().unwrap_or_else(|p| p.into_inner())
@@ -349,6 +433,29 @@ impl Plugins {
 
     fn loading(&self) -> MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
         lock(&self.loading)
+    }
+}
+
+/// Compiles each plugin version announced `ready`, one at a time, so that
+/// its first call on this node does not wait for a compilation, which for
+/// a large component takes longer than a call waits. It waits for a
+/// plugin's turn without holding the service, and ends with it.
+async fn compile_announced(
+    plugins: Weak<Shared>,
+    mut announced: UnboundedReceiver<(String, String)>,
+) {
+    while let Some((tenant, id)) = announced.recv().await {
+        let Some(turn) = plugins.upgrade().map(|shared| shared.turn(&id)) else {
+            return;
+        };
+        let turn = turn.lock_owned().await;
+        let Some(shared) = plugins.upgrade() else {
+            return;
+        };
+        let service = Plugins(shared);
+        service.compile_ready(&tenant, &id).await;
+        drop(turn);
+        service.loading().remove(&id);
     }
 }
 

@@ -23,6 +23,14 @@ pub enum Change {
         /// The plugin version's id.
         id: String,
     },
+    /// A plugin version compiled: every node may compile it now, before a
+    /// call needs it.
+    PluginReady {
+        /// Its tenant.
+        tenant: String,
+        /// The plugin version's id.
+        id: String,
+    },
     /// Deliveries became due: new ones, a replay, or a retry now.
     DeliveriesDue,
     /// A callback's run of failures grew.

@@ -23,7 +23,7 @@ pub use self::postgres::{ConnectError, PgStore};
 pub use self::sled::SledStore;
 use crate::model::{
     Activation, ActivationOutcome, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health,
-    HourCount, PluginRecord, Template, Tenant,
+    HourCount, PluginRecord, PluginState, Template, Tenant,
 };
 
 /// Why storage failed. Only `Conflict` is the caller's doing.
@@ -210,8 +210,18 @@ pub trait PluginRepo: Send + Sync {
     async fn delete_plugin(&self, tenant: &str, id: &str) -> StoreResult<bool>;
     /// Replaces a plugin version's record, as its compilation ends; false
     /// if it was deleted meanwhile. The component and version stay, so
-    /// nodes holding it compiled keep it: nothing is announced.
+    /// nodes holding it compiled keep it; a version now `ready` is
+    /// announced ([`Change::PluginReady`]), for every node to compile.
     async fn update_plugin(&self, record: &PluginRecord) -> StoreResult<bool>;
+}
+
+/// What a backend announces for a plugin record it updated: that it is
+/// ready, if it is. One that failed is never compiled anywhere else.
+pub(crate) fn ready(record: &PluginRecord, updated: bool) -> Option<Change> {
+    (updated && record.state == PluginState::Ready).then(|| Change::PluginReady {
+        tenant: record.tenant_id.clone(),
+        id: record.id.clone(),
+    })
 }
 
 /// Callbacks, the templates that make them, and how each callback fares.

@@ -28,6 +28,7 @@ pub(super) fn payload(origin: &str, change: &Change) -> String {
         Change::Keys => "keys".to_string(),
         Change::Callbacks { tenant } => format!("callbacks {tenant}"),
         Change::Plugin { id } => format!("plugin {id}"),
+        Change::PluginReady { tenant, id } => format!("plugin-ready {tenant} {id}"),
         Change::DeliveriesDue => "due".to_string(),
         Change::Health { callback } => format!("health {callback}"),
         Change::Resync => "resync".to_string(),
@@ -47,6 +48,13 @@ fn parse(payload: &str) -> Option<(&str, Change)> {
         "plugin" => Change::Plugin {
             id: arg.to_string(),
         },
+        "plugin-ready" => {
+            let (tenant, id) = arg.split_once(' ')?;
+            Change::PluginReady {
+                tenant: tenant.to_string(),
+                id: id.to_string(),
+            }
+        }
         "due" => Change::DeliveriesDue,
         "health" => Change::Health {
             callback: arg.to_string(),
@@ -127,6 +135,10 @@ mod tests {
                 tenant: "ten_1".into(),
             },
             Change::Plugin { id: "plg_1".into() },
+            Change::PluginReady {
+                tenant: "ten_1".into(),
+                id: "plg_1".into(),
+            },
             Change::DeliveriesDue,
             Change::Health {
                 callback: "cb_1".into(),

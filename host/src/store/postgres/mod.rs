@@ -488,15 +488,26 @@ impl PluginRepo for PgStore {
     }
 
     async fn update_plugin(&self, record: &PluginRecord) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let updated =
             sqlx::query("UPDATE plugins SET record = $3 WHERE tenant_id = $1 AND id = $2")
                 .bind(&record.tenant_id)
                 .bind(&record.id)
                 .bind(encode(record))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(db)?;
-        Ok(updated.rows_affected() > 0)
+                .map_err(db)?
+                .rows_affected()
+                > 0;
+        let announced = super::ready(record, updated);
+        if let Some(change) = &announced {
+            notify(&mut *tx, &self.origin, change).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        if let Some(change) = &announced {
+            self.changes.publish(change);
+        }
+        Ok(updated)
     }
 
     async fn plugin(&self, tenant: &str, id: &str) -> StoreResult<Option<PluginRecord>> {

@@ -180,8 +180,12 @@ impl PluginRepo for SledStore {
     }
 
     async fn update_plugin(&self, record: &PluginRecord) -> StoreResult<bool> {
-        let record = record.clone();
-        self.pool.write(move |t| t.update_plugin(&record)).await
+        let stored = record.clone();
+        let updated = self.pool.write(move |t| t.update_plugin(&stored)).await?;
+        if let Some(change) = super::ready(record, updated) {
+            self.changes.publish(&change);
+        }
+        Ok(updated)
     }
 }
 
