@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use hookgate::store::{Changes, PgStore, SledStore, Store};
 use sqlx::Connection;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -104,6 +105,23 @@ pub(crate) async fn share_server() -> RwLockReadGuard<'static, ()> {
 /// the guard lives.
 pub(crate) async fn own_server() -> RwLockWriteGuard<'static, ()> {
     SERVER.write().await
+}
+
+/// A store on the current backend, with its data in `dir`, as a node
+/// built from the library's parts uses it.
+pub(crate) async fn open_store(dir: &Path) -> Store {
+    let changes = Changes::default();
+    match current() {
+        Backend::Sled => Store::new(
+            Arc::new(SledStore::open(dir, changes.clone()).unwrap()),
+            changes,
+        ),
+        Backend::Postgres => {
+            let url = database_for(dir).await;
+            let backend = PgStore::connect(&url, changes.clone(), "library_test".into());
+            Store::new(Arc::new(backend.await.unwrap()), changes)
+        }
+    }
 }
 
 /// Databases made for data directories, so that a test restarting its

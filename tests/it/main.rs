@@ -7,6 +7,7 @@
 //! - `api`, `events`, `restart`, `delivery`, `openapi`: the real server on
 //!   port 0 with a temp data dir, and real receivers on 127.0.0.1;
 //! - `queue`: several deliverers sharing one store, as nodes share a database;
+//! - `store`: what each backend promises of its plugin records;
 //! - `cluster`: several `hookgate serve` processes on one PostgreSQL.
 //!
 //! Tests written with `backend_test!` run on sled and on PostgreSQL (see
@@ -29,3 +30,4 @@ mod plugins;
 mod queue;
 mod restart;
 mod serve;
+mod store;

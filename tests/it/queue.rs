@@ -17,7 +17,7 @@ use hookgate::domain::tenants::{NewTenant, Tenants};
 use hookgate::model::{Delivery, DeliveryStatus, EventAnswer};
 use hookgate::outbound::HttpClient;
 use hookgate::plugin::{Limits, Runtime};
-use hookgate::store::{Changes, Claim, Claimed, Handover, PgStore, SledStore, Store};
+use hookgate::store::{Changes, Claim, Claimed, Handover, PgStore, Store};
 use serde_json::json;
 
 use crate::backends::{self, Backend, backend_test};
@@ -36,18 +36,7 @@ struct Node {
 async fn node(dir: &std::path::Path, sink: &Receiver) -> Node {
     let clock = ManualClock::default();
     let shared: SharedClock = Arc::new(clock.clone());
-    let changes = Changes::default();
-    let store = match backends::current() {
-        Backend::Sled => Store::new(
-            Arc::new(SledStore::open(dir, changes.clone()).unwrap()),
-            changes,
-        ),
-        Backend::Postgres => {
-            let url = backends::database_for(dir).await;
-            let backend = PgStore::connect(&url, changes.clone(), "queue_test".into());
-            Store::new(Arc::new(backend.await.unwrap()), changes)
-        }
-    };
+    let store = backends::open_store(dir).await;
     let runtime = Runtime::new(
         Limits {
             max_concurrent_calls: 2,

@@ -131,8 +131,8 @@ impl Plugins {
         plugins
     }
 
-    /// Compiles a plugin version announced `ready`, unless this node holds
-    /// it already (it compiled it, or a call loaded it) or it is gone. The
+    /// Compiles a plugin version announced `ready`, unless a call on this
+    /// node loaded it already, or it is gone or not `ready`. The
     /// caller holds its loading turn, as calls that need it meanwhile
     /// expect. It is not marked loaded: a call finds it by its bytes, after
     /// reading its record, so that a deletion meanwhile is never missed.
@@ -141,8 +141,10 @@ impl Plugins {
             return;
         }
         let compiled = match self.store.plugins().plugin(tenant, id).await {
-            Ok(Some(record)) => self.compiled(&record).await.map(drop),
-            Ok(None) => Ok(()),
+            Ok(Some(record)) if record.state == PluginState::Ready => {
+                self.compiled(&record).await.map(drop)
+            }
+            Ok(_) => Ok(()),
             Err(err) => Err(err.into()),
         };
         if let Err(err) = compiled {

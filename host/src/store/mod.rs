@@ -208,10 +208,12 @@ pub trait PluginRepo: Send + Sync {
     /// Deletes a plugin version, announcing [`Change::Plugin`]; false if
     /// the tenant has no such plugin.
     async fn delete_plugin(&self, tenant: &str, id: &str) -> StoreResult<bool>;
-    /// Replaces a plugin version's record, as its compilation ends; false
-    /// if it was deleted meanwhile. The component and version stay, so
-    /// nodes holding it compiled keep it; a version now `ready` is
-    /// announced ([`Change::PluginReady`]), for every node to compile.
+    /// Replaces a plugin version's record, as its compilation ends, if it
+    /// still says `compiling`: the first outcome recorded stands, when
+    /// several nodes compile it at once. False if it was deleted or settled
+    /// meanwhile. The component and version stay, so nodes holding it
+    /// compiled keep it; a version now `ready` is announced
+    /// ([`Change::PluginReady`]), for every node to compile.
     async fn update_plugin(&self, record: &PluginRecord) -> StoreResult<bool>;
 }
 

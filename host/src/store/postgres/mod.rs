@@ -489,16 +489,18 @@ impl PluginRepo for PgStore {
 
     async fn update_plugin(&self, record: &PluginRecord) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let updated =
-            sqlx::query("UPDATE plugins SET record = $3 WHERE tenant_id = $1 AND id = $2")
-                .bind(&record.tenant_id)
-                .bind(&record.id)
-                .bind(encode(record))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?
-                .rows_affected()
-                > 0;
+        let updated = sqlx::query(
+            "UPDATE plugins SET record = $3 WHERE tenant_id = $1 AND id = $2 \
+                 AND record::jsonb ->> 'state' = 'compiling'",
+        )
+        .bind(&record.tenant_id)
+        .bind(&record.id)
+        .bind(encode(record))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            > 0;
         let announced = super::ready(record, updated);
         if let Some(change) = &announced {
             notify(&mut *tx, &self.origin, change).await?;

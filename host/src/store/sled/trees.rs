@@ -15,7 +15,7 @@ use sled::{Transactional, Tree};
 use super::files::Files;
 use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, HourCount,
-    PluginRecord, Template, Tenant,
+    PluginRecord, PluginState, Template, Tenant,
 };
 use crate::store::{
     ActivationQuery, DeliveryFilter, DeliveryWrite, EventWrite, PageFrom, StoreError, StoreResult,
@@ -360,7 +360,8 @@ impl Trees {
     pub(super) fn update_plugin(&self, record: &PluginRecord) -> StoreResult<bool> {
         let k = key(&record.tenant_id, &record.id);
         finish(self.plugins.transaction(|plugins| {
-            if plugins.get(k.as_str())?.is_none() {
+            let stored: Option<PluginRecord> = tx_get(plugins, &k)?;
+            if stored.is_none_or(|stored| stored.state != PluginState::Compiling) {
                 return Ok(false);
             }
             plugins.insert(k.as_str(), encode(record))?;
