@@ -349,13 +349,8 @@ impl Plugins {
     pub async fn upload(&self, tenant: &str, name: &str, wasm: Vec<u8>) -> Result<PluginRecord> {
         input::identifier("name", name, 64)?;
         let info = self.runtime.validate(&wasm).map_err(Error::Plugin)?;
-        let id = new_id("plg");
-        // Calls that need it meanwhile wait for this compilation's turn
-        // rather than starting their own. Nobody knows the id yet, so the
-        // turn is free.
-        let turn = self.turn(&id).lock_owned().await;
         let record = PluginRecord {
-            id: id.clone(),
+            id: new_id("plg"),
             tenant_id: tenant.to_string(),
             name: name.to_string(),
             version: 0,
@@ -366,19 +361,15 @@ impl Plugins {
             state: PluginState::Compiling,
             error: None,
         };
-        let record = match self
+        let record = self
             .store
             .plugins()
             .insert_plugin(record, wasm.clone())
-            .await
-        {
-            Ok(record) => record,
-            Err(err) => {
-                drop(turn);
-                self.loading().remove(&id);
-                return Err(err.into());
-            }
-        };
+            .await?;
+        // Calls that need it meanwhile wait for this compilation's turn
+        // rather than starting their own. Nobody knows the id yet, so the
+        // turn is free; the plugin is announced `ready` only under it.
+        let turn = self.turn(&record.id).lock_owned().await;
         let this = self.clone();
         let stored = record.clone();
         tokio::spawn(async move {
