@@ -163,11 +163,13 @@ async fn a_delivery_whose_lease_holder_vanished_is_taken_over_once_the_lease_end
             now: node.clock.now_ms(),
             lease_ms,
             limit: 10,
+            depth: 1,
             per_callback: 16,
             exclude_tenants: &[],
         })
         .await
         .unwrap();
+    let held: Vec<Claimed> = held.into_iter().flatten().collect();
     assert_eq!(held.len(), 3);
 
     let survivor = node.deliverer("survivor").await;
@@ -201,10 +203,24 @@ async fn a_delivery_whose_lease_holder_vanished_is_taken_over_once_the_lease_end
 }
 
 impl Node {
-    /// Claims up to `limit` due deliveries as `owner`, at most `per_callback`
-    /// leased per callback.
+    /// Claims up to `limit` due deliveries as `owner`, one slot each, at
+    /// most `per_callback` slots per callback.
     async fn claim(&self, owner: &str, limit: usize, per_callback: usize) -> Vec<Claimed> {
-        claim_in(&self.store, self.clock.now_ms(), owner, limit, per_callback).await
+        let slots = self.slots(owner, limit, 1, per_callback).await;
+        assert!(slots.iter().all(|slot| slot.len() == 1));
+        slots.into_iter().flatten().collect()
+    }
+
+    /// Claims up to `limit` slots of up to `depth` due deliveries each.
+    async fn slots(
+        &self,
+        owner: &str,
+        limit: usize,
+        depth: usize,
+        per_callback: usize,
+    ) -> Vec<Vec<Claimed>> {
+        let now = self.clock.now_ms();
+        claim_in(&self.store, now, owner, limit, depth, per_callback).await
     }
 
     /// Records a claimed delivery as delivered, asking for a handover;
@@ -220,8 +236,9 @@ async fn claim_in(
     now: u64,
     owner: &str,
     limit: usize,
+    depth: usize,
     per_callback: usize,
-) -> Vec<Claimed> {
+) -> Vec<Vec<Claimed>> {
     store
         .deliveries()
         .claim(Claim {
@@ -229,6 +246,7 @@ async fn claim_in(
             now,
             lease_ms: 15_000,
             limit,
+            depth,
             per_callback,
             exclude_tenants: &[],
         })
@@ -346,9 +364,9 @@ backend_test! {
             }
         };
         let store = second.as_ref().unwrap_or(&node.store);
-        let claimed = claim_in(store, node.clock.now_ms(), "n2", 1, 1).await;
+        let claimed = claim_in(store, node.clock.now_ms(), "n2", 1, 1, 1).await;
         assert_eq!(claimed.len(), 1);
-        let (_, next) = finish_in(store, node.clock.now_ms(), "n2", &claimed[0]).await;
+        let (_, next) = finish_in(store, node.clock.now_ms(), "n2", &claimed[0][0]).await;
         let next = next.expect("two more are due");
         let event = next.event.expect("the delivery came without its event");
         assert_eq!(event.event.id, next.delivery.event_id);
@@ -371,5 +389,103 @@ backend_test! {
         assert!(held, "no one took it over");
         assert!(next.is_none(), "an ended lease was handed over");
         assert_eq!(node.claim("n2", 10, 1).await.len(), 1, "the other is free");
+    }
+}
+
+backend_test! {
+    async fn a_slot_holds_several_deliveries_and_the_callbacks_limit_counts_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = receiver(200).await;
+        let node = node(dir.path(), &sink).await;
+        // The deliveries, oldest due first.
+        let mut due = Vec::new();
+        for _ in 0..10 {
+            due.extend(node.emit(1).await);
+            node.clock.advance(Duration::from_millis(1));
+        }
+        let ids_of = |slot: &[Claimed]| -> Vec<String> {
+            slot.iter().map(|c| c.delivery.id.clone()).collect()
+        };
+
+        // Two slots for the callback. PostgreSQL deals the oldest eight
+        // over them in turn; sled, whose records never keep an attempt
+        // waiting, gives each slot one.
+        let slots = node.slots("n1", 10, 4, 2).await;
+        assert_eq!(slots.len(), 2);
+        let expected: [Vec<String>; 2] = match backends::current() {
+            Backend::Postgres => [
+                vec![due[0].clone(), due[2].clone(), due[4].clone(), due[6].clone()],
+                vec![due[1].clone(), due[3].clone(), due[5].clone(), due[7].clone()],
+            ],
+            Backend::Sled => [vec![due[0].clone()], vec![due[1].clone()]],
+        };
+        let mut got = [ids_of(&slots[0]), ids_of(&slots[1])];
+        got.sort();
+        assert_eq!(got, expected, "each slot oldest first");
+        assert!(
+            node.claim("n2", 10, 2).await.is_empty(),
+            "two slots are the callback's limit, however many deliveries they hold"
+        );
+        assert_eq!(
+            node.claim("n2", 10, 3).await.len(),
+            1,
+            "a third slot takes one"
+        );
+
+        // A handover stays in its slot: the count does not move.
+        let (held, next) = node.finish("n1", &slots[0][0]).await;
+        assert!(held);
+        assert!(next.is_some(), "more are due");
+        assert!(node.claim("n2", 10, 3).await.is_empty(), "still three slots");
+
+        // A delivery whose lease ended while it waited in its slot is not
+        // revived there: a claim may have counted the slot free.
+        let waiting = slots[1].last().unwrap().clone();
+        node.clock.advance(Duration::from_millis(15_001));
+        let now = node.clock.now_ms();
+        let extended = node.store.deliveries().extend_lease("n1", &waiting, now, now + 15_000);
+        assert!(!extended.await.unwrap(), "an ended lease was extended");
+        // Taken again by the same node, into a new slot, it is that slot's
+        // alone to attempt.
+        let again = node.slots("n1", 20, 8, 16).await;
+        let taken = again
+            .iter()
+            .flatten()
+            .find(|c| c.delivery.id == waiting.delivery.id)
+            .expect("claimed again")
+            .clone();
+        let deliveries = node.store.deliveries();
+        let until = now + 20_000;
+        let extended = deliveries.extend_lease("n1", &taken, now, until).await;
+        assert!(extended.unwrap(), "its new slot holds it");
+        if backends::current() == Backend::Postgres {
+            assert_ne!(taken.slot, waiting.slot);
+            let extended = deliveries.extend_lease("n1", &waiting, now, until).await;
+            assert!(!extended.unwrap(), "its old slot would attempt it too");
+        }
+    }
+}
+
+backend_test! {
+    async fn a_few_due_deliveries_fill_as_many_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = receiver(200).await;
+        let node = node(dir.path(), &sink).await;
+        node.emit(3).await;
+        let slots = node.slots("n1", 10, 8, 16).await;
+        let sizes: Vec<usize> = slots.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 1, 1], "three receivers' requests at once, not in a row");
+
+        // With one slot free on the node, a slot still holds no more than
+        // its depth.
+        node.emit(3).await;
+        let slots = node.slots("n2", 1, 2, 16).await;
+        let sizes: Vec<usize> = slots.iter().map(Vec::len).collect();
+        let expected = match backends::current() {
+            Backend::Postgres => [2],
+            Backend::Sled => [1],
+        };
+        assert_eq!(sizes, expected);
+        assert_eq!(node.slots("n2", 10, 8, 16).await.len(), 3 - expected[0]);
     }
 }

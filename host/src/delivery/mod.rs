@@ -22,6 +22,7 @@ mod health;
 mod retry;
 mod scheduler;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+use tokio::task::{JoinError, JoinSet};
 
 use self::scheduler::Slots;
 use crate::clock::SharedClock;
@@ -46,9 +48,9 @@ const LEASE_MARGIN_MS: u64 = 5_000;
 /// The worker looks at the queue at least this often, whatever it was
 /// told: leases of vanished owners end, and other nodes add work.
 const POLL: Duration = Duration::from_secs(1);
-/// A slot passes from one delivery of a callback to the next at most this
-/// many times in a row, then goes back to the pool, where other nodes
-/// claim too: one node does not keep a busy callback to itself. Each
+/// A slot asks for the callback's next delivery with at most this many
+/// attempts in a row, then empties and goes back to the pool, where other
+/// nodes claim too: one node does not keep a busy callback to itself. Each
 /// return costs a claim, so this is many: a busy callback's slot still
 /// returns within a fraction of a second.
 const HANDOVERS: usize = 64;
@@ -56,6 +58,15 @@ const HANDOVERS: usize = 64;
 /// that it is still live when the handover commits: a claim may count an
 /// ended lease's slot as free.
 const HANDOVER_MARGIN_MS: u64 = 1_000;
+/// A delivery is attempted only if its lease outlasts the attempt's
+/// timeout by this much, time for the plugin, signing and recording; it is
+/// extended first otherwise.
+const ATTEMPT_MARGIN_MS: u64 = 2_000;
+/// How many deliveries of one callback a slot takes at most. Its attempts
+/// are made one after another, each recorded while the next is made, so a
+/// slot goes on while its last record is written: about as long as a few
+/// attempts to a fast receiver.
+const SLOT_DEPTH: usize = 8;
 
 /// The delivery engine. Cheap to clone.
 #[derive(Clone)]
@@ -221,7 +232,9 @@ impl Deliverer {
             }
             ClaimOne::NotFound => return Err(Error::not_found("delivery", id)),
         };
-        inner.attempt(*claimed, true, false).await?;
+        if let Some(made) = inner.attempt(*claimed, true).await? {
+            inner.clone().record(made, false).await?;
+        }
         self.get(tenant, id).await
     }
 
@@ -301,9 +314,9 @@ impl Inner {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Claims as many due deliveries as there are free slots, the reserve
-    /// only for tenants below their share, and starts each. True if every
-    /// slot asked for was filled.
+    /// Claims as many slots as are free, the reserve only for tenants below
+    /// their share, and starts each. True if every slot asked for was
+    /// filled.
     async fn dispatch(self: &Arc<Self>) -> Result<bool> {
         let open = self.slots().open();
         let mut claimed = self.claim(open, &[]).await?;
@@ -314,14 +327,14 @@ impl Inner {
             full = more.len() == reserved;
             claimed.extend(more);
         }
-        for claim in claimed {
-            tokio::spawn(self.clone().run(claim));
+        for slot in claimed {
+            tokio::spawn(self.clone().run(slot));
         }
         Ok(full)
     }
 
-    /// Claims up to `limit` deliveries, taking a slot for each.
-    async fn claim(&self, limit: usize, exclude: &[String]) -> Result<Vec<Claimed>> {
+    /// Claims up to `limit` slots, taking one of this node's for each.
+    async fn claim(&self, limit: usize, exclude: &[String]) -> Result<Vec<Vec<Claimed>>> {
         if limit == 0 || self.stopping.load(Ordering::SeqCst) {
             return Ok(Vec::new());
         }
@@ -333,39 +346,62 @@ impl Inner {
                 now: self.clock.now_ms(),
                 lease_ms: self.config.timeout_ms + LEASE_MARGIN_MS,
                 limit,
+                depth: SLOT_DEPTH,
                 per_callback: self.config.per_callback_concurrency,
                 exclude_tenants: exclude,
             })
             .await?;
+        let claimed: Vec<Vec<Claimed>> = claimed.into_iter().filter(|s| !s.is_empty()).collect();
         let mut slots = self.slots();
-        for claim in &claimed {
-            slots.take(&claim.delivery.tenant_id);
+        for slot in &claimed {
+            slots.take(&slot[0].delivery.tenant_id);
         }
         Ok(claimed)
     }
 
-    /// A claimed delivery's attempt, holding its slot until it is done,
-    /// and then the attempts of the deliveries handed over to it.
-    async fn run(self: Arc<Self>, claimed: Claimed) {
-        let tenant = claimed.delivery.tenant_id.clone();
-        let mut next = Some(claimed);
+    /// A slot: its deliveries' attempts one after another, and then those
+    /// of the deliveries handed over to it. Each attempt is recorded while
+    /// the next one is made, so with more than one in hand the slot never
+    /// waits for the database between attempts.
+    async fn run(self: Arc<Self>, slot: Vec<Claimed>) {
+        let tenant = slot[0].delivery.tenant_id.clone();
+        let mut held: VecDeque<Claimed> = slot.into();
+        let mut recording = JoinSet::new();
         let mut handovers = 0;
-        while let Some(claimed) = next.take() {
-            if self.stopping.load(Ordering::SeqCst) {
-                // Handed over as the node began to stop: no attempt starts.
-                let owned = [claimed.delivery];
-                if let Err(err) = self.store.deliveries().release(&self.owner, &owned).await {
-                    tracing::warn!(delivery = %owned[0].id, "cannot give a lease back: {err}");
+        loop {
+            while let Some(recorded) = recording.try_join_next() {
+                hold(&mut held, recorded);
+            }
+            let Some(claimed) = held.pop_front() else {
+                match recording.join_next().await {
+                    Some(recorded) => {
+                        hold(&mut held, recorded);
+                        continue;
+                    }
+                    None => break,
                 }
-                break;
+            };
+            // No attempt starts once the node stops, nor for a tenant
+            // above its share once it made one: what the slot holds goes
+            // back, and so does what is still handed over to it, for the
+            // others to take.
+            if self.stopping.load(Ordering::SeqCst)
+                || (handovers > 0 && !self.slots().may_keep(&tenant))
+            {
+                held.push_front(claimed);
+                self.release(&mut held).await;
+                continue;
             }
             let id = claimed.delivery.id.clone();
             let keep = handovers < HANDOVERS && self.slots().may_keep(&tenant);
-            match self.attempt(claimed, false, keep).await {
-                Ok(handed) => next = handed,
+            handovers += 1;
+            match self.attempt(claimed, false).await {
+                Ok(Some(made)) => {
+                    recording.spawn(self.clone().record(made, keep));
+                }
+                Ok(None) => {}
                 Err(err) => tracing::error!(delivery = %id, "delivery attempt failed: {err}"),
             }
-            handovers += 1;
         }
 
         self.slots().give_back(&tenant);
@@ -373,6 +409,17 @@ impl Inner {
         // The worker fills the freed slot: slots freed while it claims are
         // filled together, in one claim.
         self.wake.notify_one();
+    }
+
+    /// Gives back the leases of deliveries a slot holds unattempted.
+    async fn release(&self, held: &mut VecDeque<Claimed>) {
+        if held.is_empty() {
+            return;
+        }
+        let owned: Vec<Delivery> = held.drain(..).map(|c| c.delivery).collect();
+        if let Err(err) = self.store.deliveries().release(&self.owner, &owned).await {
+            tracing::warn!("cannot give {} leases back: {err}", owned.len());
+        }
     }
 
     async fn find(&self, tenant: &str, id: &str) -> Result<Delivery> {
@@ -383,16 +430,25 @@ impl Inner {
             .ok_or_else(|| Error::not_found("delivery", id))
     }
 
-    /// Makes one attempt and records it, as the lease's owner. With `keep`,
-    /// the lease passes to the callback's next due delivery, if any, which
-    /// is returned.
-    async fn attempt(&self, claimed: Claimed, manual: bool, keep: bool) -> Result<Option<Claimed>> {
+    /// Makes one attempt, as the lease's owner, and settles what it did to
+    /// its callback; `None` if the lease passed to another owner while the
+    /// delivery waited in its slot.
+    async fn attempt(&self, claimed: Claimed, manual: bool) -> Result<Option<Made>> {
         let callback = self
             .callbacks
             .cached(&claimed.delivery.tenant_id, &claimed.delivery.callback_id)
             .await?;
         let lease_until = match &callback {
-            Some(callback) => self.cover(&claimed, callback).await?,
+            Some(callback) => match self.cover(&claimed, callback).await? {
+                Some(until) => until,
+                None => {
+                    tracing::warn!(
+                        delivery = %claimed.delivery.id,
+                        "a delivery's lease passed to another owner before its attempt"
+                    );
+                    return Ok(None);
+                }
+            },
             None => claimed.lease_until,
         };
         let outcome =
@@ -407,10 +463,22 @@ impl Inner {
         };
         metrics::counter!("hookgate_delivery_attempts_total", "outcome" => outcome.label)
             .increment(1);
+        Ok(Some(Made {
+            delivery: outcome.delivery,
+            activation: outcome.activation,
+            lease_until,
+            settled,
+        }))
+    }
+
+    /// Records an attempt, as the lease's owner. With `keep`, the lease
+    /// passes to the callback's next due delivery, if any, which is
+    /// returned.
+    async fn record(self: Arc<Self>, made: Made, keep: bool) -> Result<Option<Claimed>> {
         let now = self.clock.now_ms();
         let handover = (keep
             && !self.stopping.load(Ordering::SeqCst)
-            && lease_until > now + HANDOVER_MARGIN_MS)
+            && made.lease_until > now + HANDOVER_MARGIN_MS)
             .then_some(Handover {
                 now,
                 lease_ms: self.config.timeout_ms + LEASE_MARGIN_MS,
@@ -420,14 +488,14 @@ impl Inner {
             .deliveries()
             .complete(
                 &self.owner,
-                (outcome.delivery, Some(outcome.activation)),
+                (made.delivery, Some(made.activation)),
                 handover,
             )
             .await?;
         if !completed.held {
             tracing::warn!("a delivery's lease passed to another owner during its attempt");
         }
-        match (settled, completed.next) {
+        match (made.settled, completed.next) {
             (Ok(()), next) => Ok(next),
             // The attempt is recorded, and the next delivery is this
             // slot's to attempt: only the callback's health was not.
@@ -439,24 +507,58 @@ impl Inner {
         }
     }
 
-    /// Extends the lease of a callback whose timeout is longer than the
-    /// default one that every claim's lease covers; returns when the lease
-    /// ends.
-    async fn cover(&self, claimed: &Claimed, callback: &Callback) -> Result<u64> {
+    /// Makes sure the lease outlasts the attempt: a delivery may have
+    /// waited in its slot behind others, and a callback's timeout may be
+    /// longer than the default one that every lease covers. Returns when
+    /// the lease ends, or `None` if another owner holds it now.
+    async fn cover(&self, claimed: &Claimed, callback: &Callback) -> Result<Option<u64>> {
         let timeout = callback.timeout_ms.unwrap_or(self.config.timeout_ms);
-        if timeout <= self.config.timeout_ms {
-            return Ok(claimed.lease_until);
+        let now = self.clock.now_ms();
+        if claimed.lease_until >= now + timeout + ATTEMPT_MARGIN_MS {
+            return Ok(Some(claimed.lease_until));
         }
-        let needed = self.clock.now_ms() + timeout + LEASE_MARGIN_MS;
-        if needed > claimed.lease_until
-            && self
-                .store
-                .deliveries()
-                .extend_lease(&self.owner, &claimed.delivery, needed)
-                .await?
-        {
-            return Ok(needed);
+        let until = now + timeout + LEASE_MARGIN_MS;
+        let held = self
+            .store
+            .deliveries()
+            .extend_lease(&self.owner, claimed, now, until)
+            .await?;
+        Ok(held.then_some(until))
+    }
+}
+
+/// An attempt made, to be recorded.
+struct Made {
+    delivery: Delivery,
+    activation: Activation,
+    /// When its lease ends.
+    lease_until: u64,
+    /// Whether what it did to its callback was recorded.
+    settled: Result<()>,
+}
+
+/// Adds what a recorded attempt handed over to its slot, if anything. A
+/// delivery whose lease ended while it waited in the slot may come back to
+/// the same slot: it is held once, and attempted once.
+fn hold(
+    held: &mut VecDeque<Claimed>,
+    recorded: std::result::Result<Result<Option<Claimed>>, JoinError>,
+) {
+    let next = match recorded {
+        Ok(Ok(next)) => next,
+        Ok(Err(err)) => {
+            tracing::error!("cannot record a delivery attempt: {err}");
+            None
         }
-        Ok(claimed.lease_until)
+        Err(err) => {
+            tracing::error!("recording a delivery attempt stopped: {err}");
+            None
+        }
+    };
+    if let Some(next) = next {
+        match held.iter_mut().find(|c| c.delivery.id == next.delivery.id) {
+            Some(waiting) => *waiting = next,
+            None => held.push_back(next),
+        }
     }
 }

@@ -114,9 +114,16 @@ pub struct Claim<'a> {
     pub now: u64,
     /// How long the lease lasts, in ms.
     pub lease_ms: u64,
-    /// How many deliveries at most.
+    /// How many slots at most.
     pub limit: usize,
-    /// Leases one callback may hold at once, over every owner.
+    /// How many deliveries of one callback a slot may hold. Its owner
+    /// attempts them one after another, and records each attempt while it
+    /// makes the next, so a busy callback's attempts need not wait for the
+    /// database. A backend whose records are written behind at no wait,
+    /// as sled's are, may give each slot one.
+    pub depth: usize,
+    /// Slots one callback may hold at once, over every owner: it never has
+    /// more attempts than that in flight.
     pub per_callback: usize,
     /// Tenants to leave out of this claim.
     pub exclude_tenants: &'a [String],
@@ -132,13 +139,17 @@ pub struct Claimed {
     pub event: Option<Arc<EventRecord>>,
     /// When the lease ends, in ms since the epoch.
     pub lease_until: u64,
+    /// The slot it is leased to, where the backend groups deliveries into
+    /// slots: a delivery leased again to another slot, even of the same
+    /// owner, is that slot's to attempt.
+    pub slot: Option<i64>,
 }
 
 /// A completion's request to keep its slot: the same callback's next due
-/// delivery, leased to the same owner as the attempt is recorded. The
-/// callback's count of leases stays as it was, one ending as one starts,
-/// so the handover needs no turn among the claims, and the slot skips the
-/// round trip through the pool.
+/// delivery, leased to the same owner and slot as the attempt is recorded.
+/// The callback's count of slots stays as it was, one lease ending as one
+/// starts, so the handover needs no turn among the claims, and the slot
+/// skips the round trip through the pool.
 #[derive(Debug, Clone, Copy)]
 pub struct Handover {
     /// The time now, in ms since the epoch: deliveries due by then qualify.
@@ -321,11 +332,13 @@ pub trait DeliveryRepo: Send + Sync {
 
     /// Pending deliveries, leased or not.
     async fn pending_count(&self) -> StoreResult<usize>;
-    /// Claims up to `claim.limit` deliveries that are due and not leased
-    /// (or whose lease expired), round-robin across tenants, oldest due
-    /// first within a tenant, keeping each callback under
-    /// `claim.per_callback` leases.
-    async fn claim(&self, claim: Claim<'_>) -> StoreResult<Vec<Claimed>>;
+    /// Claims up to `claim.limit` slots of deliveries that are due and not
+    /// leased (or whose lease expired), round-robin across tenants, oldest
+    /// due first within a tenant, keeping each callback under
+    /// `claim.per_callback` slots. Each slot is one callback's deliveries,
+    /// oldest due first, to be attempted in that order and never two at
+    /// once.
+    async fn claim(&self, claim: Claim<'_>) -> StoreResult<Vec<Vec<Claimed>>>;
     /// Claims one delivery, due or not, for a manual attempt: only a
     /// finished delivery, and only if no one holds it.
     async fn claim_one(
@@ -336,9 +349,17 @@ pub trait DeliveryRepo: Send + Sync {
         now: u64,
         lease_ms: u64,
     ) -> StoreResult<ClaimOne>;
-    /// Moves a lease's end, if `owner` still holds it; false otherwise.
-    async fn extend_lease(&self, owner: &str, delivery: &Delivery, until: u64)
-    -> StoreResult<bool>;
+    /// Moves a lease's end to `until`, if `owner` still holds it in the
+    /// same slot and it has not ended by `now`; false otherwise. A lease
+    /// that ended may have let a claim count its slot free, so it is not
+    /// revived: the delivery is left to the next claim.
+    async fn extend_lease(
+        &self,
+        owner: &str,
+        claimed: &Claimed,
+        now: u64,
+        until: u64,
+    ) -> StoreResult<bool>;
     /// Records an attempt: the activation always, the delivery's new state
     /// only if `owner` still holds its lease, and the lease ends. A pending
     /// delivery is due again at its `next_attempt_at`. The attempt is

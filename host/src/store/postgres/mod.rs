@@ -12,7 +12,7 @@
 mod listen;
 mod writer;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -759,12 +759,12 @@ impl EventRepo for PgStore {
 
 /// The claim: see docs/architecture.md. It costs what it returns, not
 /// what is pending: a skip scan finds the callbacks with pending
-/// deliveries, each gives at most its free slots (its limit less its live
-/// leases, over every node), oldest due first; candidates are ranked
-/// within their tenant for round-robin across tenants, and the rows picked
-/// are locked, skipping those another statement holds, and leased. Run
-/// under `CLAIM_LOCK`, so that two claims never both count a callback's
-/// last slot as free.
+/// deliveries; each deals its oldest due over its free slots (its limit
+/// less the slots with a live lease, over every node), up to `$7` to a
+/// slot; slots are ranked within their tenant for round-robin across
+/// tenants, and their rows are locked, skipping those another statement
+/// holds, and leased. Run under `CLAIM_LOCK`, so that two claims never
+/// both count a callback's last slot as free.
 const CLAIM: &str = "
 WITH RECURSIVE with_pending AS (
     (SELECT callback_id FROM deliveries WHERE status = 'pending'
@@ -774,22 +774,39 @@ WITH RECURSIVE with_pending AS (
             WHERE d.status = 'pending' AND d.callback_id > p.callback_id
             ORDER BY d.callback_id LIMIT 1)
     FROM with_pending p WHERE p.callback_id IS NOT NULL
-), free AS (
+), free AS MATERIALIZED (
+    -- A slot counts once however many deliveries it holds; a lease without
+    -- a slot counts alone. Counted once per callback, not again for each
+    -- candidate that reads it.
     SELECT p.callback_id,
-           $5 - (SELECT count(*) FROM deliveries l
-                 WHERE l.callback_id = p.callback_id AND l.status = 'pending'
-                   AND l.lease_until > $2) AS slots
+           least($4, $5 - (SELECT count(DISTINCT l.lease_slot)
+                                  + count(*) FILTER (WHERE l.lease_slot IS NULL)
+                           FROM deliveries l
+                           WHERE l.callback_id = p.callback_id AND l.status = 'pending'
+                             AND l.lease_until > $2)) AS slots
     FROM with_pending p WHERE p.callback_id IS NOT NULL
 ), candidates AS (
-    SELECT c.tid, c.due_at,
-           row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.due_at) AS tenant_rank
+    -- A callback's due deliveries, dealt out in turn over the slots it
+    -- has free (and this node can take), so that a few fill as many slots
+    -- and many fill each to `$7`.
+    SELECT c.tid, c.tenant_id, c.callback_id, c.due_at, c.n,
+           (c.n - 1) % least(f.slots, count(*) OVER (PARTITION BY c.callback_id)) AS slot
     FROM free f CROSS JOIN LATERAL (
-        SELECT d.ctid AS tid, d.tenant_id, d.due_at FROM deliveries d
-        WHERE d.callback_id = f.callback_id AND d.status = 'pending'
-          AND d.due_at <= $2 AND (d.lease_until IS NULL OR d.lease_until <= $2)
-          AND d.tenant_id <> ALL($6)
-        ORDER BY d.due_at LIMIT greatest(f.slots, 0)
+        SELECT q.*, row_number() OVER (ORDER BY q.due_at) AS n FROM (
+            SELECT d.ctid AS tid, d.tenant_id, d.callback_id, d.due_at FROM deliveries d
+            WHERE d.callback_id = f.callback_id AND d.status = 'pending'
+              AND d.due_at <= $2 AND (d.lease_until IS NULL OR d.lease_until <= $2)
+              AND d.tenant_id <> ALL($6)
+            ORDER BY d.due_at LIMIT greatest(f.slots, 0) * $7
+        ) q
     ) c
+), chosen AS (
+    -- Slots go round-robin over tenants, oldest first within one, as the
+    -- first delivery of each says; each gets a new number.
+    SELECT h.callback_id, h.slot, nextval('lease_slots') AS lease_slot
+    FROM (SELECT callback_id, slot FROM candidates WHERE n - 1 = slot
+          ORDER BY row_number() OVER (PARTITION BY tenant_id ORDER BY due_at), due_at
+          LIMIT $4) h
 ), picked AS (
     -- Each row is found where the scan saw it, by `ctid`: a lookup that
     -- no plan can turn into a scan of the queue, whatever the plan cache
@@ -797,8 +814,8 @@ WITH RECURSIVE with_pending AS (
     -- statement's snapshot (completed, or leased by a manual retry) has a
     -- new ctid: it is not found, or fails the lease conditions checked
     -- again here, and is left for the next claim.
-    SELECT l.tid
-    FROM (SELECT tid FROM candidates ORDER BY tenant_rank, due_at LIMIT $4) c
+    SELECT l.tid, s.lease_slot
+    FROM candidates c JOIN chosen s ON s.callback_id = c.callback_id AND s.slot = c.slot
     CROSS JOIN LATERAL (
         SELECT d.ctid AS tid FROM deliveries d
         WHERE d.ctid = c.tid
@@ -807,9 +824,9 @@ WITH RECURSIVE with_pending AS (
         FOR UPDATE SKIP LOCKED
     ) l
 )
-UPDATE deliveries d SET lease_owner = $1, lease_until = $2 + $3
+UPDATE deliveries d SET lease_owner = $1, lease_until = $2 + $3, lease_slot = picked.lease_slot
 FROM picked WHERE d.ctid = picked.tid
-RETURNING d.record, d.lease_until";
+RETURNING d.record, d.lease_until, d.lease_slot, d.due_at";
 
 #[async_trait]
 impl DeliveryRepo for PgStore {
@@ -932,8 +949,8 @@ impl DeliveryRepo for PgStore {
         Ok(self.pending.load(Ordering::Relaxed))
     }
 
-    async fn claim(&self, claim: Claim<'_>) -> StoreResult<Vec<Claimed>> {
-        // Claims take turns over the cluster: each counts the leases the
+    async fn claim(&self, claim: Claim<'_>) -> StoreResult<Vec<Vec<Claimed>>> {
+        // Claims take turns over the cluster: each counts the slots the
         // last one committed. A claim touches a handful of rows through
         // their indexes, so nested loops are right whatever the table's
         // statistics say; a hash join would read the whole queue. Its
@@ -957,11 +974,12 @@ impl DeliveryRepo for PgStore {
             .bind(claim.limit as i64)
             .bind(claim.per_callback as i64)
             .bind(claim.exclude_tenants)
+            .bind(claim.depth.max(1) as i64)
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        let mut claimed = Vec::with_capacity(rows.len());
+        let mut slots: BTreeMap<i64, Vec<(i64, Claimed)>> = BTreeMap::new();
         for row in &rows {
             let delivery: Delivery = match record(row) {
                 Ok(delivery) => delivery,
@@ -971,13 +989,25 @@ impl DeliveryRepo for PgStore {
                 }
             };
             let lease_until: i64 = row.try_get("lease_until").map_err(db)?;
-            claimed.push(Claimed {
-                event: self.recalled(&delivery.tenant_id, &delivery.event_id),
-                delivery,
-                lease_until: lease_until as u64,
-            });
+            let slot: i64 = row.try_get("lease_slot").map_err(db)?;
+            let due_at: i64 = row.try_get("due_at").map_err(db)?;
+            slots.entry(slot).or_default().push((
+                due_at,
+                Claimed {
+                    event: self.recalled(&delivery.tenant_id, &delivery.event_id),
+                    delivery,
+                    lease_until: lease_until as u64,
+                    slot: Some(slot),
+                },
+            ));
         }
-        Ok(claimed)
+        Ok(slots
+            .into_values()
+            .map(|mut slot| {
+                slot.sort_by_key(|(due_at, _)| *due_at);
+                slot.into_iter().map(|(_, claimed)| claimed).collect()
+            })
+            .collect())
     }
 
     async fn claim_one(
@@ -989,7 +1019,7 @@ impl DeliveryRepo for PgStore {
         lease_ms: u64,
     ) -> StoreResult<ClaimOne> {
         let row = sqlx::query(
-            "UPDATE deliveries SET lease_owner = $3, lease_until = $4 + $5 \
+            "UPDATE deliveries SET lease_owner = $3, lease_until = $4 + $5, lease_slot = NULL \
              WHERE tenant_id = $1 AND id = $2 AND status <> 'pending' \
              AND (lease_until IS NULL OR lease_until <= $4) RETURNING record, lease_until",
         )
@@ -1007,6 +1037,7 @@ impl DeliveryRepo for PgStore {
                 delivery: record(&row)?,
                 event: None,
                 lease_until: lease_until as u64,
+                slot: None,
             })));
         }
         let status: Option<String> =
@@ -1026,16 +1057,20 @@ impl DeliveryRepo for PgStore {
     async fn extend_lease(
         &self,
         owner: &str,
-        delivery: &Delivery,
+        claimed: &Claimed,
+        now: u64,
         until: u64,
     ) -> StoreResult<bool> {
         Ok(sqlx::query(
-            "UPDATE deliveries SET lease_until = $4 \
-             WHERE tenant_id = $1 AND id = $2 AND lease_owner = $3",
+            "UPDATE deliveries SET lease_until = $6 \
+             WHERE tenant_id = $1 AND id = $2 AND lease_owner = $3 \
+             AND lease_slot IS NOT DISTINCT FROM $4 AND lease_until > $5",
         )
-        .bind(&delivery.tenant_id)
-        .bind(&delivery.id)
+        .bind(&claimed.delivery.tenant_id)
+        .bind(&claimed.delivery.id)
         .bind(owner)
+        .bind(claimed.slot)
+        .bind(now as i64)
         .bind(until as i64)
         .execute(&self.pool)
         .await
@@ -1068,7 +1103,7 @@ impl DeliveryRepo for PgStore {
         let tenants: Vec<&str> = deliveries.iter().map(|d| d.tenant_id.as_str()).collect();
         let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
         sqlx::query(
-            "UPDATE deliveries d SET lease_owner = NULL, lease_until = NULL \
+            "UPDATE deliveries d SET lease_owner = NULL, lease_until = NULL, lease_slot = NULL \
              FROM UNNEST($1::text[], $2::text[]) AS u(tenant_id, id) \
              WHERE d.tenant_id = u.tenant_id AND d.id = u.id AND d.lease_owner = $3",
         )
@@ -1125,7 +1160,8 @@ impl DeliveryRepo for PgStore {
             delivery.updated_at = now;
             sqlx::query(
                 "UPDATE deliveries SET status = 'pending', due_at = $3, record = $4, \
-                 lease_owner = NULL, lease_until = NULL WHERE tenant_id = $1 AND id = $2",
+                 lease_owner = NULL, lease_until = NULL, lease_slot = NULL \
+                 WHERE tenant_id = $1 AND id = $2",
             )
             .bind(tenant)
             .bind(&delivery.id)

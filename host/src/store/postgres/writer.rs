@@ -467,7 +467,7 @@ WITH input AS (
                              hour, succeeded, failed, until, live_at, ord)
 ), done AS (
     UPDATE deliveries d SET status = u.status, due_at = u.due_at, record = u.record,
-        lease_owner = NULL, lease_until = NULL
+        lease_owner = NULL, lease_until = NULL, lease_slot = NULL
     FROM input u
     WHERE d.tenant_id = u.tenant_id AND d.id = u.id AND d.lease_owner = u.owner
     RETURNING u.ord
@@ -485,7 +485,7 @@ WITH input AS (
         succeeded = hour_counts.succeeded + excluded.succeeded,
         failed = hour_counts.failed + excluded.failed
 ), wanted AS (
-    SELECT u.callback_id, u.owner, u.until, u.ord,
+    SELECT u.callback_id, u.owner, u.until, u.ord, o.lease_slot,
            row_number() OVER (PARTITION BY u.callback_id ORDER BY u.ord) AS n
     FROM input u JOIN done ON done.ord = u.ord
     -- The snapshot still holds the lease as it was before `done`.
@@ -504,7 +504,7 @@ WITH input AS (
         ORDER BY d.due_at LIMIT w.k
     ) c
 ), picked AS (
-    SELECT l.tid, w.owner, w.until, w.ord
+    SELECT l.tid, w.owner, w.until, w.ord, w.lease_slot
     FROM candidates c JOIN wanted w ON w.callback_id = c.callback_id AND w.n = c.n
     CROSS JOIN LATERAL (
         SELECT d.ctid AS tid FROM deliveries d
@@ -514,11 +514,12 @@ WITH input AS (
         FOR UPDATE SKIP LOCKED
     ) l
 ), handed AS (
-    UPDATE deliveries d SET lease_owner = picked.owner, lease_until = picked.until
+    UPDATE deliveries d SET lease_owner = picked.owner, lease_until = picked.until,
+        lease_slot = picked.lease_slot
     FROM picked WHERE d.ctid = picked.tid
-    RETURNING picked.ord, d.tenant_id, d.record, d.lease_until
+    RETURNING picked.ord, d.tenant_id, d.record, d.lease_until, d.lease_slot
 )
-SELECT done.ord, handed.record, handed.lease_until, e.record AS event
+SELECT done.ord, handed.record, handed.lease_until, handed.lease_slot, e.record AS event
 FROM done LEFT JOIN handed ON handed.ord = done.ord
 LEFT JOIN events e ON e.tenant_id = handed.tenant_id
     AND e.id = handed.record::json ->> 'event_id'";
@@ -603,6 +604,7 @@ async fn complete(
                     delivery,
                     event,
                     lease_until: lease_until as u64,
+                    slot: row.try_get("lease_slot").map_err(db)?,
                 })
             }
             Err(err) => tracing::error!("skipping a delivery that cannot be read: {err}"),

@@ -373,8 +373,15 @@ impl DeliveryRepo for SledStore {
         Ok(self.pending.load(Ordering::Relaxed))
     }
 
-    async fn claim(&self, claim: Claim<'_>) -> StoreResult<Vec<Claimed>> {
-        Ok(self.queue().claim(&claim))
+    async fn claim(&self, claim: Claim<'_>) -> StoreResult<Vec<Vec<Claimed>>> {
+        // Completions change the queue at once and are written behind, so
+        // a slot never waits on the disk between attempts: one each.
+        Ok(self
+            .queue()
+            .claim(&claim)
+            .into_iter()
+            .map(|c| vec![c])
+            .collect())
     }
 
     async fn claim_one(
@@ -396,6 +403,7 @@ impl DeliveryRepo for SledStore {
                 delivery,
                 event: None,
                 lease_until: now + lease_ms,
+                slot: None,
             })),
         })
     }
@@ -403,10 +411,11 @@ impl DeliveryRepo for SledStore {
     async fn extend_lease(
         &self,
         owner: &str,
-        delivery: &Delivery,
+        claimed: &Claimed,
+        now: u64,
         until: u64,
     ) -> StoreResult<bool> {
-        Ok(self.queue().extend(owner, delivery, until))
+        Ok(self.queue().extend(owner, &claimed.delivery, now, until))
     }
 
     async fn complete(

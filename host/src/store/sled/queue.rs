@@ -210,6 +210,7 @@ impl Queue {
             delivery: entry.delivery.clone(),
             event: entry.event.clone(),
             lease_until: until,
+            slot: None,
         };
         let callback = entry.delivery.callback_id.clone();
         self.leases.insert((until, key.clone()));
@@ -238,11 +239,17 @@ impl Queue {
     }
 
     /// Moves the end of `owner`'s lease on a delivery; false if it is not
-    /// `owner`'s.
-    pub(super) fn extend(&mut self, owner: &str, delivery: &Delivery, until: u64) -> bool {
+    /// `owner`'s, or it ended by `now`.
+    pub(super) fn extend(
+        &mut self,
+        owner: &str,
+        delivery: &Delivery,
+        now: u64,
+        until: u64,
+    ) -> bool {
         let key = key(delivery);
         if let Some(lease) = self.manual.get_mut(&key) {
-            if lease.owner != owner {
+            if lease.owner != owner || lease.until <= now {
                 return false;
             }
             lease.until = until;
@@ -252,7 +259,7 @@ impl Queue {
             return false;
         };
         match &mut entry.lease {
-            Some(lease) if lease.owner == owner => {
+            Some(lease) if lease.owner == owner && lease.until > now => {
                 if self.leases.remove(&(lease.until, key.clone())) {
                     self.leases.insert((until, key));
                 }
@@ -382,6 +389,7 @@ mod tests {
             now,
             lease_ms: 1_000,
             limit,
+            depth: 1,
             per_callback: 2,
             exclude_tenants: &[],
         }
@@ -490,6 +498,7 @@ mod tests {
         q.add(delivery("a", "other", "o0", 0), None);
         let first = q.claim(&Claim {
             limit: 1,
+            depth: 1,
             ..claim("n1", 20, 1)
         });
         assert_eq!(ids(&first), ["d0"]);
@@ -525,6 +534,7 @@ mod tests {
         q.add(delivery("a", "a1", "d1", 0), None);
         let first = q.claim(&Claim {
             limit: 1,
+            depth: 1,
             ..claim("slow", 0, 1)
         });
         // A claim after the lease ended gave its slot back, though it took
