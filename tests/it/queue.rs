@@ -186,7 +186,7 @@ async fn a_delivery_whose_lease_holder_vanished_is_taken_over_once_the_lease_end
     let applied = node
         .store
         .deliveries()
-        .complete("vanished", (late, None), None)
+        .complete("vanished", held[0].lease_until, (late, None), None)
         .await
         .unwrap();
     assert!(!applied.held, "only the lease's holder completes");
@@ -270,7 +270,7 @@ async fn finish_in(
     };
     let completed = store
         .deliveries()
-        .complete(owner, (done, None), Some(handover))
+        .complete(owner, claimed.lease_until, (done, None), Some(handover))
         .await
         .unwrap();
     (completed.held, completed.next)
@@ -438,15 +438,13 @@ backend_test! {
         assert!(next.is_some(), "more are due");
         assert!(node.claim("n2", 10, 3).await.is_empty(), "still three slots");
 
-        // A delivery whose lease ended while it waited in its slot is not
-        // revived there: a claim may have counted the slot free.
+        // A delivery whose lease ended while it waited in its slot, taken
+        // again by the same node into a new slot, is that slot's alone: the
+        // old slot can neither extend, nor give back, nor complete the new
+        // lease.
         let waiting = slots[1].last().unwrap().clone();
         node.clock.advance(Duration::from_millis(15_001));
         let now = node.clock.now_ms();
-        let extended = node.store.deliveries().extend_lease("n1", &waiting, now, now + 15_000);
-        assert!(!extended.await.unwrap(), "an ended lease was extended");
-        // Taken again by the same node, into a new slot, it is that slot's
-        // alone to attempt.
         let again = node.slots("n1", 20, 8, 16).await;
         let taken = again
             .iter()
@@ -455,14 +453,14 @@ backend_test! {
             .expect("claimed again")
             .clone();
         let deliveries = node.store.deliveries();
-        let until = now + 20_000;
-        let extended = deliveries.extend_lease("n1", &taken, now, until).await;
-        assert!(extended.unwrap(), "its new slot holds it");
-        if backends::current() == Backend::Postgres {
-            assert_ne!(taken.slot, waiting.slot);
-            let extended = deliveries.extend_lease("n1", &waiting, now, until).await;
-            assert!(!extended.unwrap(), "its old slot would attempt it too");
-        }
+        // Asked to be live only at 0, so only the lease's end can refuse.
+        let stale = deliveries.extend_lease("n1", &waiting, 0, now + 20_000).await;
+        assert!(!stale.unwrap(), "the old slot would attempt it too");
+        deliveries.release("n1", std::slice::from_ref(&waiting)).await.unwrap();
+        let (late, _) = finish_in(&node.store, now, "n1", &waiting).await;
+        assert!(!late, "the old slot completed the new one's lease");
+        let extended = deliveries.extend_lease("n1", &taken, now, now + 20_000).await;
+        assert!(extended.unwrap(), "the old slot ended the new one's lease");
     }
 }
 

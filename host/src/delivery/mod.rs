@@ -38,7 +38,7 @@ use crate::config::DeliveryConfig;
 use crate::domain::callbacks::Callbacks;
 use crate::domain::plugins::Plugins;
 use crate::domain::{Error, Page, Result};
-use crate::model::{Activation, Callback, Delivery, DeliveryStatus};
+use crate::model::{Activation, Delivery, DeliveryStatus};
 use crate::outbound::HttpClient;
 use crate::store::{Change, Claim, ClaimOne, Claimed, DeliveryFilter, Handover, Store};
 
@@ -54,10 +54,10 @@ const POLL: Duration = Duration::from_secs(1);
 /// return costs a claim, so this is many: a busy callback's slot still
 /// returns within a fraction of a second.
 const HANDOVERS: usize = 64;
-/// A lease is handed over only with at least this long still to run, so
-/// that it is still live when the handover commits: a claim may count an
-/// ended lease's slot as free.
-const HANDOVER_MARGIN_MS: u64 = 1_000;
+/// A lease is handed over, extended or attempted on only with at least
+/// this long still to run, so that it is still live when that commits or
+/// the attempt starts: a claim may count an ended lease's slot as free.
+const LIVE_MARGIN_MS: u64 = 1_000;
 /// A delivery is attempted only if its lease outlasts the attempt's
 /// timeout by this much, time for the plugin, signing and recording; it is
 /// extended first otherwise.
@@ -416,7 +416,7 @@ impl Inner {
         if held.is_empty() {
             return;
         }
-        let owned: Vec<Delivery> = held.drain(..).map(|c| c.delivery).collect();
+        let owned: Vec<Claimed> = held.drain(..).collect();
         if let Err(err) = self.store.deliveries().release(&self.owner, &owned).await {
             tracing::warn!("cannot give {} leases back: {err}", owned.len());
         }
@@ -438,18 +438,14 @@ impl Inner {
             .callbacks
             .cached(&claimed.delivery.tenant_id, &claimed.delivery.callback_id)
             .await?;
-        let lease_until = match &callback {
-            Some(callback) => match self.cover(&claimed, callback).await? {
-                Some(until) => until,
-                None => {
-                    tracing::warn!(
-                        delivery = %claimed.delivery.id,
-                        "a delivery's lease passed to another owner before its attempt"
-                    );
-                    return Ok(None);
-                }
-            },
-            None => claimed.lease_until,
+        let timeout = callback.as_ref().and_then(|c| c.timeout_ms);
+        let timeout = timeout.unwrap_or(self.config.timeout_ms);
+        let Some(lease_until) = self.cover(&claimed, timeout).await? else {
+            tracing::warn!(
+                delivery = %claimed.delivery.id,
+                "a delivery's lease ended before its attempt; it is left to the next claim"
+            );
+            return Ok(None);
         };
         let outcome =
             attempt::make(self, claimed.delivery, claimed.event, callback, manual).await?;
@@ -478,7 +474,7 @@ impl Inner {
         let now = self.clock.now_ms();
         let handover = (keep
             && !self.stopping.load(Ordering::SeqCst)
-            && made.lease_until > now + HANDOVER_MARGIN_MS)
+            && made.lease_until > now + LIVE_MARGIN_MS)
             .then_some(Handover {
                 now,
                 lease_ms: self.config.timeout_ms + LEASE_MARGIN_MS,
@@ -488,6 +484,7 @@ impl Inner {
             .deliveries()
             .complete(
                 &self.owner,
+                made.lease_until,
                 (made.delivery, Some(made.activation)),
                 handover,
             )
@@ -510,10 +507,14 @@ impl Inner {
     /// Makes sure the lease outlasts the attempt: a delivery may have
     /// waited in its slot behind others, and a callback's timeout may be
     /// longer than the default one that every lease covers. Returns when
-    /// the lease ends, or `None` if another owner holds it now.
-    async fn cover(&self, claimed: &Claimed, callback: &Callback) -> Result<Option<u64>> {
-        let timeout = callback.timeout_ms.unwrap_or(self.config.timeout_ms);
+    /// the lease ends, or `None` if it is no longer this slot's to attempt:
+    /// it (nearly) ended, so a claim may count the slot free, or it was
+    /// leased again.
+    async fn cover(&self, claimed: &Claimed, timeout: u64) -> Result<Option<u64>> {
         let now = self.clock.now_ms();
+        if claimed.lease_until <= now + LIVE_MARGIN_MS {
+            return Ok(None);
+        }
         if claimed.lease_until >= now + timeout + ATTEMPT_MARGIN_MS {
             return Ok(Some(claimed.lease_until));
         }
@@ -521,7 +522,7 @@ impl Inner {
         let held = self
             .store
             .deliveries()
-            .extend_lease(&self.owner, claimed, now, until)
+            .extend_lease(&self.owner, claimed, now + LIVE_MARGIN_MS, until)
             .await?;
         Ok(held.then_some(until))
     }

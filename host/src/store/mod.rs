@@ -137,12 +137,9 @@ pub struct Claimed {
     /// Its event, when the backend has it at hand (it may not: the caller
     /// then reads it).
     pub event: Option<Arc<EventRecord>>,
-    /// When the lease ends, in ms since the epoch.
+    /// When the lease ends, in ms since the epoch. A delivery leased again
+    /// has a later end, so this names the lease too.
     pub lease_until: u64,
-    /// The slot it is leased to, where the backend groups deliveries into
-    /// slots: a delivery leased again to another slot, even of the same
-    /// owner, is that slot's to attempt.
-    pub slot: Option<i64>,
 }
 
 /// A completion's request to keep its slot: the same callback's next due
@@ -349,19 +346,22 @@ pub trait DeliveryRepo: Send + Sync {
         now: u64,
         lease_ms: u64,
     ) -> StoreResult<ClaimOne>;
-    /// Moves a lease's end to `until`, if `owner` still holds it in the
-    /// same slot and it has not ended by `now`; false otherwise. A lease
-    /// that ended may have let a claim count its slot free, so it is not
-    /// revived: the delivery is left to the next claim.
+    /// Moves a lease's end to `until`, if `owner` still holds that very
+    /// lease, its end still `claimed.lease_until`, and it still runs at
+    /// `live_at` (later by however long the call waited for the database);
+    /// false otherwise. A delivery leased again, even to the same owner in
+    /// another slot, has a later end; and a lease that ended may have let a
+    /// claim count its slot free.
     async fn extend_lease(
         &self,
         owner: &str,
         claimed: &Claimed,
-        now: u64,
+        live_at: u64,
         until: u64,
     ) -> StoreResult<bool>;
     /// Records an attempt: the activation always, the delivery's new state
-    /// only if `owner` still holds its lease, and the lease ends. A pending
+    /// only if `owner` still holds its lease, the one ending at
+    /// `lease_until` (see `extend_lease`), and the lease ends. A pending
     /// delivery is due again at its `next_attempt_at`. The attempt is
     /// counted into its callback's hour (see [`HourCount`]) with the
     /// delivery's new state. With a `handover`, the lease passes in the
@@ -371,11 +371,13 @@ pub trait DeliveryRepo: Send + Sync {
     async fn complete(
         &self,
         owner: &str,
+        lease_until: u64,
         write: DeliveryWrite,
         handover: Option<Handover>,
     ) -> StoreResult<Completed>;
-    /// Gives leases back unattempted, as at shutdown.
-    async fn release(&self, owner: &str, deliveries: &[Delivery]) -> StoreResult<()>;
+    /// Gives leases back unattempted, as at shutdown: each only if `owner`
+    /// still holds that very lease (see `extend_lease`).
+    async fn release(&self, owner: &str, claimed: &[Claimed]) -> StoreResult<()>;
     /// The first moment after `after` when a delivery falls due or a lease
     /// ends, if any.
     async fn next_due(&self, after: u64) -> StoreResult<Option<u64>>;

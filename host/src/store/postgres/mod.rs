@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -997,7 +997,6 @@ impl DeliveryRepo for PgStore {
                     event: self.recalled(&delivery.tenant_id, &delivery.event_id),
                     delivery,
                     lease_until: lease_until as u64,
-                    slot: Some(slot),
                 },
             ));
         }
@@ -1037,7 +1036,6 @@ impl DeliveryRepo for PgStore {
                 delivery: record(&row)?,
                 event: None,
                 lease_until: lease_until as u64,
-                slot: None,
             })));
         }
         let status: Option<String> =
@@ -1058,21 +1056,24 @@ impl DeliveryRepo for PgStore {
         &self,
         owner: &str,
         claimed: &Claimed,
-        now: u64,
+        live_at: u64,
         until: u64,
     ) -> StoreResult<bool> {
+        let asked = Instant::now();
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let live_at = live_at + asked.elapsed().as_millis() as u64;
         Ok(sqlx::query(
-            "UPDATE deliveries SET lease_until = $6 \
-             WHERE tenant_id = $1 AND id = $2 AND lease_owner = $3 \
-             AND lease_slot IS NOT DISTINCT FROM $4 AND lease_until > $5",
+            "UPDATE deliveries SET lease_until = $5 \
+             WHERE tenant_id = $1 AND id = $2 AND lease_owner = $3 AND lease_until = $4 \
+             AND lease_until > $6",
         )
         .bind(&claimed.delivery.tenant_id)
         .bind(&claimed.delivery.id)
         .bind(owner)
-        .bind(claimed.slot)
-        .bind(now as i64)
+        .bind(claimed.lease_until as i64)
         .bind(until as i64)
-        .execute(&self.pool)
+        .bind(live_at as i64)
+        .execute(&mut *conn)
         .await
         .map_err(db)?
         .rows_affected()
@@ -1082,11 +1083,15 @@ impl DeliveryRepo for PgStore {
     async fn complete(
         &self,
         owner: &str,
+        lease_until: u64,
         write: DeliveryWrite,
         handover: Option<Handover>,
     ) -> StoreResult<Completed> {
         let finished = write.0.status != DeliveryStatus::Pending;
-        let completed = self.writer.complete(owner, write, handover).await?;
+        let completed = self
+            .writer
+            .complete(owner, lease_until, write, handover)
+            .await?;
         if completed.held && finished {
             // Another node may have accepted it: the count is this node's
             // estimate until the next recount, and never below zero.
@@ -1099,17 +1104,23 @@ impl DeliveryRepo for PgStore {
         Ok(completed)
     }
 
-    async fn release(&self, owner: &str, deliveries: &[Delivery]) -> StoreResult<()> {
-        let tenants: Vec<&str> = deliveries.iter().map(|d| d.tenant_id.as_str()).collect();
-        let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
+    async fn release(&self, owner: &str, claimed: &[Claimed]) -> StoreResult<()> {
+        let tenants: Vec<&str> = claimed
+            .iter()
+            .map(|c| c.delivery.tenant_id.as_str())
+            .collect();
+        let ids: Vec<&str> = claimed.iter().map(|c| c.delivery.id.as_str()).collect();
+        let until: Vec<i64> = claimed.iter().map(|c| c.lease_until as i64).collect();
         sqlx::query(
             "UPDATE deliveries d SET lease_owner = NULL, lease_until = NULL, lease_slot = NULL \
-             FROM UNNEST($1::text[], $2::text[]) AS u(tenant_id, id) \
-             WHERE d.tenant_id = u.tenant_id AND d.id = u.id AND d.lease_owner = $3",
+             FROM UNNEST($1::text[], $2::text[], $4::int8[]) AS u(tenant_id, id, until) \
+             WHERE d.tenant_id = u.tenant_id AND d.id = u.id AND d.lease_owner = $3 \
+             AND d.lease_until = u.until",
         )
         .bind(tenants)
         .bind(ids)
         .bind(owner)
+        .bind(until)
         .execute(&self.pool)
         .await
         .map(drop)

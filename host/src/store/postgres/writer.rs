@@ -48,6 +48,8 @@ type EventReply = oneshot::Sender<StoreResult<Option<EventRecord>>>;
 /// An attempt to record, as `DeliveryRepo::complete` takes it.
 struct Completion {
     owner: String,
+    /// The end of the lease the owner holds, which names it.
+    lease_until: u64,
     write: DeliveryWrite,
     handover: Option<Handover>,
     /// When it was queued: a handover's `now` is older by the time since.
@@ -136,12 +138,14 @@ impl Writer {
     pub(super) async fn complete(
         &self,
         owner: &str,
+        lease_until: u64,
         write: DeliveryWrite,
         handover: Option<Handover>,
     ) -> StoreResult<Completed> {
         let (reply, answer) = oneshot::channel();
         let completion = Completion {
             owner: owner.to_string(),
+            lease_until,
             write,
             handover,
             queued: Instant::now(),
@@ -462,14 +466,15 @@ const COMPLETE: &str = "
 WITH input AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[],
                          $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[],
-                         $11::int8[], $18::int8[])
+                         $11::int8[], $18::int8[], $19::int8[])
         WITH ORDINALITY AS u(tenant_id, id, status, due_at, record, owner, callback_id,
-                             hour, succeeded, failed, until, live_at, ord)
+                             hour, succeeded, failed, until, live_at, held, ord)
 ), done AS (
     UPDATE deliveries d SET status = u.status, due_at = u.due_at, record = u.record,
         lease_owner = NULL, lease_until = NULL, lease_slot = NULL
     FROM input u
     WHERE d.tenant_id = u.tenant_id AND d.id = u.id AND d.lease_owner = u.owner
+      AND d.lease_until = u.held
     RETURNING u.ord
 ), history AS (
     INSERT INTO activations (tenant_id, callback_id, id, at, record)
@@ -517,9 +522,9 @@ WITH input AS (
     UPDATE deliveries d SET lease_owner = picked.owner, lease_until = picked.until,
         lease_slot = picked.lease_slot
     FROM picked WHERE d.ctid = picked.tid
-    RETURNING picked.ord, d.tenant_id, d.record, d.lease_until, d.lease_slot
+    RETURNING picked.ord, d.tenant_id, d.record, d.lease_until
 )
-SELECT done.ord, handed.record, handed.lease_until, handed.lease_slot, e.record AS event
+SELECT done.ord, handed.record, handed.lease_until, e.record AS event
 FROM done LEFT JOIN handed ON handed.ord = done.ord
 LEFT JOIN events e ON e.tenant_id = handed.tenant_id
     AND e.id = handed.record::json ->> 'event_id'";
@@ -573,6 +578,7 @@ async fn complete(
             let waited = c.queued.elapsed().as_millis() as u64;
             c.handover.map_or(0, |h| (h.now + waited) as i64)
         }))
+        .bind(column(completions, |c| c.lease_until as i64))
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
@@ -604,7 +610,6 @@ async fn complete(
                     delivery,
                     event,
                     lease_until: lease_until as u64,
-                    slot: row.try_get("lease_slot").map_err(db)?,
                 })
             }
             Err(err) => tracing::error!("skipping a delivery that cannot be read: {err}"),

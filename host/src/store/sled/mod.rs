@@ -403,7 +403,6 @@ impl DeliveryRepo for SledStore {
                 delivery,
                 event: None,
                 lease_until: now + lease_ms,
-                slot: None,
             })),
         })
     }
@@ -412,19 +411,22 @@ impl DeliveryRepo for SledStore {
         &self,
         owner: &str,
         claimed: &Claimed,
-        now: u64,
+        live_at: u64,
         until: u64,
     ) -> StoreResult<bool> {
-        Ok(self.queue().extend(owner, &claimed.delivery, now, until))
+        Ok(self.queue().extend(owner, claimed, live_at, until))
     }
 
     async fn complete(
         &self,
         owner: &str,
+        lease_until: u64,
         (delivery, attempt): DeliveryWrite,
         handover: Option<Handover>,
     ) -> StoreResult<Completed> {
-        let (held, next) = self.queue().complete(owner, &delivery, handover);
+        let (held, next) = self
+            .queue()
+            .complete(owner, lease_until, &delivery, handover);
         if held {
             // Written behind, in order: reads wait for it, and a crash
             // before it lands leaves the delivery pending, to be sent again.
@@ -441,8 +443,8 @@ impl DeliveryRepo for SledStore {
         Ok(Completed { held, next })
     }
 
-    async fn release(&self, owner: &str, deliveries: &[Delivery]) -> StoreResult<()> {
-        self.queue().release(owner, deliveries);
+    async fn release(&self, owner: &str, claimed: &[Claimed]) -> StoreResult<()> {
+        self.queue().release(owner, claimed);
         Ok(())
     }
 

@@ -210,7 +210,6 @@ impl Queue {
             delivery: entry.delivery.clone(),
             event: entry.event.clone(),
             lease_until: until,
-            slot: None,
         };
         let callback = entry.delivery.callback_id.clone();
         self.leases.insert((until, key.clone()));
@@ -238,18 +237,22 @@ impl Queue {
         One::Claimed
     }
 
-    /// Moves the end of `owner`'s lease on a delivery; false if it is not
-    /// `owner`'s, or it ended by `now`.
+    /// Moves the end of `owner`'s lease on a delivery; false if that lease
+    /// is not `owner`'s, is not the one claimed (it ended and the delivery
+    /// was leased again), or no longer runs at `live_at`.
     pub(super) fn extend(
         &mut self,
         owner: &str,
-        delivery: &Delivery,
-        now: u64,
+        claimed: &Claimed,
+        live_at: u64,
         until: u64,
     ) -> bool {
-        let key = key(delivery);
+        let key = key(&claimed.delivery);
+        let held = |lease: &Lease| {
+            lease.owner == owner && lease.until == claimed.lease_until && lease.until > live_at
+        };
         if let Some(lease) = self.manual.get_mut(&key) {
-            if lease.owner != owner || lease.until <= now {
+            if !held(lease) {
                 return false;
             }
             lease.until = until;
@@ -259,10 +262,10 @@ impl Queue {
             return false;
         };
         match &mut entry.lease {
-            Some(lease) if lease.owner == owner && lease.until > now => {
-                if self.leases.remove(&(lease.until, key.clone())) {
-                    self.leases.insert((until, key));
-                }
+            // One no longer listed among the live ones has ended, and its
+            // callback's count gave its slot back already.
+            Some(lease) if held(lease) && self.leases.remove(&(lease.until, key.clone())) => {
+                self.leases.insert((until, key));
                 lease.until = until;
                 true
             }
@@ -270,19 +273,22 @@ impl Queue {
         }
     }
 
-    /// Ends `owner`'s lease with the delivery's new state; false (and
-    /// nothing changes) if the lease is not `owner`'s any more. With a
+    /// Ends `owner`'s lease, the one ending at `lease_until`, with the
+    /// delivery's new state; false (and nothing changes) if that lease is
+    /// not held any more. With a
     /// `handover`, a lease still live passes to the callback's earliest due
     /// delivery, which is returned.
     pub(super) fn complete(
         &mut self,
         owner: &str,
+        lease_until: u64,
         updated: &Delivery,
         handover: Option<Handover>,
     ) -> (bool, Option<Claimed>) {
         let key = key(updated);
+        let held = |lease: &Lease| lease.owner == owner && lease.until == lease_until;
         if let Some(lease) = self.manual.get(&key) {
-            if lease.owner != owner {
+            if !held(lease) {
                 return (false, None);
             }
             self.manual.remove(&key);
@@ -292,7 +298,7 @@ impl Queue {
             .entries
             .get(&key)
             .and_then(|e| e.lease.clone())
-            .filter(|lease| lease.owner == owner)
+            .filter(held)
         else {
             return (false, None);
         };
@@ -325,10 +331,11 @@ impl Queue {
     }
 
     /// Gives `owner`'s leases on these deliveries back, unattempted.
-    pub(super) fn release(&mut self, owner: &str, deliveries: &[Delivery]) {
-        for delivery in deliveries {
-            let key = key(delivery);
-            if self.manual.get(&key).is_some_and(|l| l.owner == owner) {
+    pub(super) fn release(&mut self, owner: &str, claimed: &[Claimed]) {
+        for claimed in claimed {
+            let key = key(&claimed.delivery);
+            let held = |lease: &Lease| lease.owner == owner && lease.until == claimed.lease_until;
+            if self.manual.get(&key).is_some_and(held) {
                 self.manual.remove(&key);
                 continue;
             }
@@ -336,7 +343,7 @@ impl Queue {
                 .entries
                 .get(&key)
                 .and_then(|e| e.lease.as_ref())
-                .is_some_and(|lease| lease.owner == owner);
+                .is_some_and(held);
             if holds {
                 self.unlist(&key);
                 let entry = self.entries.get_mut(&key).expect("held entries exist");
@@ -435,10 +442,10 @@ mod tests {
         let mut done = again[0].delivery.clone();
         done.status = DeliveryStatus::Succeeded;
         assert!(
-            !q.complete("ghost", &done, None).0,
+            !q.complete("ghost", first[0].lease_until, &done, None).0,
             "the vanished owner may not complete"
         );
-        assert!(q.complete("n2", &done, None).0);
+        assert!(q.complete("n2", again[0].lease_until, &done, None).0);
         assert_eq!(q.len(), 0);
     }
 
@@ -451,7 +458,7 @@ mod tests {
         retry.next_attempt_at = Some(5_000);
         // The lease ended while the attempt ran; no one claimed it since.
         assert!(q.claim(&claim("other", 1_500, 0)).is_empty());
-        assert!(q.complete("slow", &retry, None).0);
+        assert!(q.complete("slow", claimed[0].lease_until, &retry, None).0);
         assert!(q.claim(&claim("other", 4_999, 1)).is_empty(), "due later");
         assert_eq!(ids(&q.claim(&claim("other", 5_000, 1))), ["d"]);
     }
@@ -467,7 +474,7 @@ mod tests {
             ..claim("n", 1, 5)
         });
         assert_eq!(ids(&only_b), ["b0"]);
-        q.release("n", &[only_b[0].delivery.clone()]);
+        q.release("n", &only_b);
         let mut all = ids(&q.claim(&claim("n", 1, 5))).join(",");
         all = all.replace("b0,a0", "a0,b0");
         assert_eq!(all, "a0,b0");
@@ -480,7 +487,7 @@ mod tests {
         let key = key(&done);
         assert!(matches!(q.claim_one("n1", &key, 0, 100), One::Claimed));
         assert!(matches!(q.claim_one("n2", &key, 50, 100), One::Leased));
-        assert!(q.complete("n1", &done, None).0);
+        assert!(q.complete("n1", 100, &done, None).0);
         assert!(matches!(q.claim_one("n2", &key, 60, 100), One::Claimed));
         q.add(delivery("a", "a1", "p", 0), None);
         assert!(matches!(
@@ -508,7 +515,7 @@ mod tests {
             now: 30,
             lease_ms: 1_000,
         };
-        let (held, next) = q.complete("n1", &done, Some(handover));
+        let (held, next) = q.complete("n1", first[0].lease_until, &done, Some(handover));
         assert!(held);
         let next = next.expect("the callback had a delivery due");
         assert_eq!(
@@ -523,7 +530,7 @@ mod tests {
         // Nothing due: the slot goes back.
         let mut done = next.delivery;
         done.status = DeliveryStatus::Succeeded;
-        let (held, next) = q.complete("n1", &done, Some(handover));
+        let (held, next) = q.complete("n1", next.lease_until, &done, Some(handover));
         assert!(held && next.is_none(), "`later` is not due yet");
     }
 
@@ -546,7 +553,7 @@ mod tests {
             now: 900,
             lease_ms: 1_000,
         };
-        let (held, next) = q.complete("slow", &done, Some(handover));
+        let (held, next) = q.complete("slow", first[0].lease_until, &done, Some(handover));
         assert!(held, "no one took it over");
         assert!(next.is_none(), "an expired lease handed over a slot");
         assert_eq!(ids(&q.claim(&claim("n2", 1_500, 5))), ["d1"]);
@@ -562,7 +569,7 @@ mod tests {
             now: 10,
             lease_ms: 1_000,
         };
-        let (held, next) = q.complete("n1", &retry, Some(handover));
+        let (held, next) = q.complete("n1", first[0].lease_until, &retry, Some(handover));
         assert!(held && next.is_none(), "handed itself over");
         assert_eq!(ids(&q.claim(&claim("n2", 10, 1))), ["d"]);
     }
