@@ -351,7 +351,6 @@ impl Inner {
                 exclude_tenants: exclude,
             })
             .await?;
-        let claimed: Vec<Vec<Claimed>> = claimed.into_iter().filter(|s| !s.is_empty()).collect();
         let mut slots = self.slots();
         for slot in &claimed {
             slots.take(&slot[0].delivery.tenant_id);
@@ -367,7 +366,7 @@ impl Inner {
         let tenant = slot[0].delivery.tenant_id.clone();
         let mut held: VecDeque<Claimed> = slot.into();
         let mut recording = JoinSet::new();
-        let mut handovers = 0;
+        let mut attempts = 0;
         loop {
             while let Some(recorded) = recording.try_join_next() {
                 hold(&mut held, recorded);
@@ -386,15 +385,15 @@ impl Inner {
             // back, and so does what is still handed over to it, for the
             // others to take.
             if self.stopping.load(Ordering::SeqCst)
-                || (handovers > 0 && !self.slots().may_keep(&tenant))
+                || (attempts > 0 && !self.slots().may_keep(&tenant))
             {
                 held.push_front(claimed);
                 self.release(&mut held).await;
                 continue;
             }
             let id = claimed.delivery.id.clone();
-            let keep = handovers < HANDOVERS && self.slots().may_keep(&tenant);
-            handovers += 1;
+            let keep = attempts < HANDOVERS && self.slots().may_keep(&tenant);
+            attempts += 1;
             match self.attempt(claimed, false).await {
                 Ok(Some(made)) => {
                     recording.spawn(self.clone().record(made, keep));
@@ -431,8 +430,8 @@ impl Inner {
     }
 
     /// Makes one attempt, as the lease's owner, and settles what it did to
-    /// its callback; `None` if the lease passed to another owner while the
-    /// delivery waited in its slot.
+    /// its callback; `None` if the lease ended, or passed to another slot,
+    /// while the delivery waited in its slot.
     async fn attempt(&self, claimed: Claimed, manual: bool) -> Result<Option<Made>> {
         let callback = self
             .callbacks

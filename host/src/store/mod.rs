@@ -332,9 +332,9 @@ pub trait DeliveryRepo: Send + Sync {
     /// Claims up to `claim.limit` slots of deliveries that are due and not
     /// leased (or whose lease expired), round-robin across tenants, oldest
     /// due first within a tenant, keeping each callback under
-    /// `claim.per_callback` slots. Each slot is one callback's deliveries,
-    /// oldest due first, to be attempted in that order and never two at
-    /// once.
+    /// `claim.per_callback` slots. Each slot holds one or more of a
+    /// callback's deliveries, oldest due first, to be attempted in that
+    /// order and never two at once.
     async fn claim(&self, claim: Claim<'_>) -> StoreResult<Vec<Vec<Claimed>>>;
     /// Claims one delivery, due or not, for a manual attempt: only a
     /// finished delivery, and only if no one holds it.
