@@ -18,7 +18,8 @@
 //!
 //! With `-- --database postgres://…` (a role that may create databases) it
 //! compares the backends instead, each node a `hookgate serve` process:
-//! sled with one node, then PostgreSQL with one, two and three nodes. For
+//! sled with one node, then PostgreSQL with one, two and three nodes
+//! (`DELIVERY_BENCH_NODES` stops at fewer, for a quicker comparison). For
 //! each it reports delivered events/s, duplicate first attempts, gates/s,
 //! and the CPU each event and gate cost, the nodes' and PostgreSQL's apart.
 //! It also splits each run at the last accepted emit: the rate of emits,
@@ -91,7 +92,8 @@ async fn main() -> anyhow::Result<()> {
         let url = args
             .get(at + 1)
             .ok_or_else(|| anyhow::anyhow!("--database needs a postgres:// URL"))?;
-        return cluster::compare(url, env("DELIVERY_BENCH_EVENTS", 20_000)).await;
+        let events = env("DELIVERY_BENCH_EVENTS", 20_000);
+        return cluster::compare(url, events, env("DELIVERY_BENCH_NODES", 3)).await;
     }
     let events = env("DELIVERY_BENCH_EVENTS", 20_000);
     let rate = env("DELIVERY_BENCH_RATE", 2_000);

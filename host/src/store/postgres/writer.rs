@@ -446,20 +446,23 @@ fn again(err: &StoreError) -> StoreError {
 ///
 /// Then the handovers: each completion that held a lease still live as the
 /// statement runs, and asks for one, gets its callback's earliest due
-/// delivery that no one holds. (An ended lease's slot may be counted free
-/// by a claim already.) The
-/// k-th such completion of a callback is matched with the callback's k-th
-/// due delivery before the rows are locked, so no row goes to two of them;
-/// a row another statement holds is skipped, and its completion gets none.
-/// Rows are found as the claim finds them, by `ctid` (see `CLAIM`), which
-/// the lane's sessions keep a lookup by turning hash and merge joins off.
-/// Every part reads the statement's one snapshot, where the deliveries
-/// being completed are still leased; they are left out of the candidates
-/// all the same, so that no row is changed twice.
+/// delivery that no one holds, into the same slot. (An ended lease's slot
+/// may be counted free by a claim already.) The k-th such completion of a
+/// callback is matched with the callback's k-th due delivery before the
+/// rows are locked, so no row goes to two of them; a row another statement
+/// holds is skipped, and its completion gets none. Rows are found as the
+/// claim finds them, by `ctid` (see `CLAIM`), which the lane's sessions
+/// keep a lookup by turning hash and merge joins off. Without those joins,
+/// one list joined with another costs the product of their lengths, so
+/// each part takes what it needs from `done` alone, and the k-th
+/// completion is read from arrays. Every part reads the statement's one
+/// snapshot, where the deliveries being completed are still leased; they
+/// are left out of the candidates all the same, by id, so that no row is
+/// changed twice.
 ///
-/// Answers, for each completion that held its lease, its position
-/// (counted from 1) and the delivery handed over to it, if any, with its
-/// event: in a cluster most deliveries are of events another node took,
+/// Answers a row for each completion that held its lease, with its
+/// position (counted from 1), and another for the delivery handed over to
+/// it, if any, with its event: in a cluster most deliveries are of events another node took,
 /// and reading them here costs no round trip of its own on the way to the
 /// next attempt.
 const COMPLETE: &str = "
@@ -470,47 +473,44 @@ WITH input AS (
         WITH ORDINALITY AS u(tenant_id, id, status, due_at, record, owner, callback_id,
                              hour, succeeded, failed, until, live_at, held, ord)
 ), done AS (
+    -- `o` is the row as the snapshot holds it, so still with its slot.
     UPDATE deliveries d SET status = u.status, due_at = u.due_at, record = u.record,
         lease_owner = NULL, lease_until = NULL, lease_slot = NULL
-    FROM input u
+    FROM input u JOIN deliveries o ON o.tenant_id = u.tenant_id AND o.id = u.id
     WHERE d.tenant_id = u.tenant_id AND d.id = u.id AND d.lease_owner = u.owner
       AND d.lease_until = u.held
-    RETURNING u.ord
+    RETURNING u.ord, u.callback_id, u.hour, u.succeeded, u.failed, u.owner, u.until,
+              u.live_at, u.held, o.lease_slot
 ), history AS (
     INSERT INTO activations (tenant_id, callback_id, id, at, record)
     SELECT * FROM UNNEST($12::text[], $13::text[], $14::text[], $15::int8[], $16::text[])
     ON CONFLICT DO NOTHING
 ), hours AS (
     INSERT INTO hour_counts (callback_id, hour, succeeded, failed)
-    SELECT u.callback_id, u.hour, sum(u.succeeded)::int8, sum(u.failed)::int8
-    FROM input u JOIN done ON done.ord = u.ord
-    WHERE u.hour IS NOT NULL
-    GROUP BY u.callback_id, u.hour ORDER BY u.callback_id, u.hour
+    SELECT callback_id, hour, sum(succeeded)::int8, sum(failed)::int8
+    FROM done WHERE hour IS NOT NULL
+    GROUP BY callback_id, hour ORDER BY callback_id, hour
     ON CONFLICT (callback_id, hour) DO UPDATE SET
         succeeded = hour_counts.succeeded + excluded.succeeded,
         failed = hour_counts.failed + excluded.failed
 ), wanted AS (
-    SELECT u.callback_id, u.owner, u.until, u.ord, o.lease_slot,
-           row_number() OVER (PARTITION BY u.callback_id ORDER BY u.ord) AS n
-    FROM input u JOIN done ON done.ord = u.ord
-    -- The snapshot still holds the lease as it was before `done`.
-    JOIN deliveries o ON o.tenant_id = u.tenant_id AND o.id = u.id
-    WHERE u.until IS NOT NULL AND o.lease_until > u.live_at
-), counts AS (
-    SELECT callback_id, count(*) AS k FROM wanted GROUP BY callback_id
-), candidates AS (
-    SELECT c.tid, c.callback_id,
-           row_number() OVER (PARTITION BY c.callback_id ORDER BY c.due_at) AS n
-    FROM counts w CROSS JOIN LATERAL (
-        SELECT d.ctid AS tid, d.callback_id, d.due_at FROM deliveries d
+    -- Each callback's completions that want a delivery, in order, as
+    -- arrays the k-th candidate indexes: no join of one list with another.
+    SELECT callback_id, count(*) AS k, array_agg(ord ORDER BY ord) AS ords,
+           array_agg(owner ORDER BY ord) AS owners, array_agg(until ORDER BY ord) AS untils,
+           array_agg(lease_slot ORDER BY ord) AS slots
+    FROM done WHERE until IS NOT NULL AND held > live_at
+    GROUP BY callback_id
+), picked AS (
+    SELECT l.tid, w.owners[c.n] AS owner, w.untils[c.n] AS until, w.ords[c.n] AS ord,
+           w.slots[c.n] AS lease_slot
+    FROM wanted w CROSS JOIN LATERAL (
+        SELECT d.ctid AS tid, row_number() OVER (ORDER BY d.due_at) AS n FROM deliveries d
         WHERE d.callback_id = w.callback_id AND d.status = 'pending'
           AND d.due_at <= $17 AND (d.lease_until IS NULL OR d.lease_until <= $17)
-          AND NOT EXISTS (SELECT 1 FROM input i WHERE i.tenant_id = d.tenant_id AND i.id = d.id)
+          AND d.id <> ALL($2)
         ORDER BY d.due_at LIMIT w.k
     ) c
-), picked AS (
-    SELECT l.tid, w.owner, w.until, w.ord, w.lease_slot
-    FROM candidates c JOIN wanted w ON w.callback_id = c.callback_id AND w.n = c.n
     CROSS JOIN LATERAL (
         SELECT d.ctid AS tid FROM deliveries d
         WHERE d.ctid = c.tid
@@ -524,9 +524,10 @@ WITH input AS (
     FROM picked WHERE d.ctid = picked.tid
     RETURNING picked.ord, d.tenant_id, d.record, d.lease_until
 )
-SELECT done.ord, handed.record, handed.lease_until, e.record AS event
-FROM done LEFT JOIN handed ON handed.ord = done.ord
-LEFT JOIN events e ON e.tenant_id = handed.tenant_id
+SELECT ord, NULL AS record, NULL::int8 AS lease_until, NULL AS event FROM done
+UNION ALL
+SELECT handed.ord, handed.record, handed.lease_until, e.record
+FROM handed LEFT JOIN events e ON e.tenant_id = handed.tenant_id
     AND e.id = handed.record::json ->> 'event_id'";
 
 /// One column of an `UNNEST`: `f` of each item, in order.
