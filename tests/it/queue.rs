@@ -375,6 +375,70 @@ backend_test! {
 }
 
 backend_test! {
+    async fn completions_made_together_each_hand_over_within_their_own_callback_and_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = receiver(200).await;
+        let node = node(dir.path(), &sink).await;
+        // A second callback for the same events, so that one batch of
+        // completions spans two callbacks.
+        let input = serde_json::from_value(json!({"name": "other", "object_type": "app",
+            "phase": "after", "url": sink.url()}))
+        .unwrap();
+        node.callbacks.create(&node.tenant, "test", input).await.unwrap();
+        for _ in 0..10 {
+            node.emit(1).await;
+            node.clock.advance(Duration::from_millis(1));
+        }
+        // Three slots of up to two for each callback (sled's hold one).
+        let slots = node.slots("n1", 6, 2, 3).await;
+        assert_eq!(slots.len(), 6);
+        let claimed: Vec<&Claimed> = slots.iter().flatten().collect();
+
+        // The first of every slot completes at once, so that the lane takes
+        // several into one statement.
+        let mut tasks = tokio::task::JoinSet::new();
+        for slot in &slots {
+            let (store, first, now) = (node.store.clone(), slot[0].clone(), node.clock.now_ms());
+            tasks.spawn(async move {
+                let done = finish_in(&store, now, "n1", &first).await;
+                (first, done)
+            });
+        }
+        let mut handed: HashMap<String, Vec<u64>> = HashMap::new();
+        for (first, (held, next)) in tasks.join_all().await {
+            assert!(held);
+            let next = next.expect("each callback has four more due");
+            let callback = &first.delivery.callback_id;
+            assert_eq!(&next.delivery.callback_id, callback, "handed across callbacks");
+            assert!(
+                claimed.iter().all(|c| c.delivery.id != next.delivery.id),
+                "a delivery already held was handed over"
+            );
+            let due = next.delivery.next_attempt_at.unwrap();
+            handed.entry(callback.clone()).or_default().push(due);
+        }
+        // Each callback's next three due, one to each completion: events
+        // came 1 ms apart.
+        assert_eq!(handed.len(), 2);
+        for (callback, mut due) in handed {
+            due.sort();
+            let latest = claimed
+                .iter()
+                .filter(|c| c.delivery.callback_id == callback)
+                .filter_map(|c| c.delivery.next_attempt_at)
+                .max()
+                .unwrap();
+            assert_eq!(due, [latest + 1, latest + 2, latest + 3], "{callback}");
+        }
+        // Each handover took its completion's slot: each callback still
+        // holds three, so at a limit of four another node gets one slot of
+        // each.
+        let more = node.slots("n2", 10, 1, 4).await;
+        assert_eq!(more.len(), 2, "{more:?}");
+    }
+}
+
+backend_test! {
     async fn an_ended_lease_hands_nothing_over() {
         let dir = tempfile::tempdir().unwrap();
         let sink = receiver(200).await;
