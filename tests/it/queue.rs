@@ -97,6 +97,27 @@ impl Node {
         .await
     }
 
+    /// Emits `n` events 1 ms apart, so that their deliveries fall due
+    /// one after another; returns the first callback's deliveries.
+    async fn emit_apart(&self, n: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            ids.extend(self.emit(1).await);
+            self.clock.advance(Duration::from_millis(1));
+        }
+        ids
+    }
+
+    /// Registers a second callback for the same events, at `sink`, and
+    /// returns its id.
+    async fn second_callback(&self, sink: &Receiver) -> String {
+        let input = serde_json::from_value(json!({"name": "other", "object_type": "app",
+            "phase": "after", "url": sink.url()}))
+        .unwrap();
+        let created = self.callbacks.create(&self.tenant, "test", input).await;
+        created.unwrap().callback.id
+    }
+
     async fn emit(&self, n: usize) -> Vec<String> {
         let mut ids = Vec::new();
         for i in 0..n {
@@ -283,14 +304,8 @@ backend_test! {
         let node = node(dir.path(), &sink).await;
         // A second callback for the same events: a handover never crosses
         // to it.
-        let input = serde_json::from_value(json!({"name": "other", "object_type": "app",
-            "phase": "after", "url": sink.url()}))
-        .unwrap();
-        let other = node.callbacks.create(&node.tenant, "test", input).await.unwrap();
-        for _ in 0..5 {
-            node.emit(1).await;
-            node.clock.advance(Duration::from_millis(1));
-        }
+        let other = node.second_callback(&sink).await;
+        node.emit_apart(5).await;
         let callback_of = |c: &Claimed| c.delivery.callback_id.clone();
 
         // Two slots per callback, both taken.
@@ -299,7 +314,7 @@ backend_test! {
         let sink_id = first
             .iter()
             .map(callback_of)
-            .find(|id| *id != other.callback.id)
+            .find(|id| *id != other)
             .unwrap();
         let mine: Vec<&Claimed> = first.iter().filter(|c| callback_of(c) == sink_id).collect();
         let (held, next) = node.finish("n1", mine[0]).await;
@@ -341,7 +356,7 @@ backend_test! {
         // The other callback still holds its two leases of three allowed.
         let last = node.claim("n2", 10, 3).await;
         assert_eq!(last.len(), 1);
-        assert_eq!(callback_of(&last[0]), other.callback.id);
+        assert_eq!(callback_of(&last[0]), other);
     }
 }
 
@@ -381,14 +396,8 @@ backend_test! {
         let node = node(dir.path(), &sink).await;
         // A second callback for the same events, so that one batch of
         // completions spans two callbacks.
-        let input = serde_json::from_value(json!({"name": "other", "object_type": "app",
-            "phase": "after", "url": sink.url()}))
-        .unwrap();
-        node.callbacks.create(&node.tenant, "test", input).await.unwrap();
-        for _ in 0..10 {
-            node.emit(1).await;
-            node.clock.advance(Duration::from_millis(1));
-        }
+        node.second_callback(&sink).await;
+        node.emit_apart(10).await;
         // Three slots of up to two for each callback (sled's hold one).
         let slots = node.slots("n1", 6, 2, 3).await;
         assert_eq!(slots.len(), 6);
@@ -462,11 +471,7 @@ backend_test! {
         let sink = receiver(200).await;
         let node = node(dir.path(), &sink).await;
         // The deliveries, oldest due first.
-        let mut due = Vec::new();
-        for _ in 0..10 {
-            due.extend(node.emit(1).await);
-            node.clock.advance(Duration::from_millis(1));
-        }
+        let due = node.emit_apart(10).await;
         let ids_of = |slot: &[Claimed]| -> Vec<String> {
             slot.iter().map(|c| c.delivery.id.clone()).collect()
         };
