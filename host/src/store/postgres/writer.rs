@@ -505,11 +505,14 @@ WITH input AS (
     SELECT l.tid, w.owners[c.n] AS owner, w.untils[c.n] AS until, w.ords[c.n] AS ord,
            w.slots[c.n] AS lease_slot
     FROM wanted w CROSS JOIN LATERAL (
-        SELECT d.ctid AS tid, row_number() OVER (ORDER BY d.due_at) AS n FROM deliveries d
-        WHERE d.callback_id = w.callback_id AND d.status = 'pending'
-          AND d.due_at <= $17 AND (d.lease_until IS NULL OR d.lease_until <= $17)
-          AND d.id <> ALL($2)
-        ORDER BY d.due_at LIMIT w.k
+        -- Numbered after the limit, so that n never passes k.
+        SELECT q.tid, row_number() OVER (ORDER BY q.due_at) AS n FROM (
+            SELECT d.ctid AS tid, d.due_at FROM deliveries d
+            WHERE d.callback_id = w.callback_id AND d.status = 'pending'
+              AND d.due_at <= $17 AND (d.lease_until IS NULL OR d.lease_until <= $17)
+              AND d.id <> ALL($2)
+            ORDER BY d.due_at LIMIT w.k
+        ) q
     ) c
     CROSS JOIN LATERAL (
         SELECT d.ctid AS tid FROM deliveries d
