@@ -80,7 +80,11 @@ async function confirm(accept) {
   const asked = await box.locator('[data-confirm-message]').innerText();
   if (accept) await box.locator('button[value=ok]').click();
   else await box.getByRole('button', { name: 'Cancel' }).click();
-  await box.waitFor({ state: 'detached' });
+  // Answered, the dialog closes; but the page may ask again at once, in the
+  // same dialog, before the test sees it closed.
+  const closed = page.locator('#confirm-dialog:not([open])');
+  const askedAgain = page.locator('#confirm-dialog[open]').filter({ hasNotText: asked });
+  await closed.or(askedAgain).waitFor({ state: 'attached' });
   return asked;
 }
 
