@@ -476,6 +476,53 @@ backend_test! {
 }
 
 backend_test! {
+    async fn a_replay_leaves_out_a_delivery_attempted_by_hand_right_now() {
+        let app = spawn_app().await;
+        let tenant = app.tenant("acme").await;
+        let sink = receiver(500).await;
+        let (cb, _) = callback(
+            &app,
+            &tenant,
+            json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
+            "retry": {"max_attempts": 1}}),
+        )
+        .await;
+        let id = emit(&app, &tenant, after("app", json!({}))).await;
+        settled(&app, &tenant, &id, "failed", 10).await;
+        sink.delay(1_000);
+        let retry = format!("/v1/deliveries/{id}/retry");
+        let replay = format!("/v1/callbacks/{cb}/replay");
+        let ((_, retried), (status, replayed)) = tokio::join!(
+            app.send(Method::POST, &retry, &tenant.key, None),
+            async {
+                // The manual attempt has reached the receiver.
+                sink.wait_for(2, 10).await;
+                app.send(Method::POST, &replay, &tenant.key, None).await
+            }
+        );
+        assert_eq!(status, 200, "{replayed}");
+        assert_eq!(replayed["replayed"], 0, "{replayed}");
+        assert_eq!(
+            (&retried["status"], &retried["attempts"]),
+            (&json!("failed"), &json!(2)),
+            "{retried}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            sink.received().len(),
+            2,
+            "a replay started a second attempt beside the manual one"
+        );
+
+        sink.delay(0);
+        sink.answer(200);
+        let (_, again) = app.send(Method::POST, &replay, &tenant.key, None).await;
+        assert_eq!(again["deliveries"], json!([id]), "{again}");
+        settled(&app, &tenant, &id, "succeeded", 10).await;
+    }
+}
+
+backend_test! {
     async fn deliveries_list_filters_by_callback_and_status() {
         let app = spawn_app().await;
         let tenant = app.tenant("acme").await;

@@ -271,7 +271,9 @@ struct Replayed {
     deliveries: Vec<String>,
 }
 
-/// Re-delivers the window's failed deliveries, one new attempt each.
+/// Re-delivers the window's failed deliveries, one new attempt each. One
+/// being retried by hand at that moment is left out, so it is never
+/// attempted twice at once; the answer lists those taken.
 #[utoipa::path(post, operation_id = "replay_callback_deliveries", path = "/v1/callbacks/{id}/replay", tag = "callbacks",
     params(("id" = String, Path, description = ID), ReplayQuery),
     responses((status = 200, description = "What was re-sent.", body = Replayed)))]

@@ -383,7 +383,9 @@ pub trait DeliveryRepo: Send + Sync {
     async fn next_due(&self, after: u64) -> StoreResult<Option<u64>>;
     /// Makes a callback's failed deliveries created between `since` and
     /// `until` pending again, due `now`, each with a fresh round of
-    /// retries. Returns their ids.
+    /// retries. Returns their ids. One attempted by hand right now (a live
+    /// lease from `claim_one`) is left out: that attempt decides what it
+    /// becomes, and a replay must not start a second one beside it.
     async fn replay(
         &self,
         tenant: &str,

@@ -1154,12 +1154,14 @@ impl DeliveryRepo for PgStore {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let rows = sqlx::query(
             "SELECT record FROM deliveries WHERE tenant_id = $1 AND callback_id = $2 \
-             AND status = 'failed' AND created_at BETWEEN $3 AND $4 FOR UPDATE",
+             AND status = 'failed' AND created_at BETWEEN $3 AND $4 \
+             AND (lease_until IS NULL OR lease_until <= $5) FOR UPDATE",
         )
         .bind(tenant)
         .bind(callback_id)
         .bind(since.min(i64::MAX as u64) as i64)
         .bind(until.min(i64::MAX as u64) as i64)
+        .bind(now as i64)
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;

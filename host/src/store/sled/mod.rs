@@ -38,6 +38,10 @@ pub struct SledStore {
     /// checks it.
     pending: AtomicUsize,
     changes: Changes,
+    /// Held by a replay from its read to its queueing, and by a manual
+    /// claim, so that a delivery is either attempted by hand or replayed,
+    /// never both at once.
+    replaying: tokio::sync::Mutex<()>,
 }
 
 impl SledStore {
@@ -55,6 +59,7 @@ impl SledStore {
             pending: AtomicUsize::new(queue.len()),
             queue: Mutex::new(queue),
             changes,
+            replaying: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -392,6 +397,7 @@ impl DeliveryRepo for SledStore {
         now: u64,
         lease_ms: u64,
     ) -> StoreResult<ClaimOne> {
+        let _replaying = self.replaying.lock().await;
         let Some(delivery) = self.delivery(tenant, id).await? else {
             return Ok(ClaimOne::NotFound);
         };
@@ -464,18 +470,23 @@ impl DeliveryRepo for SledStore {
             callback_id: Some(callback_id.to_string()),
             status: Some(DeliveryStatus::Failed),
         };
+        let _replaying = self.replaying.lock().await;
         let failed = self.deliveries(tenant, &filter, None, usize::MAX).await?;
-        let replayed: Vec<Delivery> = failed
-            .into_iter()
-            .filter(|d| (since..=until).contains(&d.created_at))
-            .map(|mut delivery| {
-                delivery.status = DeliveryStatus::Pending;
-                delivery.round_start = delivery.attempts;
-                delivery.next_attempt_at = Some(now);
-                delivery.updated_at = now;
-                delivery
-            })
-            .collect();
+        let replayed: Vec<Delivery> = {
+            let queue = self.queue();
+            failed
+                .into_iter()
+                .filter(|d| (since..=until).contains(&d.created_at))
+                .filter(|d| !queue.attempted_by_hand(d, now))
+                .map(|mut delivery| {
+                    delivery.status = DeliveryStatus::Pending;
+                    delivery.round_start = delivery.attempts;
+                    delivery.next_attempt_at = Some(now);
+                    delivery.updated_at = now;
+                    delivery
+                })
+                .collect()
+        };
         let writes: Vec<DeliveryWrite> = replayed.iter().map(|d| (d.clone(), None)).collect();
         self.pool
             .write(move |t| t.update_deliveries(&writes))

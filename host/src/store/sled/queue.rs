@@ -237,6 +237,12 @@ impl Queue {
         One::Claimed
     }
 
+    /// Whether a finished delivery is being attempted by hand: its manual
+    /// lease still runs at `now`.
+    pub(super) fn attempted_by_hand(&self, delivery: &Delivery, now: u64) -> bool {
+        (self.manual.get(&key(delivery))).is_some_and(|lease| lease.until > now)
+    }
+
     /// Moves the end of `owner`'s lease on a delivery; false if that lease
     /// is not `owner`'s, is not the one claimed (it ended and the delivery
     /// was leased again), or no longer runs at `live_at`.
