@@ -58,10 +58,11 @@ impl HttpClient {
         let Request {
             url, headers, body, ..
         } = request;
-        let shown = redact_url(&url);
+        // Only a failure quotes the URL, so only a failure redacts it.
+        let shown = || redact_url(&url);
         let parsed = url::Url::parse(&url).map_err(|e| SendError {
             class: ErrorClass::Config,
-            message: format!("{shown} is not a valid URL: {e}"),
+            message: format!("{} is not a valid URL: {e}", shown()),
         })?;
         egress::check_literal(&parsed, self.allow_private).map_err(|blocked| SendError {
             class: ErrorClass::Blocked,
@@ -102,7 +103,7 @@ impl HttpClient {
         // stripped here and the redacted URL quoted instead.
         exchange
             .await
-            .map_err(|e| classify(&e.without_url(), &shown, timeout))
+            .map_err(|e| classify(&e.without_url(), &shown(), timeout))
     }
 }
 
