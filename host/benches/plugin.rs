@@ -69,7 +69,7 @@ fn bench(c: &mut Criterion) {
         .plugin;
     let policy = event("policy", json!({"rules": [{"name": "steady", "rps": 50}]}));
     let developer = event("developer", kilobyte_payload());
-    let body = developer.envelope().to_string().into_bytes();
+    let body = developer.envelope();
     eprintln!("transform body: {} bytes", body.len());
     let request = Outgoing {
         headers: vec![("content-type".into(), "application/json".into())],

@@ -56,7 +56,7 @@ fn event(object_type: &str, data: Value) -> Event {
 fn request(event: &Event) -> Outgoing {
     Outgoing {
         headers: vec![("content-type".into(), "application/json".into())],
-        body: event.envelope().to_string().into_bytes(),
+        body: event.envelope(),
     }
 }
 

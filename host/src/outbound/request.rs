@@ -62,7 +62,7 @@ impl Request {
     pub fn envelope(event: &Event) -> Outgoing {
         Outgoing {
             headers: vec![("content-type".into(), "application/json".into())],
-            body: event.envelope().to_string().into_bytes(),
+            body: event.envelope(),
         }
     }
 

@@ -560,8 +560,9 @@ impl Runtime {
         event: &Event,
         request: Outgoing,
     ) -> Result<Outcome<Transformed>, PluginError> {
-        let input = event_size(event) + request_size(&request.headers, &request.body);
-        let hook = Hook::Transform(wit_event(event), wit_outgoing(request));
+        let event = wit_event(event);
+        let input = event_size(&event) + request_size(&request.headers, &request.body);
+        let hook = Hook::Transform(event, wit_outgoing(request));
         let outcome = self.call(plugin, config, input, hook).await?;
         let HookOutput::Transformed(transformed) = outcome.value else {
             unreachable!("transform returns a transformed value")
@@ -590,8 +591,11 @@ impl Runtime {
         config: Arc<PluginConfig>,
         event: &Event,
     ) -> Result<Outcome<Verdict>, PluginError> {
-        let hook = Hook::Decide(wit_event(event));
-        let outcome = self.call(plugin, config, event_size(event), hook).await?;
+        let event = wit_event(event);
+        let input = event_size(&event);
+        let outcome = self
+            .call(plugin, config, input, Hook::Decide(event))
+            .await?;
         Ok(verdict_outcome(outcome))
     }
 
@@ -605,7 +609,8 @@ impl Runtime {
         response: Incoming,
         expected: Verdict,
     ) -> Result<Outcome<Verdict>, PluginError> {
-        let input = event_size(event) + request_size(&response.headers, &response.body);
+        let event = wit_event(event);
+        let input = event_size(&event) + request_size(&response.headers, &response.body);
         let response = bindings::Incoming {
             status: response.status,
             headers: response.headers,
@@ -615,7 +620,7 @@ impl Runtime {
             Verdict::Allow => bindings::Verdict::Allow,
             Verdict::Deny(reason) => bindings::Verdict::Deny(reason),
         };
-        let hook = Hook::Judge(wit_event(event), response, expected);
+        let hook = Hook::Judge(event, response, expected);
         let outcome = self.call(plugin, config, input, hook).await?;
         Ok(verdict_outcome(outcome))
     }
@@ -860,14 +865,11 @@ fn model_verdict(verdict: bindings::Verdict) -> Verdict {
     }
 }
 
-fn event_size(event: &Event) -> usize {
-    // Serializing just to measure would double the work on the hot path;
-    // the payload dominates, so the estimate counts the fields' text.
-    let data = match &event.data {
-        serde_json::Value::String(s) => s.len(),
-        other => other.to_string().len(),
-    };
-    data + event.id.len()
+/// The text the guest is handed, measured on what it is handed: `data` is
+/// serialized once per call, not again to be measured.
+fn event_size(event: &bindings::Event) -> usize {
+    event.data.len()
+        + event.id.len()
         + event.object_type.len()
         + event.action.len()
         + event.actor.as_ref().map_or(0, String::len)
