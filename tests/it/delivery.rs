@@ -489,7 +489,7 @@ backend_test! {
         .await;
         let id = emit(&app, &tenant, after("app", json!({}))).await;
         settled(&app, &tenant, &id, "failed", 10).await;
-        sink.delay(1_000);
+        sink.delay(2_000);
         let retry = format!("/v1/deliveries/{id}/retry");
         let replay = format!("/v1/callbacks/{cb}/replay");
         let ((_, retried), (status, replayed)) = tokio::join!(

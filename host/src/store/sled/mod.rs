@@ -38,9 +38,9 @@ pub struct SledStore {
     /// checks it.
     pending: AtomicUsize,
     changes: Changes,
-    /// Held by a replay from its read to its queueing, and by a manual
-    /// claim, so that a delivery is either attempted by hand or replayed,
-    /// never both at once.
+    /// Held by a replay from before its read until it has queued what it
+    /// replays, and by a manual claim, so that a delivery is either
+    /// attempted by hand or replayed, never both at once.
     replaying: tokio::sync::Mutex<()>,
 }
 
@@ -398,19 +398,26 @@ impl DeliveryRepo for SledStore {
         lease_ms: u64,
     ) -> StoreResult<ClaimOne> {
         let _replaying = self.replaying.lock().await;
-        let Some(delivery) = self.delivery(tenant, id).await? else {
-            return Ok(ClaimOne::NotFound);
-        };
         let key = format!("{tenant}/{id}");
-        Ok(match self.queue().claim_one(owner, &key, now, lease_ms) {
-            One::Pending => ClaimOne::Pending,
-            One::Leased => ClaimOne::Leased,
-            One::Claimed => ClaimOne::Claimed(Box::new(Claimed {
+        // The lease first, the record after it: whoever held the delivery
+        // before queued its record as it let go (see `complete`), so this
+        // read, which waits for queued writes, sees that record.
+        match self.queue().claim_one(owner, &key, now, lease_ms) {
+            One::Pending => return Ok(ClaimOne::Pending),
+            One::Leased => return Ok(ClaimOne::Leased),
+            One::Claimed => {}
+        }
+        match self.delivery(tenant, id).await {
+            Ok(Some(delivery)) => Ok(ClaimOne::Claimed(Box::new(Claimed {
                 delivery,
                 event: None,
                 lease_until: now + lease_ms,
-            })),
-        })
+            }))),
+            found => {
+                self.queue().unclaim_one(&key);
+                found.map(|_| ClaimOne::NotFound)
+            }
+        }
     }
 
     async fn extend_lease(
@@ -430,14 +437,18 @@ impl DeliveryRepo for SledStore {
         (delivery, attempt): DeliveryWrite,
         handover: Option<Handover>,
     ) -> StoreResult<Completed> {
-        let (held, next) = self
-            .queue()
-            .complete(owner, lease_until, &delivery, handover);
+        let mut queue = self.queue();
+        let (held, next) = queue.complete(owner, lease_until, &delivery, handover);
         if held {
             // Written behind, in order: reads wait for it, and a crash
             // before it lands leaves the delivery pending, to be sent again.
+            // Queued before the lease is seen to go, so that whoever leases
+            // the delivery next reads this record, not the one before it.
             self.pool.record_delivery(delivery, attempt);
-        } else if let Some(attempt) = attempt {
+            return Ok(Completed { held, next });
+        }
+        drop(queue);
+        if let Some(attempt) = attempt {
             tracing::warn!(
                 delivery = %delivery.id,
                 "an attempt finished after its lease passed to another owner; its history is kept"
@@ -471,22 +482,23 @@ impl DeliveryRepo for SledStore {
             status: Some(DeliveryStatus::Failed),
         };
         let _replaying = self.replaying.lock().await;
+        // Known before the read: a manual attempt ending during the read
+        // queues its record after it, and must not be replayed from the
+        // record before. None starts meanwhile: `claim_one` waits.
+        let by_hand = self.queue().attempted_by_hand(now);
         let failed = self.deliveries(tenant, &filter, None, usize::MAX).await?;
-        let replayed: Vec<Delivery> = {
-            let queue = self.queue();
-            failed
-                .into_iter()
-                .filter(|d| (since..=until).contains(&d.created_at))
-                .filter(|d| !queue.attempted_by_hand(d, now))
-                .map(|mut delivery| {
-                    delivery.status = DeliveryStatus::Pending;
-                    delivery.round_start = delivery.attempts;
-                    delivery.next_attempt_at = Some(now);
-                    delivery.updated_at = now;
-                    delivery
-                })
-                .collect()
-        };
+        let replayed: Vec<Delivery> = failed
+            .into_iter()
+            .filter(|d| (since..=until).contains(&d.created_at))
+            .filter(|d| !by_hand.contains(&queue::key(d)))
+            .map(|mut delivery| {
+                delivery.status = DeliveryStatus::Pending;
+                delivery.round_start = delivery.attempts;
+                delivery.next_attempt_at = Some(now);
+                delivery.updated_at = now;
+                delivery
+            })
+            .collect();
         let writes: Vec<DeliveryWrite> = replayed.iter().map(|d| (d.clone(), None)).collect();
         self.pool
             .write(move |t| t.update_deliveries(&writes))

@@ -7,7 +7,7 @@
 //! until the lease ends; an expired lease lets anyone claim the delivery
 //! again, and only the owner of record may complete it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::model::{Delivery, DeliveryStatus, EventRecord};
@@ -58,7 +58,7 @@ pub(super) enum One {
     Leased,
 }
 
-fn key(delivery: &Delivery) -> Key {
+pub(super) fn key(delivery: &Delivery) -> Key {
     format!("{}/{}", delivery.tenant_id, delivery.id)
 }
 
@@ -237,10 +237,18 @@ impl Queue {
         One::Claimed
     }
 
-    /// Whether a finished delivery is being attempted by hand: its manual
-    /// lease still runs at `now`.
-    pub(super) fn attempted_by_hand(&self, delivery: &Delivery, now: u64) -> bool {
-        (self.manual.get(&key(delivery))).is_some_and(|lease| lease.until > now)
+    /// Drops the manual lease just taken on a delivery that turned out not
+    /// to exist, or could not be read.
+    pub(super) fn unclaim_one(&mut self, key: &Key) {
+        self.manual.remove(key);
+    }
+
+    /// The finished deliveries being attempted by hand: their manual leases
+    /// still run at `now`. Those that ended go, so that an attempt that
+    /// outlived its lease cannot complete after this answer left it out.
+    pub(super) fn attempted_by_hand(&mut self, now: u64) -> HashSet<Key> {
+        self.expire(now);
+        self.manual.keys().cloned().collect()
     }
 
     /// Moves the end of `owner`'s lease on a delivery; false if that lease
@@ -493,8 +501,21 @@ mod tests {
         let key = key(&done);
         assert!(matches!(q.claim_one("n1", &key, 0, 100), One::Claimed));
         assert!(matches!(q.claim_one("n2", &key, 50, 100), One::Leased));
+        assert_eq!(q.attempted_by_hand(50), HashSet::from([key.clone()]));
         assert!(q.complete("n1", 100, &done, None).0);
+        assert!(q.attempted_by_hand(50).is_empty());
         assert!(matches!(q.claim_one("n2", &key, 60, 100), One::Claimed));
+        assert!(
+            q.attempted_by_hand(160).is_empty(),
+            "n2's lease ends at 160"
+        );
+        assert!(
+            !q.complete("n2", 160, &done, None).0,
+            "a lease seen ended completes nothing"
+        );
+        assert!(matches!(q.claim_one("n3", &key, 170, 100), One::Claimed));
+        q.unclaim_one(&key);
+        assert!(matches!(q.claim_one("n4", &key, 170, 100), One::Claimed));
         q.add(delivery("a", "a1", "p", 0), None);
         assert!(matches!(
             q.claim_one("n2", &"a/p".to_string(), 60, 100),
