@@ -16,7 +16,7 @@ use sha2::Sha256;
 use crate::backends::backend_test;
 use crate::fixtures;
 use crate::helpers::{
-    Received, Tenant, TestApp, receiver, spawn_app, spawn_app_in, spawn_app_with_clock,
+    Received, Receiver, Tenant, TestApp, receiver, spawn_app, spawn_app_in, spawn_app_with_clock,
 };
 use hookgate::clock::ManualClock;
 
@@ -75,6 +75,20 @@ async fn callback(app: &TestApp, tenant: &Tenant, body: Value) -> (String, Strin
         cb["id"].as_str().unwrap().into(),
         cb["secret"].as_str().unwrap().into(),
     )
+}
+
+/// A receiver answering `status`, and a callback of `app` events to it
+/// that tries each delivery once: (callback id, receiver).
+async fn tried_once(app: &TestApp, tenant: &Tenant, status: u16) -> (String, Receiver) {
+    let sink = receiver(status).await;
+    let (cb, _) = callback(
+        app,
+        tenant,
+        json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
+        "retry": {"max_attempts": 1}}),
+    )
+    .await;
+    (cb, sink)
 }
 
 /// Emits an after-event and returns its first delivery id.
@@ -215,14 +229,7 @@ backend_test! {
     async fn retries_stop_after_max_attempts_and_one_attempt_means_no_retry() {
         let app = spawn_app().await;
         let tenant = app.tenant("acme").await;
-        let sink = receiver(503).await;
-        callback(
-            &app,
-            &tenant,
-            json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
-            "retry": {"max_attempts": 1}}),
-        )
-        .await;
+        let (_, sink) = tried_once(&app, &tenant, 503).await;
         let id = emit(&app, &tenant, after("app", json!({}))).await;
         let delivery = settled(&app, &tenant, &id, "failed", 10).await;
         assert_eq!(delivery["attempts"], 1);
@@ -384,14 +391,7 @@ backend_test! {
     async fn a_manual_retry_makes_one_new_attempt() {
         let app = spawn_app().await;
         let tenant = app.tenant("acme").await;
-        let sink = receiver(503).await;
-        callback(
-            &app,
-            &tenant,
-            json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
-            "retry": {"max_attempts": 1}}),
-        )
-        .await;
+        let (_, sink) = tried_once(&app, &tenant, 503).await;
         let id = emit(&app, &tenant, after("app", json!({}))).await;
         settled(&app, &tenant, &id, "failed", 10).await;
         let path = format!("/v1/deliveries/{id}/retry");
@@ -420,14 +420,7 @@ backend_test! {
     async fn a_window_replay_redelivers_only_that_windows_failures() {
         let app = spawn_app().await;
         let tenant = app.tenant("acme").await;
-        let sink = receiver(500).await;
-        let (cb, _) = callback(
-            &app,
-            &tenant,
-            json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
-            "retry": {"max_attempts": 1}}),
-        )
-        .await;
+        let (cb, sink) = tried_once(&app, &tenant, 500).await;
         let early = emit(&app, &tenant, after("app", json!({"n": 0}))).await;
         let early_delivery = settled(&app, &tenant, &early, "failed", 10).await;
         let since = early_delivery["created_at"].as_u64().unwrap() + 1;
@@ -479,14 +472,7 @@ backend_test! {
     async fn a_replay_leaves_out_a_delivery_attempted_by_hand_right_now() {
         let app = spawn_app().await;
         let tenant = app.tenant("acme").await;
-        let sink = receiver(500).await;
-        let (cb, _) = callback(
-            &app,
-            &tenant,
-            json!({"name": "n", "object_type": "app", "phase": "after", "url": sink.url(),
-            "retry": {"max_attempts": 1}}),
-        )
-        .await;
+        let (cb, sink) = tried_once(&app, &tenant, 500).await;
         let id = emit(&app, &tenant, after("app", json!({}))).await;
         settled(&app, &tenant, &id, "failed", 10).await;
         sink.delay(2_000);
