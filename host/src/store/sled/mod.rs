@@ -398,7 +398,7 @@ impl DeliveryRepo for SledStore {
         lease_ms: u64,
     ) -> StoreResult<ClaimOne> {
         let _replaying = self.replaying.lock().await;
-        let key = format!("{tenant}/{id}");
+        let key = trees::key(tenant, id);
         // The lease first, the record after it: whoever held the delivery
         // before queued its record as it let go (see `complete`), so this
         // read, which waits for queued writes, sees that record.

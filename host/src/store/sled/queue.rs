@@ -59,7 +59,7 @@ pub(super) enum One {
 }
 
 pub(super) fn key(delivery: &Delivery) -> Key {
-    format!("{}/{}", delivery.tenant_id, delivery.id)
+    super::trees::key(&delivery.tenant_id, &delivery.id)
 }
 
 fn due_at(delivery: &Delivery) -> u64 {

@@ -82,7 +82,8 @@ impl Trees {
     }
 }
 
-fn key(tenant: &str, id: &str) -> String {
+/// A record's key in its tree, and a delivery's place in the queue.
+pub(super) fn key(tenant: &str, id: &str) -> String {
     format!("{tenant}/{id}")
 }
 
