@@ -2,7 +2,7 @@
 //! several nodes share one database, built from the library's parts, and
 //! the queue's promises on each backend.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use hookgate::outbound::HttpClient;
 use hookgate::plugin::{Limits, Runtime};
 use hookgate::store::{Changes, Claim, Claimed, Handover, PgStore, Store};
 use serde_json::json;
+use sqlx::Connection;
 
 use crate::backends::{self, Backend, backend_test};
 use crate::helpers::{Receiver, receiver};
@@ -297,6 +298,110 @@ async fn finish_in(
     (completed.held, completed.next)
 }
 
+/// Completes each of `claimed` at once, asking for handovers, and answers
+/// in order. On PostgreSQL all but the first are made in one statement:
+/// `session` holds the first's row until the writer waits for it, and lets
+/// go once the rest are queued behind.
+async fn finish_together(
+    store: &Store,
+    session: &mut Session,
+    now: u64,
+    owner: &str,
+    claimed: &[Claimed],
+) -> Vec<(bool, Option<Claimed>)> {
+    let finish = |claimed: &Claimed| {
+        let (store, owner, claimed) = (store.clone(), owner.to_string(), claimed.clone());
+        tokio::spawn(async move { finish_in(&store, now, &owner, &claimed).await })
+    };
+    session.lock(&claimed[0].delivery.id).await;
+    let mut tasks = vec![finish(&claimed[0])];
+    session.wait_for_waiter().await;
+    tasks.extend(claimed[1..].iter().map(finish));
+    // The rest are queued as soon as they run.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    session.release().await;
+    let mut done = Vec::new();
+    for task in tasks {
+        done.push(task.await.unwrap());
+    }
+    done
+}
+
+/// The test's own session on a PostgreSQL node's database, to read what
+/// the node's statements wrote and to hold its writer up; sled has none.
+struct Session(Option<sqlx::PgConnection>);
+
+impl Session {
+    async fn open(dir: &std::path::Path) -> Session {
+        match backends::current() {
+            Backend::Sled => Session(None),
+            Backend::Postgres => {
+                let url = backends::database_for(dir).await;
+                Session(Some(sqlx::PgConnection::connect(&url).await.unwrap()))
+            }
+        }
+    }
+
+    /// The slot whose lease delivery `id` is in, if any; sled numbers none.
+    async fn slot_of(&mut self, id: &str) -> Option<i64> {
+        let conn = self.0.as_mut()?;
+        sqlx::query_scalar("SELECT lease_slot FROM deliveries WHERE id = $1")
+            .bind(id)
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
+    /// Asserts that one statement last wrote every delivery of `claimed`:
+    /// the rows one transaction writes carry its id.
+    async fn assert_one_statement(&mut self, claimed: impl Iterator<Item = &Claimed>) {
+        let Some(conn) = self.0.as_mut() else { return };
+        let ids: Vec<String> = claimed.map(|c| c.delivery.id.clone()).collect();
+        let writers: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT xmin::text FROM deliveries WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(conn)
+                .await
+                .unwrap();
+        assert_eq!(writers.len(), 1, "written by {writers:?}");
+    }
+
+    /// Locks delivery `id`'s row until `release`.
+    async fn lock(&mut self, id: &str) {
+        let Some(conn) = self.0.as_mut() else { return };
+        sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
+        sqlx::query("SELECT 1 FROM deliveries WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+
+    /// Waits until another session waits for a lock this one holds.
+    async fn wait_for_waiter(&mut self) {
+        let Some(conn) = self.0.as_mut() else { return };
+        for _ in 0..200 {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))",
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no statement waited for the locked row");
+    }
+
+    async fn release(&mut self) {
+        let Some(conn) = self.0.as_mut() else { return };
+        sqlx::query("COMMIT").execute(conn).await.unwrap();
+    }
+}
+
 backend_test! {
     async fn a_finished_attempt_hands_its_lease_to_the_callbacks_next_due_delivery() {
         let dir = tempfile::tempdir().unwrap();
@@ -403,18 +508,21 @@ backend_test! {
         assert_eq!(slots.len(), 6);
         let claimed: Vec<&Claimed> = slots.iter().flatten().collect();
 
-        // The first of every slot completes at once, so that the lane takes
-        // several into one statement.
-        let mut tasks = tokio::task::JoinSet::new();
+        // The slots, as PostgreSQL numbers them, before they hand over.
+        let mut session = Session::open(dir.path()).await;
+        let mut numbers = Vec::new();
         for slot in &slots {
-            let (store, first, now) = (node.store.clone(), slot[0].clone(), node.clock.now_ms());
-            tasks.spawn(async move {
-                let done = finish_in(&store, now, "n1", &first).await;
-                (first, done)
-            });
+            numbers.push(session.slot_of(&slot[0].delivery.id).await);
         }
+
+        // The first of every slot completes; all but the first are made in
+        // one statement on PostgreSQL.
+        let firsts: Vec<Claimed> = slots.iter().map(|slot| slot[0].clone()).collect();
+        let now = node.clock.now_ms();
+        let done = finish_together(&node.store, &mut session, now, "n1", &firsts).await;
         let mut handed: HashMap<String, Vec<u64>> = HashMap::new();
-        for (first, (held, next)) in tasks.join_all().await {
+        let mut nexts = Vec::new();
+        for ((first, (held, next)), number) in firsts.iter().zip(done).zip(&numbers) {
             assert!(held);
             let next = next.expect("each callback has four more due");
             let callback = &first.delivery.callback_id;
@@ -423,9 +531,23 @@ backend_test! {
                 claimed.iter().all(|c| c.delivery.id != next.delivery.id),
                 "a delivery already held was handed over"
             );
+            assert_eq!(
+                &session.slot_of(&next.delivery.id).await,
+                number,
+                "handed into another slot"
+            );
             let due = next.delivery.next_attempt_at.unwrap();
             handed.entry(callback.clone()).or_default().push(due);
+            nexts.push(next);
         }
+        let callbacks: HashSet<&str> = firsts[1..]
+            .iter()
+            .map(|c| c.delivery.callback_id.as_str())
+            .collect();
+        assert_eq!(callbacks.len(), 2, "the batch spans both callbacks");
+        session
+            .assert_one_statement(firsts[1..].iter().chain(&nexts[1..]))
+            .await;
         // Each callback's next three due, one to each completion: events
         // came 1 ms apart.
         assert_eq!(handed.len(), 2);
@@ -444,6 +566,36 @@ backend_test! {
         // each.
         let more = node.slots("n2", 10, 1, 4).await;
         assert_eq!(more.len(), 2, "{more:?}");
+    }
+}
+
+backend_test! {
+    async fn a_completion_is_never_handed_a_delivery_completed_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = receiver(200).await;
+        let node = node(dir.path(), &sink).await;
+        let due = node.emit_apart(4).await;
+        // Two slots whose leases end 10 s before a third's.
+        let early = node.claim("n1", 2, 3).await;
+        node.clock.advance(Duration::from_secs(10));
+        let late = node.claim("n1", 1, 3).await;
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].delivery.id, due[2]);
+        // The early leases end, and no one takes them over: their
+        // deliveries are due and free, as the statement that completes
+        // them reads them.
+        node.clock.advance(Duration::from_millis(5_001));
+        let mut session = Session::open(dir.path()).await;
+        let batch = [early[0].clone(), early[1].clone(), late[0].clone()];
+        let now = node.clock.now_ms();
+        let done = finish_together(&node.store, &mut session, now, "n1", &batch).await;
+        assert!(done.iter().all(|(held, _)| *held), "no one else took them");
+        assert!(done[1].1.is_none(), "an ended lease was handed over");
+        let next = done[2].1.as_ref().expect("one more is due");
+        assert_eq!(next.delivery.id, due[3], "not the one completed beside it");
+        session
+            .assert_one_statement([&batch[1], &batch[2], next].into_iter())
+            .await;
     }
 }
 
