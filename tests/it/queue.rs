@@ -466,14 +466,14 @@ backend_test! {
 }
 
 backend_test! {
-    async fn a_delivery_handed_over_comes_with_its_event() {
+    async fn a_delivery_claimed_or_handed_over_comes_with_its_event() {
         let dir = tempfile::tempdir().unwrap();
         let sink = receiver(200).await;
         let node = node(dir.path(), &sink).await;
         node.emit(3).await;
         // In a cluster, most deliveries are of events another node took:
-        // on PostgreSQL, a second store on the database completes them, as
-        // a second node would.
+        // on PostgreSQL, a second store on the database claims and
+        // completes them, as a second node would.
         let second = match backends::current() {
             Backend::Sled => None,
             Backend::Postgres => {
@@ -486,7 +486,10 @@ backend_test! {
         let store = second.as_ref().unwrap_or(&node.store);
         let claimed = claim_in(store, node.clock.now_ms(), "n2", 1, 1, 1).await;
         assert_eq!(claimed.len(), 1);
-        let (_, next) = finish_in(store, node.clock.now_ms(), "n2", &claimed[0][0]).await;
+        let first = &claimed[0][0];
+        let event = first.event.as_ref().expect("a claim came without its event");
+        assert_eq!(event.event.id, first.delivery.event_id);
+        let (_, next) = finish_in(store, node.clock.now_ms(), "n2", first).await;
         let next = next.expect("two more are due");
         let event = next.event.expect("the delivery came without its event");
         assert_eq!(event.event.id, next.delivery.event_id);
