@@ -317,7 +317,8 @@ async fn finish_together(
     let mut tasks = vec![finish(&claimed[0])];
     session.wait_for_waiter().await;
     tasks.extend(claimed[1..].iter().map(finish));
-    // The rest are queued as soon as they run.
+    // Each task queues its completion when first polled, before it waits
+    // for anything, and this runtime polls them in turn at this sleep.
     tokio::time::sleep(Duration::from_millis(200)).await;
     session.release().await;
     let mut done = Vec::new();
@@ -352,11 +353,12 @@ impl Session {
             .unwrap()
     }
 
-    /// Asserts that one statement last wrote every delivery of `claimed`:
-    /// the rows one transaction writes carry its id.
-    async fn assert_one_statement(&mut self, claimed: impl Iterator<Item = &Claimed>) {
+    /// Asserts that one transaction last wrote every delivery of
+    /// `claimed`: the rows it writes carry its id. The writer makes each
+    /// statement a transaction of its own.
+    async fn assert_one_transaction<'a>(&mut self, claimed: impl IntoIterator<Item = &'a Claimed>) {
         let Some(conn) = self.0.as_mut() else { return };
-        let ids: Vec<String> = claimed.map(|c| c.delivery.id.clone()).collect();
+        let ids: Vec<String> = claimed.into_iter().map(|c| c.delivery.id.clone()).collect();
         let writers: Vec<String> =
             sqlx::query_scalar("SELECT DISTINCT xmin::text FROM deliveries WHERE id = ANY($1)")
                 .bind(&ids)
@@ -381,9 +383,11 @@ impl Session {
     async fn wait_for_waiter(&mut self) {
         let Some(conn) = self.0.as_mut() else { return };
         for _ in 0..200 {
+            // `pg_locks` is read afresh each time, where `pg_stat_activity`
+            // would keep the sessions as this transaction first saw them.
             let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))",
+                "SELECT count(*) FROM pg_locks
+                 WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))",
             )
             .fetch_one(&mut *conn)
             .await
@@ -517,6 +521,11 @@ backend_test! {
         for slot in &slots {
             numbers.push(session.slot_of(&slot[0].delivery.id).await);
         }
+        if matches!(backends::current(), Backend::Postgres) {
+            let distinct: HashSet<Option<i64>> = numbers.iter().copied().collect();
+            assert!(!distinct.contains(&None), "a slot without a number");
+            assert_eq!(distinct.len(), slots.len(), "slots share a number");
+        }
 
         // The first of every slot completes; all but the first are made in
         // one statement on PostgreSQL.
@@ -549,7 +558,7 @@ backend_test! {
             .collect();
         assert_eq!(callbacks.len(), 2, "the batch spans both callbacks");
         session
-            .assert_one_statement(firsts[1..].iter().chain(&nexts[1..]))
+            .assert_one_transaction(firsts[1..].iter().chain(&nexts[1..]))
             .await;
         // Each callback's next three due, one to each completion: events
         // came 1 ms apart.
@@ -597,7 +606,7 @@ backend_test! {
         let next = done[2].1.as_ref().expect("one more is due");
         assert_eq!(next.delivery.id, due[3], "not the one completed beside it");
         session
-            .assert_one_statement([&batch[1], &batch[2], next].into_iter())
+            .assert_one_transaction([&batch[1], &batch[2], next])
             .await;
     }
 }
