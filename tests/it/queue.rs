@@ -474,6 +474,8 @@ backend_test! {
         let dir = tempfile::tempdir().unwrap();
         let sink = receiver(200).await;
         let node = node(dir.path(), &sink).await;
+        // Two callbacks, so that two deliveries of an event are claimed.
+        node.second_callback(&sink).await;
         node.emit(3).await;
         // In a cluster, most deliveries are of events another node took:
         // on PostgreSQL, a second store on the database claims and
@@ -488,13 +490,20 @@ backend_test! {
             }
         };
         let store = second.as_ref().unwrap_or(&node.store);
-        let claimed = claim_in(store, node.clock.now_ms(), "n2", 1, 1, 1).await;
-        assert_eq!(claimed.len(), 1);
-        let first = &claimed[0][0];
-        let event = first.event.as_ref().expect("a claim came without its event");
-        assert_eq!(event.event.id, first.delivery.event_id);
+        let claimed = claim_in(store, node.clock.now_ms(), "n2", 4, 1, 2).await;
+        let claimed: Vec<&Claimed> = claimed.iter().flatten().collect();
+        assert_eq!(claimed.len(), 4);
+        let mut events = HashSet::new();
+        for claimed in &claimed {
+            let event = claimed.event.as_ref().expect("a claim came without its event");
+            assert_eq!(event.event.id, claimed.delivery.event_id);
+            assert_eq!(event.tenant_id, claimed.delivery.tenant_id);
+            events.insert(&event.event.id);
+        }
+        assert_eq!(events.len(), 2, "each callback's first two events");
+        let first = claimed[0];
         let (_, next) = finish_in(store, node.clock.now_ms(), "n2", first).await;
-        let next = next.expect("two more are due");
+        let next = next.expect("its callback has one more due");
         let event = next.event.expect("the delivery came without its event");
         assert_eq!(event.event.id, next.delivery.event_id);
         assert_eq!(event.tenant_id, next.delivery.tenant_id);

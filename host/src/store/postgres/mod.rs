@@ -51,6 +51,10 @@ const RECENT_EVENTS: usize = 20_000;
 const PRUNE_LOCK: i64 = 0x686f_6f6b_6761_7465;
 /// The advisory lock that makes claims take turns over the cluster.
 const CLAIM_LOCK: i64 = 0x686f_6f6b_636c_6169;
+/// Bytes of events a claim reads for its deliveries, at most, so that a
+/// claim of many deliveries of large events does not hold them all while
+/// its slots work through them.
+const CLAIM_EVENT_BYTES: i64 = 16 << 20;
 
 /// The PostgreSQL backend.
 pub struct PgStore {
@@ -144,29 +148,42 @@ impl PgStore {
     /// Gives each claimed delivery that lacks its event the event, read in
     /// one statement: in a cluster most deliveries are of events another
     /// node took, and a read of each on the way to its attempt is a round
-    /// trip apiece. An event that cannot be read is left to the worker,
-    /// which reads it again before the attempt, and says so if it still
+    /// trip apiece. Each event is read once, up to `CLAIM_EVENT_BYTES` in
+    /// all. An event not read here, or that cannot be, is left to the
+    /// worker, which reads it before the attempt, and says so if it still
     /// cannot.
     async fn read_events(&self, claimed: impl Iterator<Item = &mut Claimed>) {
-        let mut lacking: Vec<&mut Claimed> = claimed.filter(|c| c.event.is_none()).collect();
-        if lacking.is_empty() {
+        let lacking: Vec<&mut Claimed> = claimed.filter(|c| c.event.is_none()).collect();
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        let mut places: HashMap<(String, String), usize> = HashMap::new();
+        let place_of: Vec<usize> = lacking
+            .iter()
+            .map(|c| {
+                let key = (c.delivery.tenant_id.clone(), c.delivery.event_id.clone());
+                *places.entry(key).or_insert_with_key(|key| {
+                    wanted.push(key.clone());
+                    wanted.len() - 1
+                })
+            })
+            .collect();
+        if wanted.is_empty() {
             return;
         }
-        let tenants: Vec<&str> = lacking
-            .iter()
-            .map(|c| c.delivery.tenant_id.as_str())
-            .collect();
-        let ids: Vec<&str> = lacking
-            .iter()
-            .map(|c| c.delivery.event_id.as_str())
-            .collect();
+        let tenants: Vec<&str> = wanted.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        let ids: Vec<&str> = wanted.iter().map(|(_, id)| id.as_str()).collect();
+        // One lookup by key for each event, whatever the planner would
+        // make of the array's length.
         let rows = sqlx::query(
-            "SELECT w.n, e.record FROM UNNEST($1::text[], $2::text[]) \
-             WITH ORDINALITY AS w(tenant_id, id, n) \
-             JOIN events e ON e.tenant_id = w.tenant_id AND e.id = w.id",
+            "SELECT n, record FROM ( \
+                 SELECT w.n, e.record, sum(octet_length(e.record)) OVER (ORDER BY w.n) AS bytes \
+                 FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS w(tenant_id, id, n) \
+                 CROSS JOIN LATERAL (SELECT record FROM events \
+                     WHERE tenant_id = w.tenant_id AND id = w.id OFFSET 0) e \
+             ) r WHERE bytes <= $3",
         )
         .bind(&tenants)
         .bind(&ids)
+        .bind(CLAIM_EVENT_BYTES)
         .fetch_all(&self.pool)
         .await;
         let rows = match rows {
@@ -176,14 +193,18 @@ impl PgStore {
                 return;
             }
         };
+        let mut events: Vec<Option<Arc<EventRecord>>> = vec![None; wanted.len()];
         for row in &rows {
             let (Ok(n), Ok(event)) = (row.try_get::<i64, _>("n"), record::<EventRecord>(row))
             else {
                 continue;
             };
-            if let Some(claimed) = lacking.get_mut(n as usize - 1) {
-                claimed.event = Some(Arc::new(event));
+            if let Some(place) = events.get_mut(n as usize - 1) {
+                *place = Some(Arc::new(event));
             }
+        }
+        for (claimed, place) in lacking.into_iter().zip(place_of) {
+            claimed.event = events[place].clone();
         }
     }
 
