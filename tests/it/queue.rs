@@ -469,6 +469,20 @@ backend_test! {
     }
 }
 
+/// On PostgreSQL, a second store on a node's database, as a second node
+/// has it: it holds none of the events the node stored. None on sled.
+async fn second_store(dir: &std::path::Path) -> Option<Store> {
+    match backends::current() {
+        Backend::Sled => None,
+        Backend::Postgres => {
+            let url = backends::database_for(dir).await;
+            let changes = Changes::default();
+            let backend = PgStore::connect(&url, changes.clone(), "second".into());
+            Some(Store::new(Arc::new(backend.await.unwrap()), changes))
+        }
+    }
+}
+
 backend_test! {
     async fn a_delivery_claimed_or_handed_over_comes_with_its_event() {
         let dir = tempfile::tempdir().unwrap();
@@ -480,15 +494,7 @@ backend_test! {
         // In a cluster, most deliveries are of events another node took:
         // on PostgreSQL, a second store on the database claims and
         // completes them, as a second node would.
-        let second = match backends::current() {
-            Backend::Sled => None,
-            Backend::Postgres => {
-                let url = backends::database_for(dir.path()).await;
-                let changes = Changes::default();
-                let backend = PgStore::connect(&url, changes.clone(), "second".into());
-                Some(Store::new(Arc::new(backend.await.unwrap()), changes))
-            }
-        };
+        let second = second_store(dir.path()).await;
         let store = second.as_ref().unwrap_or(&node.store);
         let claimed = claim_in(store, node.clock.now_ms(), "n2", 4, 1, 2).await;
         let claimed: Vec<&Claimed> = claimed.iter().flatten().collect();
@@ -507,6 +513,40 @@ backend_test! {
         let event = next.event.expect("the delivery came without its event");
         assert_eq!(event.event.id, next.delivery.event_id);
         assert_eq!(event.tenant_id, next.delivery.tenant_id);
+    }
+}
+
+backend_test! {
+    async fn a_claim_reads_at_most_16_mib_of_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = receiver(200).await;
+        let node = node(dir.path(), &sink).await;
+        let large = "x".repeat(1_000_000);
+        for n in 0..20 {
+            let event = serde_json::from_value(json!({"object_type": "app",
+                "action": "created", "phase": "after", "data": {"n": n, "large": large}}))
+            .unwrap();
+            node.events.emit(&node.tenant, event, None).await.unwrap();
+        }
+        let second = second_store(dir.path()).await;
+        let store = second.as_ref().unwrap_or(&node.store);
+        let claimed = claim_in(store, node.clock.now_ms(), "n2", 20, 1, 20).await;
+        let claimed: Vec<&Claimed> = claimed.iter().flatten().collect();
+        assert_eq!(claimed.len(), 20);
+        let mut read = 0;
+        for claimed in &claimed {
+            if let Some(event) = &claimed.event {
+                assert_eq!(event.event.id, claimed.delivery.event_id);
+                read += 1;
+            }
+        }
+        // Each event's record is a little over 1,000,000 bytes: sixteen
+        // fit in 16 MiB, and seventeen do not. Sled has them all at hand.
+        let expected = match backends::current() {
+            Backend::Postgres => 16,
+            Backend::Sled => 20,
+        };
+        assert_eq!(read, expected);
     }
 }
 
