@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use hookgate::model::{PluginRecord, PluginState};
-use hookgate::store::Change;
+use hookgate::store::{Change, StoreError};
 
 use crate::backends::{self, backend_test};
 
@@ -82,4 +82,33 @@ backend_test! {
         assert_eq!(now.map(|r| r.state), Some(PluginState::Failed));
         assert_eq!(heard.lock().unwrap().len(), 1, "a failure is not announced");
     }
+}
+
+/// A node stopping closes its store while tasks winding down may still
+/// hold it; the directory must be free once `close` returns, or the node
+/// started next on it fails to open it.
+#[tokio::test]
+async fn a_closed_sled_store_frees_its_directory_while_still_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = backends::open_store(dir.path()).await;
+    let held = store.clone();
+    let run = held.callbacks().record_health("cb_held", true, 1).await;
+    assert_eq!(run.unwrap().consecutive_failures, 1);
+    store.close().await.unwrap();
+
+    let reopened = backends::open_store(dir.path()).await;
+    assert!(
+        matches!(
+            held.callbacks().record_health("cb_held", true, 2).await,
+            Err(StoreError::Closed)
+        ),
+        "the closed store writes nothing more"
+    );
+    let run = reopened.callbacks().record_health("cb_held", true, 3).await;
+    assert_eq!(
+        run.unwrap().consecutive_failures,
+        2,
+        "the first failure was kept"
+    );
+    reopened.close().await.unwrap();
 }

@@ -22,7 +22,7 @@ use self::writer::Pool;
 use super::{
     ActivationQuery, Backend, CallbackRepo, Change, Changes, Claim, ClaimOne, Claimed, Completed,
     DeliveryFilter, DeliveryRepo, DeliveryWrite, EventRepo, EventWrite, Handover, PluginRepo,
-    StoreResult, TenantRepo,
+    StoreError, StoreResult, TenantRepo,
 };
 use crate::model::{
     Activation, ApiKey, Callback, Delivery, DeliveryStatus, EventRecord, Health, HourCount,
@@ -32,7 +32,10 @@ use crate::model::{
 /// The sled backend.
 pub struct SledStore {
     pool: Pool,
-    trees: Arc<Trees>,
+    /// The trees, for the one call made without a storage thread. Taken
+    /// at close, so that closing releases sled's lock on the directory
+    /// even while a task still holds a clone of the store.
+    trees: Mutex<Option<Arc<Trees>>>,
     queue: Mutex<Queue>,
     /// The queue's length, readable without its lock: every after-event
     /// checks it.
@@ -55,7 +58,7 @@ impl SledStore {
         }
         Ok(SledStore {
             pool: Pool::new(trees.clone()),
-            trees,
+            trees: Mutex::new(Some(trees)),
             pending: AtomicUsize::new(queue.len()),
             queue: Mutex::new(queue),
             changes,
@@ -261,7 +264,10 @@ impl CallbackRepo for SledStore {
     async fn record_health(&self, callback_id: &str, failed: bool, at: u64) -> StoreResult<Health> {
         // One atomic update of a hot record in sled's page cache: cheap
         // enough to run here rather than queue for a storage thread.
-        let health = self.trees.record_health(callback_id, failed, at)?;
+        let trees = self.trees.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let health = trees
+            .ok_or(StoreError::Closed)?
+            .record_health(callback_id, failed, at)?;
         if failed {
             self.changes.publish(&Change::Health {
                 callback: callback_id.to_string(),
@@ -521,6 +527,7 @@ impl DeliveryRepo for SledStore {
 #[async_trait]
 impl Backend for SledStore {
     async fn close(&self) -> StoreResult<()> {
+        self.trees.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.pool.close().await
     }
 
