@@ -300,15 +300,30 @@ async fn serve(flags: ServeFlags, file: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let app = match Application::build(config).await {
-        Ok(app) => app,
+    let mut shutdown = match shutdown_signal() {
+        Ok(shutdown) => Box::pin(shutdown),
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: cannot listen for SIGTERM and Ctrl-C: {err}");
             return ExitCode::from(1);
         }
     };
+    // Starting can wait for PostgreSQL for a while; a node asked to stop
+    // meanwhile stops, having accepted nothing.
+    let app = tokio::select! {
+        built = Application::build(config) => match built {
+            Ok(app) => app,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::from(1);
+            }
+        },
+        () = &mut shutdown => {
+            tracing::info!("asked to stop while starting; stopped");
+            return ExitCode::SUCCESS;
+        }
+    };
     tracing::info!("listening on http://{}", app.local_addr());
-    match app.run_until_stopped(shutdown_signal()).await {
+    match app.run_until_stopped(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
@@ -336,24 +351,27 @@ fn compile_worker(limits: &str) -> ExitCode {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed by this call,
+/// not when the future is first polled: a signal that comes once the node
+/// has said where it listens, however busy the runtime, must stop it
+/// gracefully rather than kill it or be lost.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
+    })
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -85,13 +85,30 @@ impl Drop for Server {
     }
 }
 
+/// Waits for `child` to exit after a signal. One still running after
+/// `patience` has lost the signal: it is killed and the test fails, rather
+/// than hanging.
+fn exited(child: &mut Child, patience: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running {patience:?} after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Server {
     /// Sends SIGTERM and returns the exit status.
     pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success());
-        self.child.wait().unwrap()
+        exited(&mut self.child, Duration::from_secs(60))
     }
 
     /// Kills the process outright (SIGKILL): no shutdown, no flush.
@@ -188,6 +205,63 @@ fn a_bad_configuration_is_refused_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.to_lowercase().contains("plugin.fuel"), "{stderr}");
+}
+
+/// A service manager stopping a node that still waits for its database:
+/// the node stops at once and cleanly, rather than being killed by the
+/// signal or ignoring it until it has started.
+#[test]
+fn sigterm_while_waiting_for_postgresql_stops_the_node_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: the node keeps waiting for PostgreSQL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(fixtures::hookgate_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env(
+            "HOOKGATE_DATABASE",
+            format!("postgres://hookgate:hookgate@127.0.0.1:{port}/hookgate"),
+        )
+        .env("RUST_LOG", "hookgate=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hookgate starts");
+    let (tx, lines) = mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the node says it waits for PostgreSQL");
+        if line.contains("waiting for PostgreSQL") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = exited(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "a clean stop, not killed: {status}");
+    let said: Vec<String> = lines.iter().collect();
+    assert!(
+        said.iter()
+            .any(|line| line.contains("asked to stop while starting")),
+        "{said:?}"
+    );
 }
 
 backend_test! {
