@@ -368,10 +368,11 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     })
 }
 
-/// Resolves on Ctrl-C.
-#[cfg(not(unix))]
+/// Resolves on Ctrl-C, installed by this call as on Unix.
+#[cfg(windows)]
 fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
-    Ok(async {
-        let _ = tokio::signal::ctrl_c().await;
+    let mut ctrl_c = tokio::signal::windows::ctrl_c()?;
+    Ok(async move {
+        ctrl_c.recv().await;
     })
 }

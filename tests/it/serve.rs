@@ -96,6 +96,7 @@ fn exited(child: &mut Child, patience: Duration) -> std::process::ExitStatus {
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("still running {patience:?} after the signal");
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -1,5 +1,6 @@
-//! What each backend promises of its plugin records, checked on the store
-//! itself, as the nodes sharing it rely on.
+//! What the backends promise, checked on the store itself: plugin records,
+//! as the nodes sharing a database rely on, and closing, as the next node
+//! started on sled's directory relies on.
 
 use std::sync::{Arc, Mutex};
 

@@ -12,7 +12,7 @@ mod writer;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use async_trait::async_trait;
 
@@ -32,10 +32,11 @@ use crate::model::{
 /// The sled backend.
 pub struct SledStore {
     pool: Pool,
-    /// The trees, for the one call made without a storage thread. Taken
-    /// at close, so that closing releases sled's lock on the directory
-    /// even while a task still holds a clone of the store.
-    trees: Mutex<Option<Arc<Trees>>>,
+    /// The trees, for the one call made without a storage thread, which
+    /// holds the read lock while it runs. Taken at close, so that closing
+    /// releases sled's lock on the directory even while a task still
+    /// holds a clone of the store.
+    trees: RwLock<Option<Arc<Trees>>>,
     queue: Mutex<Queue>,
     /// The queue's length, readable without its lock: every after-event
     /// checks it.
@@ -58,7 +59,7 @@ impl SledStore {
         }
         Ok(SledStore {
             pool: Pool::new(trees.clone()),
-            trees: Mutex::new(Some(trees)),
+            trees: RwLock::new(Some(trees)),
             pending: AtomicUsize::new(queue.len()),
             queue: Mutex::new(queue),
             changes,
@@ -264,10 +265,11 @@ impl CallbackRepo for SledStore {
     async fn record_health(&self, callback_id: &str, failed: bool, at: u64) -> StoreResult<Health> {
         // One atomic update of a hot record in sled's page cache: cheap
         // enough to run here rather than queue for a storage thread.
-        let trees = self.trees.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let health = trees
-            .ok_or(StoreError::Closed)?
-            .record_health(callback_id, failed, at)?;
+        let health = {
+            let trees = self.trees.read().unwrap_or_else(|p| p.into_inner());
+            let trees = trees.as_ref().ok_or(StoreError::Closed)?;
+            trees.record_health(callback_id, failed, at)?
+        };
         if failed {
             self.changes.publish(&Change::Health {
                 callback: callback_id.to_string(),
@@ -527,7 +529,7 @@ impl DeliveryRepo for SledStore {
 #[async_trait]
 impl Backend for SledStore {
     async fn close(&self) -> StoreResult<()> {
-        self.trees.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.trees.write().unwrap_or_else(|p| p.into_inner()).take();
         self.pool.close().await
     }
 
