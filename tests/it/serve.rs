@@ -85,6 +85,15 @@ impl Drop for Server {
     }
 }
 
+/// Sends `signal` (a name such as TERM or KILL) to process `pid`.
+fn send_signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}: {sent}");
+}
+
 /// Waits for `child` to exit after a signal. One still running after
 /// `patience` has lost the signal: it is killed and the test fails, rather
 /// than hanging.
@@ -106,9 +115,7 @@ fn exited(child: &mut Child, patience: Duration) -> std::process::ExitStatus {
 impl Server {
     /// Sends SIGTERM and returns the exit status.
     pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
+        send_signal(self.child.id(), "TERM");
         exited(&mut self.child, Duration::from_secs(60))
     }
 
@@ -120,14 +127,7 @@ impl Server {
     /// Sends a signal that ends the process without a clean stop, such as
     /// KILL or ABRT, and waits for it to die.
     pub(crate) fn kill(mut self, signal: &str) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([&format!("-{signal}"), &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        send_signal(self.child.id(), signal);
         let status = self.child.wait().unwrap();
         assert!(!status.success(), "killed, not exited: {status}");
     }
@@ -247,14 +247,7 @@ fn sigterm_while_waiting_for_postgresql_stops_the_node_cleanly() {
             break;
         }
     }
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(child.id(), "TERM");
     let status = exited(&mut child, Duration::from_secs(10));
     assert!(status.success(), "a clean stop, not killed: {status}");
     let said: Vec<String> = lines.iter().collect();
@@ -497,16 +490,11 @@ async fn every_accepted_event_is_synced_to_disk_with_fdatasync_before_its_202() 
     let pid = children
         .split_whitespace()
         .next()
+        .and_then(|pid| pid.parse().ok())
         .expect("hookgate runs under strace");
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(pid, "TERM");
     let mut server = server;
-    assert!(server.child.wait().unwrap().success());
+    assert!(exited(&mut server.child, Duration::from_secs(60)).success());
 }
 
 backend_test! {
